@@ -1,0 +1,55 @@
+"""Typed configuration, loaded once at the entrypoint and passed down.
+
+Every option can come from the command line or from a ``PROJECTOR_*``
+environment variable (the CLI only overrides what the user typed), so the same
+settings drive a laptop demo, CI and the compose deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Topics(BaseSettings):
+    """Topic names of contract v1; configurable for shared clusters."""
+
+    model_config = SettingsConfigDict(env_prefix="PROJECTOR_TOPIC_", frozen=True)
+
+    runs: str = "campaign.runs"
+    batches: str = "campaign.batches"
+    submits: str = "campaign.submits"
+    dlrs: str = "campaign.dlrs"
+    deadletter: str = "campaign.deadletter"
+
+    @property
+    def sources(self) -> tuple[str, str, str, str]:
+        """The four topics the projector consumes, in contract order."""
+        return (self.runs, self.batches, self.submits, self.dlrs)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.sources, self.deadletter)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROJECTOR_", frozen=True, extra="ignore")
+
+    bootstrap: str = "127.0.0.1:9092"
+    db: Path = Path("var/projector.duckdb")
+    api_keys: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    partitions: int = Field(default=4, ge=1, le=1024)
+    topics: Topics = Field(default_factory=Topics)
+    # Consumer group of the faust worker. Offsets live in DuckDB; the group
+    # only spreads partitions and keeps Kafka-side commits as a convenience.
+    group_id: str = "campaign-projector"
+    # Micro-batch bounds: a flush happens when either is reached.
+    flush_max_events: int = Field(default=5000, ge=1)
+    flush_interval_ms: int = Field(default=100, ge=1)
+    # DuckDB's memory limit, applied at connect time (WAL replay runs before any SET).
+    duckdb_memory_limit: str = "2GB"
+    log_level: str = "INFO"
