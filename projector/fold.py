@@ -1,0 +1,525 @@
+"""The fold: events in, changed projection rows out. The only home of F1-F11.
+
+``fold(prior, events)`` reads the rows an event batch touches through the
+``Prior`` interface (the in-memory state in tests and replays, a preloaded
+slice of DuckDB in the worker) and returns a ``Changes`` holding the new
+version of every row it changed. It never mutates ``prior`` and does no I/O,
+no clock, no randomness: time comes from the events.
+
+Why order does not matter (F2) and redelivery changes nothing (F1): every
+row value is chosen by comparing ordering keys (max or min of
+``(occurred_at, event_id)``, attempts, lattice flags), which is commutative,
+associative and idempotent; every counter is the sum of per-row contributions,
+kept exact by adding ``contribution(after) - contribution(before)`` at each
+change, so a change that does not happen adds nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from projector.rows import (
+    DLR_TERMINAL,
+    BatchRow,
+    CampaignRow,
+    MessageRow,
+    RecipientRow,
+    RunRow,
+    SnapshotRow,
+)
+
+RecipientKey = tuple[str, str]  # (run_id, recipient_id)
+BatchKey = tuple[str, str]  # (run_id, batch_id)
+
+
+class Prior(Protocol):
+    """Read access to the projection rows as they were before this batch."""
+
+    def campaign(self, campaign_id: str) -> CampaignRow | None: ...
+    def run(self, run_id: str) -> RunRow | None: ...
+    def batch(self, key: BatchKey) -> BatchRow | None: ...
+    def recipient(self, key: RecipientKey) -> RecipientRow | None: ...
+    def message(self, message_id: str) -> MessageRow | None: ...
+    def snapshot(self, run_id: str) -> SnapshotRow | None: ...
+    def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]: ...
+
+
+@dataclass
+class Changes:
+    """New versions of the rows a batch changed, one per key.
+
+    ``sent_range_dirty`` names runs whose ``first_sent_at``/``last_sent_at``
+    may have shrunk (a recipient's winning sent submit was replaced): the
+    writer recomputes those two values from the run's recipients after
+    applying the rows. Growth is folded in directly; only shrinking needs it.
+    """
+
+    campaigns: dict[str, CampaignRow] = field(default_factory=dict)
+    runs: dict[str, RunRow] = field(default_factory=dict)
+    batches: dict[BatchKey, BatchRow] = field(default_factory=dict)
+    recipients: dict[RecipientKey, RecipientRow] = field(default_factory=dict)
+    messages: dict[str, MessageRow] = field(default_factory=dict)
+    snapshots: dict[str, SnapshotRow] = field(default_factory=dict)
+    sent_range_dirty: set[str] = field(default_factory=set)
+    touched_campaigns: set[str] = field(default_factory=set)
+    events: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.campaigns
+            or self.runs
+            or self.batches
+            or self.recipients
+            or self.messages
+            or self.snapshots
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    """Keys of the rows a batch of events may read, for a store to preload.
+
+    ``batch_keys`` is completed by ``submit_batch_keys`` once recipients are
+    loaded: a retry that wins moves a count away from the *previous* winning
+    submit's batch, which only the stored recipient row names.
+    """
+
+    campaign_ids: frozenset[str]
+    run_ids: frozenset[str]
+    batch_keys: frozenset[BatchKey]
+    recipient_keys: frozenset[RecipientKey]
+    message_ids: frozenset[str]
+    dlr_message_ids: frozenset[str]
+
+
+def plan_loads(events: Iterable[Any]) -> LoadPlan:
+    campaign_ids: set[str] = set()
+    run_ids: set[str] = set()
+    batch_keys: set[BatchKey] = set()
+    recipient_keys: set[RecipientKey] = set()
+    message_ids: set[str] = set()
+    dlr_ids: set[str] = set()
+    for ev in events:
+        campaign_ids.add(ev.campaign_id)
+        run_id = getattr(ev, "run_id", None)
+        if run_id is None:
+            continue
+        run_ids.add(run_id)
+        t = ev.type
+        if t == "message.submitted":
+            recipient_keys.add((run_id, ev.recipient_id))
+            batch_keys.add((run_id, ev.batch_id))
+            if ev.message_id is not None:
+                message_ids.add(ev.message_id)
+        elif t == "message.dlr":
+            message_ids.add(ev.message_id)
+            dlr_ids.add(ev.message_id)
+        elif t.startswith("batch."):
+            batch_keys.add((run_id, ev.batch_id))
+            if t == "batch.created":
+                for r in ev.recipients:
+                    recipient_keys.add((run_id, r.recipient_id))
+    return LoadPlan(
+        frozenset(campaign_ids),
+        frozenset(run_ids),
+        frozenset(batch_keys),
+        frozenset(recipient_keys),
+        frozenset(message_ids),
+        frozenset(dlr_ids),
+    )
+
+
+def submit_batch_keys(recipients: Iterable[RecipientRow]) -> set[BatchKey]:
+    """Batches named by stored winning submits (second phase of a load)."""
+    return {
+        (r.run_id, r.submit_batch_id) for r in recipients if r.submit_batch_id is not None
+    }
+
+
+def _after(a_at: datetime, a_id: str, b_at: datetime | None, b_id: str | None) -> bool:
+    """True when event a orders after event b (b absent counts as before)."""
+    if b_at is None:
+        return True
+    return (a_at, a_id) > (b_at, b_id or "")
+
+
+def _before(a_at: datetime, a_id: str, b_at: datetime | None, b_id: str | None) -> bool:
+    """True when event a orders before event b (b absent counts as after)."""
+    if b_at is None:
+        return True
+    return (a_at, a_id) < (b_at, b_id or "")
+
+
+def _run_counts(r: RecipientRow) -> tuple[int, int, int, int, int]:
+    """A recipient's contribution to (sent, failed, skipped, delivered, failed_delivery)."""
+    o = r.outcome
+    if o == "sent":
+        d = r.delivery_status
+        if d in DLR_TERMINAL:
+            return (1, 0, 0, 1, 0) if d == "delivered" else (1, 0, 0, 0, 1)
+        return (1, 0, 0, 0, 0)
+    if o == "failed":
+        return (0, 1, 0, 0, 0)
+    if o == "skipped":
+        return (0, 0, 1, 0, 0)
+    return (0, 0, 0, 0, 0)
+
+
+def _dlr_rank(status: str) -> int:
+    return 1 if status in DLR_TERMINAL else 0
+
+
+class _Fold:
+    """Working set of one fold call: copy-on-write over ``prior``."""
+
+    def __init__(self, prior: Prior) -> None:
+        self.prior = prior
+        self.out = Changes()
+        self._by_message: dict[str, set[RecipientKey]] = {}
+
+    # -- row access (copy on first write) ---------------------------------
+
+    def campaign(self, ev: Any) -> CampaignRow:
+        cid = ev.campaign_id
+        row = self.out.campaigns.get(cid)
+        if row is None:
+            prior = self.prior.campaign(cid)
+            if prior is None:
+                row = CampaignRow(cid, ev.workspace_id, updated_at=ev.occurred_at)
+                self.out.campaigns[cid] = row
+                return row
+            if ev.workspace_id >= prior.workspace_id and ev.occurred_at <= (
+                prior.updated_at or ev.occurred_at
+            ):
+                return prior  # nothing to change: avoid a copy and a write
+            row = copy.copy(prior)
+            self.out.campaigns[cid] = row
+        if ev.workspace_id < row.workspace_id:
+            # Events of one campaign should agree on the tenant; if not, the
+            # smallest id wins so the result stays order-independent.
+            row.workspace_id = ev.workspace_id
+        if row.updated_at is None or ev.occurred_at > row.updated_at:
+            row.updated_at = ev.occurred_at
+        return row
+
+    def campaign_mut(self, cid: str) -> CampaignRow:
+        row = self.out.campaigns.get(cid)
+        if row is None:
+            row = copy.copy(self.prior.campaign(cid))
+            assert row is not None
+            self.out.campaigns[cid] = row
+        return row
+
+    def run(self, ev: Any) -> RunRow:
+        """The event's run, created if unknown (F3), with updated_at folded in (F8)."""
+        rid = ev.run_id
+        row = self.out.runs.get(rid)
+        if row is None:
+            prior = self.prior.run(rid)
+            row = (
+                RunRow(rid, ev.campaign_id, ev.workspace_id)
+                if prior is None
+                else copy.copy(prior)
+            )
+            self.out.runs[rid] = row
+        if row.updated_at is None or ev.occurred_at > row.updated_at:
+            row.updated_at = ev.occurred_at
+        return row
+
+    def run_by_id(self, rid: str, campaign_id: str, workspace_id: str) -> RunRow:
+        row = self.out.runs.get(rid)
+        if row is None:
+            prior = self.prior.run(rid)
+            row = RunRow(rid, campaign_id, workspace_id) if prior is None else copy.copy(prior)
+            self.out.runs[rid] = row
+        return row
+
+    def batch(self, run: RunRow, batch_id: str) -> BatchRow:
+        key = (run.run_id, batch_id)
+        row = self.out.batches.get(key)
+        if row is None:
+            prior = self.prior.batch(key)
+            row = BatchRow(run.run_id, batch_id, run.campaign_id) if prior is None else copy.copy(prior)
+            self.out.batches[key] = row
+        return row
+
+    def recipient_peek(self, key: RecipientKey) -> RecipientRow | None:
+        row = self.out.recipients.get(key)
+        return row if row is not None else self.prior.recipient(key)
+
+    def recipient_mut(self, run: RunRow, recipient_id: str) -> RecipientRow:
+        key = (run.run_id, recipient_id)
+        row = self.out.recipients.get(key)
+        if row is None:
+            prior = self.prior.recipient(key)
+            if prior is None:
+                row = RecipientRow(run.run_id, recipient_id, run.campaign_id)
+                run.known_recipients += 1
+            else:
+                row = copy.copy(prior)
+            self.out.recipients[key] = row
+        return row
+
+    def message(self, message_id: str) -> MessageRow | None:
+        row = self.out.messages.get(message_id)
+        return row if row is not None else self.prior.message(message_id)
+
+    def holders(self, message_id: str) -> set[RecipientKey]:
+        """Recipients whose winning submit currently names ``message_id``."""
+        keys = self._by_message.get(message_id)
+        if keys is None:
+            keys = set(self.prior.recipients_with_message(message_id))
+            self._by_message[message_id] = keys
+        return keys
+
+    # -- counters ------------------------------------------------------------
+
+    def recount(self, run: RunRow, before: RecipientRow | None, after: RecipientRow) -> None:
+        """Add after - before of one recipient to its run's and batches' counters."""
+        old = _run_counts(before) if before is not None else (0, 0, 0, 0, 0)
+        new = _run_counts(after)
+        if old != new:
+            run.sent += new[0] - old[0]
+            run.failed += new[1] - old[1]
+            run.skipped += new[2] - old[2]
+            run.delivered += new[3] - old[3]
+            run.failed_delivery += new[4] - old[4]
+        old_batch = before.submit_batch_id if before is not None else None
+        if old_batch is not None and (old_batch != after.submit_batch_id or old[:2] != new[:2]):
+            b = self.batch(run, old_batch)
+            b.sent_count -= old[0]
+            b.failed_count -= old[1]
+        if after.submit_batch_id is not None and (
+            old_batch != after.submit_batch_id or old[:2] != new[:2]
+        ):
+            b = self.batch(run, after.submit_batch_id)
+            b.sent_count += new[0]
+            b.failed_count += new[1]
+        # first/last sent_at: growth folds in; a vanished extreme needs a recompute.
+        old_sent = before.sent_at if before is not None else None
+        new_sent = after.sent_at
+        if new_sent is not None:
+            if run.first_sent_at is None or new_sent < run.first_sent_at:
+                run.first_sent_at = new_sent
+            if run.last_sent_at is None or new_sent > run.last_sent_at:
+                run.last_sent_at = new_sent
+        if old_sent is not None and old_sent != new_sent and (
+            old_sent == run.first_sent_at or old_sent == run.last_sent_at
+        ):
+            self.out.sent_range_dirty.add(run.run_id)
+
+    def rebatch(self, run: RunRow, before: tuple[bool, bool], b: BatchRow) -> None:
+        """Batch contribution to run counters: (seen, completed)."""
+        after = (b.seen, b.terminal_status == "completed")
+        run.batches_seen += int(after[0]) - int(before[0])
+        run.batches_completed += int(after[1]) - int(before[1])
+
+    # -- handlers --------------------------------------------------------------
+
+    def apply(self, ev: Any) -> None:
+        self.out.events += 1
+        self.out.touched_campaigns.add(ev.campaign_id)
+        self.campaign(ev)
+        handler = _HANDLERS.get(ev.type)
+        if handler is not None:  # unknown events leave state unchanged
+            handler(self, ev)
+
+    def on_campaign_defined(self, ev: Any) -> None:
+        row = self.out.campaigns.get(ev.campaign_id) or self.prior.campaign(ev.campaign_id)
+        assert row is not None
+        if _after(ev.occurred_at, ev.event_id, row.defined_at, row.defined_event_id):
+            row = self.campaign_mut(ev.campaign_id)
+            row.name = ev.name
+            row.channel = ev.channel
+            row.channel_name = ev.channel_name
+            row.provider = ev.provider
+            row.campaign_type = ev.campaign_type
+            row.defined_at = ev.occurred_at
+            row.defined_event_id = ev.event_id
+
+    def on_run_scheduled(self, ev: Any) -> None:
+        run = self.run(ev)
+        if _after(ev.occurred_at, ev.event_id, run.scheduled_event_at, run.scheduled_event_id):
+            run.scheduled_at = ev.scheduled_at
+            run.recipient_count = ev.recipient_count
+            run.batch_size = ev.batch_size
+            run.declared_total_batches = ev.total_batches
+            run.max_attempts = ev.max_attempts
+            run.scheduled_event_at = ev.occurred_at
+            run.scheduled_event_id = ev.event_id
+
+    def on_run_claimed(self, ev: Any) -> None:
+        run = self.run(ev)
+        if _before(ev.occurred_at, ev.event_id, run.claimed_at, run.claimed_event_id):
+            run.claimed_at = ev.occurred_at
+            run.claimed_event_id = ev.event_id
+
+    def on_run_terminal(self, ev: Any) -> None:
+        run = self.run(ev)
+        if _before(ev.occurred_at, ev.event_id, run.terminal_at, run.terminal_event_id):
+            run.terminal_status = ev.type.removeprefix("run.")
+            run.terminal_at = ev.occurred_at
+            run.terminal_event_id = ev.event_id
+            error = getattr(ev, "error", None)
+            run.error_code = error.code if error is not None else None
+            run.error_message = error.message if error is not None else None
+
+    def on_snapshot(self, ev: Any) -> None:
+        run = self.run(ev)
+        run.has_snapshot = True
+        current = self.out.snapshots.get(ev.run_id) or self.prior.snapshot(ev.run_id)
+        if current is None or _after(ev.occurred_at, ev.event_id, current.event_at, current.event_id):
+            self.out.snapshots[ev.run_id] = SnapshotRow(
+                run_id=ev.run_id,
+                campaign_id=ev.campaign_id,
+                event_at=ev.occurred_at,
+                event_id=ev.event_id,
+                frozen_at=ev.frozen_at,
+                channel=ev.channel,
+                provider=ev.provider,
+                sender_id=ev.sender_id,
+                template=ev.template,
+                personalized=ev.personalized,
+                body=ev.body,
+                total_cost=float(ev.cost.total_cost),
+                currency_units=ev.cost.currency_units,
+                recipient_count=ev.recipient_count,
+                recipients=list(ev.recipients) if ev.recipients is not None else None,
+            )
+
+    def _batch_event(self, ev: Any) -> tuple[RunRow, BatchRow, tuple[bool, bool]]:
+        run = self.run(ev)
+        b = self.batch(run, ev.batch_id)
+        before = (b.seen, b.terminal_status == "completed")
+        b.seen = True
+        return run, b, before
+
+    def on_batch_created(self, ev: Any) -> None:
+        run, b, before = self._batch_event(ev)
+        if _after(ev.occurred_at, ev.event_id, b.created_at, b.created_event_id):
+            b.batch_sequence = ev.batch_sequence
+            b.recipient_count = len(ev.recipients)
+            b.created_at = ev.occurred_at
+            b.created_event_id = ev.event_id
+        self.rebatch(run, before, b)
+        seq = ev.batch_sequence
+        for member in ev.recipients:
+            current = self.recipient_peek((run.run_id, member.recipient_id))
+            # Membership: the smallest (batch_sequence, batch_id) naming the
+            # recipient gives its list position and phone number.
+            if (
+                current is None
+                or current.batch_sequence is None
+                or (seq, ev.batch_id) < (current.batch_sequence, current.created_batch_id or "")
+            ):
+                r = self.recipient_mut(run, member.recipient_id)
+                r.batch_sequence = seq
+                r.created_batch_id = ev.batch_id
+                r.phone_number = member.phone_number
+
+    def on_batch_started(self, ev: Any) -> None:
+        run, b, before = self._batch_event(ev)
+        if _before(ev.occurred_at, ev.event_id, b.started_at, b.started_event_id):
+            b.started_at = ev.occurred_at
+            b.started_event_id = ev.event_id
+        self.rebatch(run, before, b)
+
+    def on_batch_terminal(self, ev: Any) -> None:
+        run, b, before = self._batch_event(ev)
+        if _before(ev.occurred_at, ev.event_id, b.terminal_at, b.terminal_event_id):
+            b.terminal_status = ev.type.removeprefix("batch.")
+            b.terminal_at = ev.occurred_at
+            b.terminal_event_id = ev.event_id
+            b.error_detail = getattr(ev, "error_detail", None)
+        self.rebatch(run, before, b)
+
+    def on_submitted(self, ev: Any) -> None:
+        run = self.run(ev)
+        key = (run.run_id, ev.recipient_id)
+        current = self.recipient_peek(key)
+        if current is not None and current.attempt is not None:
+            if (ev.attempt, ev.occurred_at, ev.event_id) <= (
+                current.attempt,
+                current.submitted_at,
+                current.submit_event_id,
+            ):
+                return  # F4: an older or equal submit loses; a duplicate changes nothing
+        before = copy.copy(current) if current is not None else None
+        r = self.recipient_mut(run, ev.recipient_id)
+        old_message = r.message_id
+        r.attempt = ev.attempt
+        r.submitted_at = ev.occurred_at
+        r.submit_event_id = ev.event_id
+        r.outcome = ev.outcome
+        r.message_id = ev.message_id
+        r.submit_batch_id = ev.batch_id
+        r.submit_phone = ev.phone_number
+        r.reason = ev.reason
+        if old_message != r.message_id:
+            if old_message is not None:
+                self.holders(old_message).discard(key)
+            if r.message_id is not None:
+                self.holders(r.message_id).add(key)
+        msg = self.message(r.message_id) if r.message_id is not None else None
+        r.delivery_status = msg.status if msg is not None else None
+        self.recount(run, before, r)
+
+    def on_dlr(self, ev: Any) -> None:
+        self.run(ev)  # F8: a report touches its run's updated_at
+        mid = ev.message_id
+        current = self.message(mid)
+        if current is not None and (_dlr_rank(ev.status), ev.occurred_at, ev.event_id) <= (
+            _dlr_rank(current.status),
+            current.reported_at,
+            current.event_id,
+        ):
+            return  # F5: terminal beats non-terminal, then later, then larger id
+        msg = MessageRow(
+            message_id=mid,
+            run_id=ev.run_id,
+            campaign_id=ev.campaign_id,
+            status=ev.status,
+            reported_at=ev.occurred_at,
+            event_id=ev.event_id,
+            error_code=ev.error_code,
+        )
+        self.out.messages[mid] = msg
+        for key in list(self.holders(mid)):
+            held = self.recipient_peek(key)
+            if held is None or held.message_id != mid or held.delivery_status == msg.status:
+                continue
+            before = copy.copy(held)
+            holder_run = self.run_by_id(key[0], held.campaign_id, ev.workspace_id)
+            r = self.recipient_mut(holder_run, key[1])
+            r.delivery_status = msg.status
+            self.recount(holder_run, before, r)
+
+
+_HANDLERS = {
+    "campaign.defined": _Fold.on_campaign_defined,
+    "run.scheduled": _Fold.on_run_scheduled,
+    "run.claimed": _Fold.on_run_claimed,
+    "run.snapshot_frozen": _Fold.on_snapshot,
+    "run.completed": _Fold.on_run_terminal,
+    "run.failed": _Fold.on_run_terminal,
+    "run.cancelled": _Fold.on_run_terminal,
+    "batch.created": _Fold.on_batch_created,
+    "batch.started": _Fold.on_batch_started,
+    "batch.completed": _Fold.on_batch_terminal,
+    "batch.failed": _Fold.on_batch_terminal,
+    "message.submitted": _Fold.on_submitted,
+    "message.dlr": _Fold.on_dlr,
+}
+
+
+def fold(prior: Prior, events: Iterable[Any]) -> Changes:
+    """Fold ``events`` onto ``prior`` and return the rows that changed."""
+    work = _Fold(prior)
+    for ev in events:
+        work.apply(ev)
+    return work.out

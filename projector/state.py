@@ -1,0 +1,95 @@
+"""The whole projection held in memory: the fold's reference store.
+
+Tests fold event sets into a ``State`` and compare; the replay tool and the
+simulator's self-check use it too. It implements the ``Prior`` read interface
+over plain dicts, plus the two indexes a store needs (recipients by message,
+recipients by run).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from projector.fold import BatchKey, Changes, RecipientKey, fold
+from projector.rows import (
+    BatchRow,
+    CampaignRow,
+    MessageRow,
+    RecipientRow,
+    RunRow,
+    SnapshotRow,
+)
+
+
+class State:
+    def __init__(self) -> None:
+        self.campaigns: dict[str, CampaignRow] = {}
+        self.runs: dict[str, RunRow] = {}
+        self.batches: dict[BatchKey, BatchRow] = {}
+        self.recipients: dict[RecipientKey, RecipientRow] = {}
+        self.messages: dict[str, MessageRow] = {}
+        self.snapshots: dict[str, SnapshotRow] = {}
+        self._by_message: dict[str, set[RecipientKey]] = defaultdict(set)
+        self._by_run: dict[str, set[RecipientKey]] = defaultdict(set)
+
+    # -- Prior ---------------------------------------------------------------
+    def campaign(self, campaign_id: str) -> CampaignRow | None:
+        return self.campaigns.get(campaign_id)
+
+    def run(self, run_id: str) -> RunRow | None:
+        return self.runs.get(run_id)
+
+    def batch(self, key: BatchKey) -> BatchRow | None:
+        return self.batches.get(key)
+
+    def recipient(self, key: RecipientKey) -> RecipientRow | None:
+        return self.recipients.get(key)
+
+    def message(self, message_id: str) -> MessageRow | None:
+        return self.messages.get(message_id)
+
+    def snapshot(self, run_id: str) -> SnapshotRow | None:
+        return self.snapshots.get(run_id)
+
+    def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]:
+        return tuple(self._by_message.get(message_id, ()))
+
+    # -- writing -------------------------------------------------------------
+    def apply(self, events: Iterable[Any]) -> Changes:
+        changes = fold(self, events)
+        self.merge(changes)
+        return changes
+
+    def merge(self, changes: Changes) -> None:
+        self.campaigns.update(changes.campaigns)
+        self.runs.update(changes.runs)
+        self.batches.update(changes.batches)
+        for key, row in changes.recipients.items():
+            old = self.recipients.get(key)
+            if old is not None and old.message_id is not None and old.message_id != row.message_id:
+                self._by_message[old.message_id].discard(key)
+            if row.message_id is not None:
+                self._by_message[row.message_id].add(key)
+            self._by_run[key[0]].add(key)
+            self.recipients[key] = row
+        self.messages.update(changes.messages)
+        self.snapshots.update(changes.snapshots)
+        for run_id in changes.sent_range_dirty:
+            run = self.runs[run_id]
+            sent = [
+                r.sent_at for k in self._by_run.get(run_id, ()) if (r := self.recipients[k]).sent_at
+            ]
+            run.first_sent_at = min(sent) if sent else None
+            run.last_sent_at = max(sent) if sent else None
+
+    # -- reading -------------------------------------------------------------
+    def runs_of(self, campaign_id: str) -> list[RunRow]:
+        return [r for r in self.runs.values() if r.campaign_id == campaign_id]
+
+    def batches_of(self, run_id: str) -> list[BatchRow]:
+        return [b for (rid, _), b in self.batches.items() if rid == run_id]
+
+    def recipients_of(self, run_id: str) -> list[RecipientRow]:
+        return [self.recipients[k] for k in self._by_run.get(run_id, ())]
