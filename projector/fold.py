@@ -522,4 +522,16 @@ def fold(prior: Prior, events: Iterable[Any]) -> Changes:
     work = _Fold(prior)
     for ev in events:
         work.apply(ev)
-    return work.out
+    out = work.out
+    # Rows are copied when touched; keep only those that really changed, so a
+    # redelivered batch writes nothing (F1) and flushes stay small.
+    _drop_unchanged(out.campaigns, prior.campaign)
+    _drop_unchanged(out.runs, prior.run)
+    _drop_unchanged(out.batches, prior.batch)
+    _drop_unchanged(out.recipients, prior.recipient)
+    return out
+
+
+def _drop_unchanged(rows: dict[Any, Any], lookup: Any) -> None:
+    for key in [k for k, row in rows.items() if row == lookup(k)]:
+        del rows[key]
