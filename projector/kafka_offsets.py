@@ -1,0 +1,130 @@
+"""True log-start and log-end offsets, for lag, catch-up checks and tests.
+
+Tansu 0.6.0 answers ``ListOffsets(latest)`` with the newest *batch's* base
+offset + 1, which is wrong whenever a producer batches (100 records in one
+batch: it says 1). The high watermark in a Fetch response is right, so
+:func:`log_end_offsets` reads that: it seeks each partition to just before
+what ListOffsets claims (always inside the last batch, or the last record on
+a correct broker), fetches once, and reads ``consumer.highwater(tp)``. This is
+correct on Apache Kafka as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+Offsets = dict[tuple[str, int], int]
+
+
+class OffsetsError(RuntimeError):
+    """Offsets could not be read (unknown topic, unreachable broker, timeout)."""
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    # consumer.topics() asks for *all* topics: naming a missing topic in a
+    # Metadata request would make Tansu create it.
+    known = await consumer.topics()
+    missing = [t for t in topics if t not in known]
+    if missing:
+        raise OffsetsError(f"unknown topics: {', '.join(missing)}")
+    tps: list[TopicPartition] = []
+    for topic in topics:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+    return tps
+
+
+def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # Empty partitions make the broker hold a fetch this long; keep it short.
+        fetch_max_wait_ms=20,
+        # Only the watermarks matter; a small fetch keeps 20 partitions quick.
+        max_partition_fetch_bytes=64 * 1024,
+        request_timeout_ms=10_000,
+    )
+
+
+async def log_end_offsets(
+    bootstrap: str, topics: Iterable[str], *, timeout: float = 10.0
+) -> Offsets:
+    """Log-end offset (next offset to be written) of every partition of ``topics``.
+
+    Args:
+        bootstrap: Kafka ``HOST:PORT``.
+        topics: Existing topic names.
+        timeout: Seconds to wait for fetch responses for every partition.
+
+    Returns:
+        ``{(topic, partition): end_offset}``; 0 for an empty partition.
+
+    Raises:
+        OffsetsError: A topic is unknown, the broker is unreachable, or no
+            fetch response arrived in time.
+    """
+    names = list(dict.fromkeys(topics))
+    if not names:
+        return {}
+    consumer = _consumer(bootstrap)
+    try:
+        await consumer.start()
+        tps = await _partitions(consumer, names)
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        claimed = await consumer.end_offsets(tps)  # ListOffsets: a lower bound on Tansu
+        for tp in tps:
+            consumer.seek(tp, max(0, claimed[tp] - 1))
+        deadline = time.monotonic() + timeout
+        pending = set(tps)
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OffsetsError(
+                    f"no fetch response within {timeout:.1f}s for "
+                    f"{', '.join(f'{tp.topic}[{tp.partition}]' for tp in sorted(pending))}"
+                )
+            # Records are discarded; the fetch is only for its high watermarks.
+            await consumer.getmany(timeout_ms=int(min(remaining, 0.2) * 1000))
+            pending = {tp for tp in pending if consumer.highwater(tp) is None}
+        return {(tp.topic, tp.partition): int(consumer.highwater(tp)) for tp in tps}  # type: ignore[arg-type]
+    except KafkaError as e:
+        raise OffsetsError(f"reading log-end offsets from {bootstrap} failed: {e!r}") from e
+    finally:
+        await consumer.stop()
+
+
+async def beginning_offsets(
+    bootstrap: str, topics: Iterable[str], *, timeout: float = 10.0
+) -> Offsets:
+    """Log-start offset of every partition of ``topics`` (ListOffsets earliest).
+
+    ``earliest`` is right on Tansu (tested); it is 0 there, since the memory
+    engine neither runs retention nor implements DeleteRecords.
+
+    Raises:
+        OffsetsError: A topic is unknown or the broker is unreachable.
+    """
+    names = list(dict.fromkeys(topics))
+    if not names:
+        return {}
+    consumer = _consumer(bootstrap)
+    try:
+        await consumer.start()
+        tps = await _partitions(consumer, names)
+        if not tps:
+            return {}
+        got = await asyncio.wait_for(consumer.beginning_offsets(tps), timeout)
+        return {(tp.topic, tp.partition): int(off) for tp, off in got.items()}
+    except (KafkaError, TimeoutError) as e:
+        raise OffsetsError(f"reading log-start offsets from {bootstrap} failed: {e!r}") from e
+    finally:
+        await consumer.stop()
