@@ -1,0 +1,370 @@
+"""The only module that writes DuckDB.
+
+A flush is one transaction: preload the rows the micro-batch touches, fold
+(pure), upsert the changed rows table by table from Arrow, record dead
+letters, and store the next offset of every source partition covered. Either
+all of it is durable or none of it is, so a crash at any instant resumes from
+offsets that match the projections exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from projector.errors import StoreError, StoreLockedError
+from projector.fold import BatchKey, Changes, LoadPlan, RecipientKey, fold, plan_loads, submit_batch_keys
+from projector.rows import BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
+from projector.tables import (
+    BATCHES,
+    BOOKKEEPING_DDL,
+    CAMPAIGNS,
+    MESSAGES,
+    PROJECTIONS,
+    RECIPIENTS,
+    RUNS,
+    SCHEMA_VERSION,
+    SNAPSHOTS,
+    VIEWS_DDL,
+    Table,
+)
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record (or array item) the decoder rejected, by source position."""
+
+    topic: str
+    partition: int
+    offset: int
+    item_index: int  # -1 for the whole record
+    reason: str
+
+    @property
+    def reason_code(self) -> str:
+        return self.reason.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    seq: int
+    events: int
+    deadletters: int
+    changed_campaigns: frozenset[str]
+    changes: Changes = field(repr=False)
+
+
+class DictPrior:
+    """Rows preloaded from DuckDB for one flush, served through ``Prior``."""
+
+    def __init__(self) -> None:
+        self.campaigns: dict[str, CampaignRow] = {}
+        self.runs: dict[str, RunRow] = {}
+        self.batches: dict[BatchKey, BatchRow] = {}
+        self.recipients: dict[RecipientKey, RecipientRow] = {}
+        self.messages: dict[str, MessageRow] = {}
+        self.snapshots: dict[str, SnapshotRow] = {}
+        self.by_message: dict[str, list[RecipientKey]] = {}
+
+    def campaign(self, campaign_id: str) -> CampaignRow | None:
+        return self.campaigns.get(campaign_id)
+
+    def run(self, run_id: str) -> RunRow | None:
+        return self.runs.get(run_id)
+
+    def batch(self, key: BatchKey) -> BatchRow | None:
+        return self.batches.get(key)
+
+    def recipient(self, key: RecipientKey) -> RecipientRow | None:
+        return self.recipients.get(key)
+
+    def message(self, message_id: str) -> MessageRow | None:
+        return self.messages.get(message_id)
+
+    def snapshot(self, run_id: str) -> SnapshotRow | None:
+        return self.snapshots.get(run_id)
+
+    def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]:
+        return self.by_message.get(message_id, ())
+
+
+def connect(path: Path | str, *, read_only: bool = False, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+    """Open DuckDB, turning its lock and I/O errors into ours."""
+    # memory_limit goes in the connect config: WAL replay after a crash runs
+    # before any SET statement could apply.
+    config = {"memory_limit": memory_limit}
+    try:
+        if not read_only:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            raise StoreLockedError(f"{path} is held by another process: {e}") from e
+        raise StoreError(f"cannot open {path}: {e}") from e
+    except duckdb.Error as e:
+        raise StoreError(f"cannot open {path}: {e}") from e
+
+
+class Store:
+    """Read-write owner of one DuckDB file; use from a single writer thread.
+
+    Readers in other threads take their own cursor with ``cursor()``.
+    """
+
+    def __init__(self, path: Path | str, *, memory_limit: str = "2GB") -> None:
+        self.path = Path(path)
+        self.memory_limit = memory_limit
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------
+    def open(self) -> Store:
+        self._con = connect(self.path, memory_limit=self.memory_limit)
+        try:
+            self._con.execute("BEGIN")
+            for table in PROJECTIONS:
+                self._con.execute(table.ddl())
+            for ddl in (*BOOKKEEPING_DDL, *VIEWS_DDL):
+                self._con.execute(ddl)
+            self._con.execute(
+                "INSERT OR IGNORE INTO projector_meta VALUES ('schema_version', ?), ('flush_seq', 0)",
+                [SCHEMA_VERSION],
+            )
+            self._con.execute("COMMIT")
+            row = self._con.execute("SELECT value FROM projector_meta WHERE key = 'flush_seq'").fetchone()
+            self._seq = int(row[0]) if row else 0
+        except duckdb.Error as e:
+            raise StoreError(f"cannot initialise {self.path}: {e}") from e
+        return self
+
+    def close(self) -> None:
+        if self._con is not None:
+            try:
+                self._con.execute("CHECKPOINT")
+            except duckdb.Error:
+                log.warning("checkpoint on close failed", exc_info=True)
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Store:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise StoreError("store is not open")
+        return self._con
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for another thread (DuckDB: one cursor per thread)."""
+        return self.con.cursor()
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    # -- reads the writer needs ------------------------------------------------
+    def offsets(self) -> dict[TopicPartition, int]:
+        rows = self.con.execute("SELECT topic, partition, next_offset FROM source_offsets").fetchall()
+        return {(t, p): o for t, p, o in rows}
+
+    def checkpoint(self) -> None:
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.Error as e:
+            raise StoreError(f"checkpoint failed: {e}") from e
+
+    def load_prior(self, plan: LoadPlan) -> DictPrior:
+        prior = DictPrior()
+        con = self.con
+        if plan.campaign_ids:
+            for row in _select_in(con, CAMPAIGNS, "campaign_id", plan.campaign_ids):
+                prior.campaigns[row.campaign_id] = row
+        if plan.recipient_keys or plan.dlr_message_ids:
+            for row in self._load_recipients(plan):
+                prior.recipients[(row.run_id, row.recipient_id)] = row
+                if row.message_id is not None:
+                    prior.by_message.setdefault(row.message_id, []).append((row.run_id, row.recipient_id))
+        run_ids = set(plan.run_ids) | {k[0] for k in prior.recipients}
+        if run_ids:
+            for row in _select_in(con, RUNS, "run_id", run_ids):
+                prior.runs[row.run_id] = row
+            for row in _select_in(con, SNAPSHOTS, "run_id", plan.run_ids):
+                prior.snapshots[row.run_id] = row
+        if plan.message_ids:
+            for row in _select_in(con, MESSAGES, "message_id", plan.message_ids):
+                prior.messages[row.message_id] = row
+        batch_keys = set(plan.batch_keys) | submit_batch_keys(prior.recipients.values())
+        if batch_keys:
+            keys = pa.table(
+                {"run_id": [k[0] for k in batch_keys], "batch_id": [k[1] for k in batch_keys]}
+            )
+            sql = f"SELECT {BATCHES.select_list} FROM batches SEMI JOIN keys USING (run_id, batch_id)"
+            for t in con.execute(sql).fetchall():
+                row = BATCHES.from_tuple(t)
+                prior.batches[(row.run_id, row.batch_id)] = row
+        return prior
+
+    def _load_recipients(self, plan: LoadPlan) -> Iterator[RecipientRow]:
+        con = self.con
+        # A constant run_id list lets DuckDB skip row groups of other runs
+        # (zone maps): recipients are written clustered by run.
+        runs = sorted(plan.run_ids)
+        run_filter = f"run_id IN ({', '.join('?' * len(runs))})"
+        seen: set[RecipientKey] = set()
+        if plan.recipient_keys:
+            keys = pa.table(
+                {
+                    "run_id": [k[0] for k in plan.recipient_keys],
+                    "recipient_id": [k[1] for k in plan.recipient_keys],
+                }
+            )
+            sql = (
+                f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN keys "
+                f"USING (run_id, recipient_id) WHERE {run_filter}"
+            )
+            for t in con.execute(sql, runs).fetchall():
+                row = RECIPIENTS.from_tuple(t)
+                seen.add((row.run_id, row.recipient_id))
+                yield row
+        if plan.dlr_message_ids:
+            mids = pa.table({"message_id": list(plan.dlr_message_ids)})
+            # Not filtered by run: a report names its run, but the recipient
+            # holding the message is the truth even if the report's run is wrong.
+            sql = f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN mids USING (message_id)"
+            for t in con.execute(sql).fetchall():
+                row = RECIPIENTS.from_tuple(t)
+                if (row.run_id, row.recipient_id) not in seen:
+                    yield row
+
+    # -- the flush -------------------------------------------------------------
+    def flush(
+        self,
+        events: list[Any],
+        offsets: Mapping[TopicPartition, int],
+        deadletters: Iterable[DeadLetter] = (),
+    ) -> FlushResult:
+        """Apply a micro-batch and advance offsets atomically.
+
+        ``offsets`` maps each source partition to the offset of the next
+        record to read after this batch.
+        """
+        deadletters = list(deadletters)
+        with self._lock:
+            con = self.con
+            try:
+                con.execute("BEGIN")
+                changes = fold(self.load_prior(plan_loads(events)), events) if events else Changes()
+                seq = self._seq + 1
+                changed = self._write(changes, seq)
+                if deadletters:
+                    self._write_deadletters(deadletters)
+                if offsets:
+                    off = pa.table(
+                        {
+                            "topic": [tp[0] for tp in offsets],
+                            "partition": pa.array([tp[1] for tp in offsets], pa.int32()),
+                            "next_offset": list(offsets.values()),
+                        }
+                    )
+                    con.execute("INSERT OR REPLACE INTO source_offsets SELECT * FROM off")
+                con.execute("UPDATE projector_meta SET value = ? WHERE key = 'flush_seq'", [seq])
+                con.execute("COMMIT")
+            except duckdb.Error as e:
+                _rollback(con)
+                raise StoreError(f"flush failed and was rolled back: {e}") from e
+            except BaseException:
+                _rollback(con)
+                raise
+            self._seq = seq
+        return FlushResult(seq, changes.events, len(deadletters), frozenset(changed), changes)
+
+    def _write(self, changes: Changes, seq: int) -> set[str]:
+        con = self.con
+        changed: set[str] = set()
+        for table, rows in (
+            (CAMPAIGNS, changes.campaigns),
+            (RUNS, changes.runs),
+            (BATCHES, changes.batches),
+            (RECIPIENTS, changes.recipients),
+            (MESSAGES, changes.messages),
+            (SNAPSHOTS, changes.snapshots),
+        ):
+            if not rows:
+                continue
+            # Sorted by key: DuckDB's ART index upserts are much cheaper in order.
+            ordered = [rows[k] for k in sorted(rows)]
+            changed.update(r.campaign_id for r in ordered)
+            batch = table.to_arrow(ordered)  # noqa: F841 (read by DuckDB by name)
+            con.execute(f"INSERT OR REPLACE INTO {table.name} SELECT * FROM batch")
+        if changes.sent_range_dirty:
+            dirty = sorted(changes.sent_range_dirty)
+            marks = ", ".join("?" * len(dirty))
+            con.execute(
+                f"""UPDATE runs SET first_sent_at = s.first, last_sent_at = s.last
+                FROM (SELECT r.run_id, min(rc.submitted_at) FILTER (WHERE rc.outcome = 'sent') AS first,
+                             max(rc.submitted_at) FILTER (WHERE rc.outcome = 'sent') AS last
+                      FROM runs r LEFT JOIN recipients rc ON rc.run_id = r.run_id
+                      WHERE r.run_id IN ({marks}) GROUP BY r.run_id) s
+                WHERE runs.run_id = s.run_id""",
+                dirty,
+            )
+        if changed:
+            pos = pa.table({"campaign_id": sorted(changed), "position": [seq] * len(changed)})  # noqa: F841
+            con.execute("INSERT OR REPLACE INTO campaign_positions SELECT * FROM pos")
+        return changed
+
+    def _write_deadletters(self, deadletters: list[DeadLetter]) -> None:
+        unique = {(d.topic, d.partition, d.offset, d.item_index): d for d in deadletters}
+        dl = pa.table(  # noqa: F841
+            {
+                "source_topic": [k[0] for k in unique],
+                "source_partition": pa.array([k[1] for k in unique], pa.int32()),
+                "source_offset": [k[2] for k in unique],
+                "item_index": pa.array([k[3] for k in unique], pa.int32()),
+                "reason_code": [d.reason_code for d in unique.values()],
+                "reason": [d.reason[:2000] for d in unique.values()],
+            }
+        )
+        self.con.execute("INSERT OR REPLACE INTO deadletters SELECT * FROM dl")
+
+
+def _select_in(con: duckdb.DuckDBPyConnection, table: Table, column: str, values: Iterable[str]) -> list[Any]:
+    values = sorted(values)
+    if not values:
+        return []
+    ids = pa.table({column: pa.array(values, pa.string())})  # noqa: F841
+    sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN ids USING ({column})"
+    return [table.from_tuple(t) for t in con.execute(sql).fetchall()]
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+@contextmanager
+def open_store(path: Path | str, *, memory_limit: str = "2GB") -> Iterator[Store]:
+    store = Store(path, memory_limit=memory_limit).open()
+    try:
+        yield store
+    finally:
+        store.close()

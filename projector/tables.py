@@ -1,0 +1,162 @@
+"""DuckDB table layout and the codecs between rows and columns.
+
+The tables mirror the row classes in ``projector.rows`` column for column, so
+the writer can ship a micro-batch as one Arrow table per projection and the
+reader can rebuild rows with ``cls(*tuple)``. Derived values (run status,
+total batches, recipient status) are exposed to SQL users through views.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import Any
+
+import pyarrow as pa
+
+from projector.rows import BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql: str
+    arrow: pa.DataType
+    json: bool = False
+
+
+def _column(name: str, annotation: str) -> Column:
+    if "datetime" in annotation:
+        return Column(name, "TIMESTAMPTZ", pa.timestamp("us", tz="UTC"))
+    if annotation.startswith("dict"):
+        return Column(name, "VARCHAR", pa.string(), json=True)  # JSON text
+    if annotation.startswith("list[str]"):
+        return Column(name, "VARCHAR[]", pa.list_(pa.string()))
+    if annotation.startswith("bool"):
+        return Column(name, "BOOLEAN", pa.bool_())
+    if annotation.startswith("float"):
+        return Column(name, "DOUBLE", pa.float64())
+    if annotation.startswith("int"):
+        return Column(name, "BIGINT", pa.int64())
+    return Column(name, "VARCHAR", pa.string())
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    row: type
+    key: tuple[str, ...]
+
+    @cached_property
+    def columns(self) -> tuple[Column, ...]:
+        return tuple(_column(f.name, str(f.type)) for f in fields(self.row))
+
+    @cached_property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([(c.name, c.arrow) for c in self.columns])
+
+    def ddl(self) -> str:
+        cols = ",\n  ".join(
+            f"{c.name} {c.sql}{' NOT NULL' if c.name in self.key else ''}" for c in self.columns
+        )
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.key)})\n)"
+
+    def to_arrow(self, rows: list[Any]) -> pa.Table:
+        arrays = []
+        for c in self.columns:
+            values = [getattr(r, c.name) for r in rows]
+            if c.json:
+                values = [None if v is None else json.dumps(v, sort_keys=True) for v in values]
+            arrays.append(pa.array(values, type=c.arrow))
+        return pa.Table.from_arrays(arrays, schema=self.arrow_schema)
+
+    def from_tuple(self, values: tuple[Any, ...]) -> Any:
+        if self._json_positions:
+            values = tuple(
+                json.loads(v) if i in self._json_positions and v is not None else v
+                for i, v in enumerate(values)
+            )
+        return self.row(*values)
+
+    @cached_property
+    def _json_positions(self) -> frozenset[int]:
+        return frozenset(i for i, c in enumerate(self.columns) if c.json)
+
+    @cached_property
+    def select_list(self) -> str:
+        return ", ".join(c.name for c in self.columns)
+
+
+CAMPAIGNS = Table("campaigns", CampaignRow, ("campaign_id",))
+RUNS = Table("runs", RunRow, ("run_id",))
+BATCHES = Table("batches", BatchRow, ("run_id", "batch_id"))
+RECIPIENTS = Table("recipients", RecipientRow, ("run_id", "recipient_id"))
+MESSAGES = Table("messages", MessageRow, ("message_id",))
+SNAPSHOTS = Table("snapshots", SnapshotRow, ("run_id",))
+PROJECTIONS = (CAMPAIGNS, RUNS, BATCHES, RECIPIENTS, MESSAGES, SNAPSHOTS)
+
+BOOKKEEPING_DDL = (
+    # The source of truth for where to resume: written in the same transaction
+    # as the rows that the records up to next_offset produced.
+    """CREATE TABLE IF NOT EXISTS source_offsets (
+  topic VARCHAR NOT NULL,
+  partition INTEGER NOT NULL,
+  next_offset BIGINT NOT NULL,
+  PRIMARY KEY (topic, partition)
+)""",
+    # One row per rejected record or array item; keyed by source position so a
+    # reprocessed record after a crash is not counted twice.
+    """CREATE TABLE IF NOT EXISTS deadletters (
+  source_topic VARCHAR NOT NULL,
+  source_partition INTEGER NOT NULL,
+  source_offset BIGINT NOT NULL,
+  item_index INTEGER NOT NULL,
+  reason_code VARCHAR NOT NULL,
+  reason VARCHAR NOT NULL,
+  PRIMARY KEY (source_topic, source_partition, source_offset, item_index)
+)""",
+    # Flush sequence number of the last flush that changed a campaign: the
+    # API's ETag. Not a projection of events (it depends on batching).
+    """CREATE TABLE IF NOT EXISTS campaign_positions (
+  campaign_id VARCHAR PRIMARY KEY,
+  position BIGINT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS projector_meta (
+  key VARCHAR PRIMARY KEY,
+  value BIGINT NOT NULL
+)""",
+)
+
+VIEWS_DDL = (
+    """CREATE OR REPLACE VIEW run_status AS
+SELECT run_id, campaign_id, workspace_id,
+  CASE WHEN terminal_status IS NOT NULL THEN terminal_status
+       WHEN claimed_at IS NOT NULL THEN 'running' ELSE 'scheduled' END AS status,
+  scheduled_at, claimed_at AS started_at, terminal_at AS completed_at,
+  batches_completed AS current_batch,
+  greatest(coalesce(declared_total_batches,
+                    CAST(ceil(recipient_count / coalesce(batch_size, 1000)) AS BIGINT)),
+           batches_seen) AS total_batches,
+  recipient_count, greatest(recipient_count, known_recipients) AS total_recipients,
+  sent, failed, skipped, delivered, failed_delivery,
+  sent - delivered - failed_delivery AS pending_delivery,
+  first_sent_at, last_sent_at, updated_at
+FROM runs""",
+    """CREATE OR REPLACE VIEW recipient_status AS
+SELECT run_id, recipient_id, campaign_id, coalesce(phone_number, submit_phone) AS phone_number,
+  batch_sequence,
+  CASE WHEN outcome IS NULL THEN 'pending'
+       WHEN outcome <> 'sent' THEN outcome
+       WHEN delivery_status = 'delivered' THEN 'delivered'
+       WHEN delivery_status IN ('undelivered', 'expired', 'rejected', 'failed') THEN 'failed'
+       ELSE 'sent' END AS recipient_status,
+  message_id,
+  CASE WHEN message_id IS NULL THEN NULL
+       WHEN delivery_status IS NOT NULL THEN delivery_status
+       WHEN outcome = 'sent' THEN 'sent' END AS message_status,
+  attempt, CASE WHEN outcome = 'sent' THEN submitted_at END AS sent_at
+FROM recipients""",
+)
