@@ -64,6 +64,7 @@ class Changes:
     recipients: dict[RecipientKey, RecipientRow] = field(default_factory=dict)
     messages: dict[str, MessageRow] = field(default_factory=dict)
     snapshots: dict[str, SnapshotRow] = field(default_factory=dict)
+    deleted_batches: set[BatchKey] = field(default_factory=set)
     sent_range_dirty: set[str] = field(default_factory=set)
     touched_campaigns: set[str] = field(default_factory=set)
     events: int = 0
@@ -77,6 +78,7 @@ class Changes:
             or self.recipients
             or self.messages
             or self.snapshots
+            or self.deleted_batches
         )
 
 
@@ -527,6 +529,10 @@ def fold(prior: Prior, events: Iterable[Any]) -> Changes:
     # redelivered batch writes nothing (F1) and flushes stay small.
     _drop_unchanged(out.campaigns, prior.campaign)
     _drop_unchanged(out.runs, prior.run)
+    for key in [k for k, row in out.batches.items() if row.empty]:
+        del out.batches[key]
+        if prior.batch(key) is not None:
+            out.deleted_batches.add(key)
     _drop_unchanged(out.batches, prior.batch)
     _drop_unchanged(out.recipients, prior.recipient)
     return out

@@ -118,6 +118,16 @@ class BatchRow:
     failed_count: int = 0
 
     @property
+    def empty(self) -> bool:
+        """Named by no batch event and counting no submit: same as absent.
+
+        A retry that wins in another batch can bring a batch known only from
+        submits back to this state; keeping the row would make the tables
+        depend on arrival order.
+        """
+        return not self.seen and self.sent_count == 0 and self.failed_count == 0
+
+    @property
     def status(self) -> str:
         """F6: pending < running < terminal."""
         if self.terminal_status is not None:

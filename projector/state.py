@@ -66,6 +66,8 @@ class State:
         self.campaigns.update(changes.campaigns)
         self.runs.update(changes.runs)
         self.batches.update(changes.batches)
+        for key in changes.deleted_batches:
+            del self.batches[key]
         for key, row in changes.recipients.items():
             old = self.recipients.get(key)
             if old is not None and old.message_id is not None and old.message_id != row.message_id:

@@ -313,6 +313,16 @@ class Store:
             changed.update(r.campaign_id for r in ordered)
             batch = table.to_arrow(ordered)  # noqa: F841 (read by DuckDB by name)
             con.execute(f"INSERT OR REPLACE INTO {table.name} SELECT * FROM batch")
+        if changes.deleted_batches:
+            gone = pa.table(  # noqa: F841
+                {
+                    "run_id": [k[0] for k in changes.deleted_batches],
+                    "batch_id": [k[1] for k in changes.deleted_batches],
+                }
+            )
+            con.execute(
+                "DELETE FROM batches WHERE (run_id, batch_id) IN (SELECT run_id, batch_id FROM gone)"
+            )
         if changes.sent_range_dirty:
             dirty = sorted(changes.sent_range_dirty)
             marks = ", ".join("?" * len(dirty))

@@ -96,3 +96,24 @@ def test_replaying_everything_again_changes_nothing(events):
     changes = state.apply(events)
     assert dump(state) == before
     assert changes.empty
+
+
+def test_a_retry_in_another_batch_leaves_no_ghost_batch_row():
+    """Regression: the losing attempt's batch must not linger as an empty row."""
+    from schemas import EVENT_ADAPTER
+
+    def submit(eid, batch, outcome, attempt):
+        return EVENT_ADAPTER.validate_python(
+            {"type": "message.submitted", "event_id": eid, "occurred_at": "2026-05-12T09:00:00Z",
+             "workspace_id": "w", "campaign_id": "c", "run_id": "r", "batch_id": batch,
+             "recipient_id": "x", "phone_number": "2557", "outcome": outcome,
+             "message_id": "m" if outcome == "sent" else None, "attempt": attempt}
+        )
+
+    first, retry = submit("e1", "b1", "failed", 1), submit("e2", "b0", "sent", 2)
+    in_order, reversed_ = State(), State()
+    in_order.apply([first])
+    in_order.apply([retry])
+    reversed_.apply([retry, first])
+    assert dump(in_order) == dump(reversed_)
+    assert list(in_order.batches) == [("r", "b0")]
