@@ -1,0 +1,57 @@
+"""Prometheus metrics of the pipeline and the API, in one registry.
+
+A private registry (not the global default) so tests can build several apps
+in one process without duplicate-metric errors.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_applied = Counter(
+            "projector_events_applied", "Events folded into DuckDB", registry=r
+        )
+        self.records_consumed = Counter(
+            "projector_records_consumed", "Kafka records consumed", ["topic"], registry=r
+        )
+        self.deadlettered = Counter(
+            "projector_deadlettered", "Records or array items dead-lettered", ["reason"], registry=r
+        )
+        self.flushes = Counter("projector_flushes", "Micro-batch flushes committed", registry=r)
+        self.flush_failures = Counter(
+            "projector_flush_failures", "Flushes rolled back (retried)", registry=r
+        )
+        self.flush_seconds = Histogram(
+            "projector_flush_seconds",
+            "Duration of one flush transaction",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.flush_events = Histogram(
+            "projector_flush_events",
+            "Events per flush",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000),
+            registry=r,
+        )
+        self.lag = Gauge(
+            "projector_lag_records", "Records behind the log end", ["topic", "partition"], registry=r
+        )
+        self.lag_total = Gauge("projector_lag_records_total", "Records behind, all partitions", registry=r)
+        self.inconsistent = Gauge(
+            "projector_partition_inconsistent",
+            "1 when a partition's log no longer holds the stored offset (replay needed)",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "projector_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
