@@ -45,12 +45,13 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import BaseModel, ValidationError
 
+from projector.errors import ProjectorError
 from projector.settings import Topics
 from schemas import EVENT_ADAPTER, TOPIC_KIND_OF_TYPE, Event, decode_value
 from schemas.decode import DEFAULT_MAX_BYTES
 
 
-class EmitError(Exception):
+class EmitError(ProjectorError):
     """Events could not be produced; the message names the broker and the cause."""
 
 
