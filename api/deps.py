@@ -1,0 +1,68 @@
+"""Dependencies of the routes, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyHeader
+
+from api.errors import Unauthorized
+from api.keys import KeyRing, Principal
+from api.readstore import ReadStore
+from projector.health import PipelineSnapshot
+from projector.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """Everything the routes read, set on ``app.state.ctx`` by ``create_app``."""
+
+    reader: ReadStore
+    keys: KeyRing
+    status: Callable[[], PipelineSnapshot]
+    metrics: Metrics
+
+
+def get_context(request: Request) -> ApiContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+Context = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_reader(request: Request) -> ReadStore:
+    return get_context(request).reader
+
+
+Reader = Annotated[ReadStore, Depends(get_reader)]
+
+
+def get_request_id(request: Request) -> str:
+    return request.state.request_id  # type: ignore[no-any-return]
+
+
+RequestId = Annotated[str, Depends(get_request_id)]
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="Workspace API key. Scopes: campaigns:read, analytics:read, pii:read.",
+)
+
+
+def get_caller(
+    request: Request, key: Annotated[str | None, Security(api_key_header)]
+) -> Principal:
+    principal = get_context(request).keys.lookup(key)
+    if principal is None:
+        raise Unauthorized()
+    return principal
+
+
+Caller = Annotated[Principal, Depends(get_caller)]
+
+CampaignId = Annotated[str, Path(min_length=1, max_length=200, description="Campaign id.")]
+RunId = Annotated[str, Path(min_length=1, max_length=200, description="Run id.")]

@@ -1,0 +1,202 @@
+"""Response models: the OpenAPI description of the payloads ``projector.views`` builds.
+
+Handlers return ready JSON (the views' dicts), so these models cost nothing
+per request; they exist for ``/docs`` and for schema fuzzing, and forbid
+extra fields so that a payload drifting from its model fails the fuzz test.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["scheduled", "running", "completed", "failed", "cancelled"]
+BatchStatus = Literal["pending", "running", "completed", "failed"]
+RecipientStatus = Literal["pending", "sent", "delivered", "failed", "skipped"]
+MessageStatus = Literal[
+    "sent", "accepted", "buffered", "delivered", "undelivered", "expired", "rejected", "failed"
+]
+
+T = TypeVar("T")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorObject(_Model):
+    code: str = Field(description="Stable machine-readable code, e.g. CAMPAIGN_NOT_FOUND.")
+    message: str = Field(description="Human-readable explanation; never contains internals.")
+
+
+class Envelope(_Model, Generic[T]):
+    success: Literal[True]
+    data: T
+    errors: None = None
+    request_id: str = Field(description="Also in the X-Request-ID header.")
+
+
+class ErrorEnvelope(_Model):
+    success: Literal[False]
+    data: Any = Field(default=None, description="null, or details (readiness).")
+    errors: list[ErrorObject] = Field(min_length=1)
+    request_id: str
+
+
+class CampaignStatus(_Model):
+    """Latest run's status and counters; only campaign_id and status when NO_RUN."""
+
+    campaign_id: str
+    campaign_run_id: str | None = None
+    status: Literal["scheduled", "running", "completed", "failed", "cancelled", "NO_RUN"]
+    current_batch: int | None = Field(default=None, description="Completed batches.")
+    total_batches: int | None = None
+    recipient_count: int | None = None
+    sent: int | None = None
+    failed: int | None = None
+    skipped: int | None = None
+    delivered: int | None = None
+    updated_at: datetime | None = None
+
+
+class CampaignAnalytics(_Model):
+    campaign_id: str
+    campaign_run_id: str | None
+    workspace_id: str | None
+    total_recipients: int
+    sent_count: int
+    failed_count: int
+    skipped_count: int
+    cancelled_count: int
+    delivered_count: int
+    failed_delivery_count: int
+    pending_delivery_count: int
+    delivery_rate: float | None = Field(
+        description="delivered / sent, 0.0-1.0; null when sent = 0."
+    )
+    failure_rate: float | None = Field(description="failed / total, 0.0-1.0; null when total = 0.")
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
+    completed_at: datetime | None
+
+
+class RunError(_Model):
+    code: str
+    message: str | None
+
+
+class RunInfo(_Model):
+    id: str
+    campaign_id: str
+    status: RunStatus
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    current_batch: int
+    total_batches: int
+    recipient_count: int
+    batch_size: int | None
+    max_attempts: int | None
+    sent: int
+    failed: int
+    skipped: int
+    delivered: int
+    failed_delivery: int
+    has_snapshot: bool
+    error: RunError | None
+    updated_at: datetime | None
+
+
+class SnapshotSummary(_Model):
+    provider: str
+    sender_id: str
+    channel: str
+    template: str | None
+    personalized: bool
+    frozen_at: datetime
+
+
+class BatchInfo(_Model):
+    id: str
+    batch_sequence: int | None
+    status: BatchStatus
+    recipient_count: int
+    sent_count: int
+    failed_count: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    error_detail: dict[str, Any] | None
+
+
+class RecipientInfo(_Model):
+    recipient_id: str
+    phone_number: str | None
+    recipient_status: RecipientStatus
+    message_id: str | None
+    message_status: MessageStatus | None
+    sent_at: datetime | None
+
+
+class RecipientSummary(_Model):
+    total: int
+    pending: int
+    sent: int
+    delivered: int
+    failed: int
+    skipped: int
+
+
+class RunDetail(_Model):
+    run: RunInfo
+    campaign_name: str | None
+    channel_name: str | None
+    channel_provider: str | None
+    snapshot: SnapshotSummary | None
+    batches: list[BatchInfo]
+    recipients: list[RecipientInfo] = Field(max_length=500)
+    recipients_truncated: bool
+    recipient_summary: RecipientSummary
+
+
+class SnapshotContent(_Model):
+    channel: str
+    provider: str
+    sender_id: str
+    template: str | None
+    personalized: bool
+    body: str
+
+
+class SnapshotCost(_Model):
+    total_cost: float = Field(description="In currency_units (service units), never money.")
+    currency_units: str
+
+
+class RunSnapshot(_Model):
+    run_id: str
+    campaign_id: str
+    recipient_count: int
+    content: SnapshotContent
+    cost: SnapshotCost
+    frozen_at: datetime
+    status: RunStatus
+    started_at: datetime | None
+    completed_at: datetime | None
+    recipients: list[str] | None = Field(
+        default=None, description="Only with include_recipients=true and the pii:read scope."
+    )
+
+
+class Health(_Model):
+    status: Literal["ok"]
+
+
+class Readiness(_Model):
+    ready: bool
+    mode: str
+    flush_seq: int
+    lag: int | None
+    watermark: str
+    inconsistent: dict[str, str]

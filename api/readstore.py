@@ -1,0 +1,145 @@
+"""The API's read interface over DuckDB: rows in, no payload shaping.
+
+Works over the live in-process store (``ReadStore(store.cursor)``: each API
+thread gets its own cursor on the writer's database and sees every committed
+flush) or over a database file opened read-only (``ReadStore.open_file``).
+DuckDB connections are not shared across threads, hence one cursor per
+thread, created lazily and kept in a ``threading.local``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from api import queries as q
+from api.errors import ReadStoreError
+from projector.errors import StoreError
+from projector.rows import BatchRow, CampaignRow, RecipientRow, RunRow, SnapshotRow
+from projector.store import connect
+from projector.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SNAPSHOTS
+
+TopicPartition = tuple[str, int]
+CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
+
+
+class ReadStore:
+    def __init__(
+        self,
+        cursor_factory: CursorFactory,
+        *,
+        owned: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        self._factory = cursor_factory
+        self._local = threading.local()
+        self._owned = owned  # closed by close(); None when the store belongs to someone else
+
+    @classmethod
+    def open_file(cls, path: Path | str, *, memory_limit: str = "1GB") -> ReadStore:
+        """Open a projector database read-only; raises StoreLockedError if a writer holds it."""
+        path = Path(path)
+        if not path.is_file():
+            raise ReadStoreError(f"database file {path} does not exist")
+        con = connect(path, read_only=True, memory_limit=memory_limit)  # StoreError if locked
+        try:
+            present = {r[0] for r in con.execute(q.TABLES).fetchall()}
+        except duckdb.Error as e:
+            con.close()
+            raise ReadStoreError(f"cannot read {path}: {e}") from e
+        missing = [t for t in q.REQUIRED_TABLES if t not in present]
+        if missing:
+            con.close()
+            raise ReadStoreError(
+                f"{path} is not a projector database (missing {', '.join(missing)})"
+            )
+        return cls(con.cursor, owned=con)
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    # -- plumbing --------------------------------------------------------------
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            try:
+                cur = self._factory()
+            except (duckdb.Error, StoreError) as e:
+                raise ReadStoreError(f"cannot open a read cursor: {e}") from e
+            self._local.cursor = cur
+        return cur
+
+    def _all(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._cursor().execute(sql, params).fetchall()
+        except duckdb.Error as e:
+            raise ReadStoreError(f"read failed: {e}") from e
+
+    def _one(self, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+        try:
+            return self._cursor().execute(sql, params).fetchone()
+        except duckdb.Error as e:
+            raise ReadStoreError(f"read failed: {e}") from e
+
+    @contextmanager
+    def consistent(self) -> Iterator[ReadStore]:
+        """Reads inside see one committed state, even while the writer flushes.
+
+        Without it a run detail could pair recipients of one flush with the
+        summary of the next.
+        """
+        cur = self._cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION")
+        except duckdb.Error as e:
+            raise ReadStoreError(f"cannot begin a read transaction: {e}") from e
+        try:
+            yield self
+        finally:
+            try:
+                cur.execute("ROLLBACK")  # nothing was written
+            except duckdb.Error:
+                pass
+
+    # -- projections -----------------------------------------------------------
+    def campaign(self, campaign_id: str) -> CampaignRow | None:
+        t = self._one(q.CAMPAIGN, [campaign_id])
+        return None if t is None else CAMPAIGNS.from_tuple(t)
+
+    def runs_of(self, campaign_id: str) -> list[RunRow]:
+        return [RUNS.from_tuple(t) for t in self._all(q.RUNS_OF, [campaign_id])]
+
+    def run(self, run_id: str) -> RunRow | None:
+        t = self._one(q.RUN, [run_id])
+        return None if t is None else RUNS.from_tuple(t)
+
+    def batches_of(self, run_id: str) -> list[BatchRow]:
+        return [BATCHES.from_tuple(t) for t in self._all(q.BATCHES_OF, [run_id])]
+
+    def recipients_of(self, run_id: str, limit: int, offset: int = 0) -> list[RecipientRow]:
+        """Recipients in F11 order (batch_sequence NULLS LAST, recipient_id), one page."""
+        rows = self._all(q.RECIPIENTS_OF, [run_id, limit, offset])
+        return [RECIPIENTS.from_tuple(t) for t in rows]
+
+    def snapshot(self, run_id: str) -> SnapshotRow | None:
+        t = self._one(q.SNAPSHOT, [run_id])
+        return None if t is None else SNAPSHOTS.from_tuple(t)
+
+    # -- bookkeeping -----------------------------------------------------------
+    def position(self, campaign_id: str) -> int:
+        """Flush sequence of the last flush that changed the campaign; 0 if none."""
+        t = self._one(q.POSITION, [campaign_id])
+        return 0 if t is None else int(t[0])
+
+    def offsets(self) -> dict[TopicPartition, int]:
+        return {(t, int(p)): int(o) for t, p, o in self._all(q.OFFSETS, [])}
+
+    def flush_seq(self) -> int:
+        t = self._one(q.FLUSH_SEQ, [])
+        return 0 if t is None else int(t[0])

@@ -1,0 +1,276 @@
+"""Campaign reads: status, analytics, run detail, snapshot.
+
+Each handler checks, in order: scope (403, reveals nothing), the campaign's
+existence (404, as the reference says for an unknown campaign), its workspace
+(403, no data), then answers from one consistent read. The campaign's
+position is read before its data: an ETag may then be older than the data
+(one extra full response) but never newer, so a 304 never hides a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from api import docs
+from api.deps import ApiContext, Caller, CampaignId, Context, Reader, RequestId, RunId
+from api.envelope import ok
+from api.errors import (
+    CampaignNotFound,
+    Forbidden,
+    InsufficientScope,
+    RunNotFound,
+    SnapshotNotFound,
+)
+from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS, SCOPE_PII, Principal
+from api.models import CampaignAnalytics, CampaignStatus, Envelope, RunDetail, RunSnapshot
+from api.readstore import ReadStore
+from projector import views
+from projector.health import PipelineSnapshot
+from projector.rows import CampaignRow, RunRow
+
+router = APIRouter(tags=["campaigns"])
+
+IfNoneMatch = Annotated[
+    str | None,
+    Header(description="An ETag from an earlier response: 304 when nothing changed since."),
+]
+
+
+def _require(caller: Principal, *scopes: str) -> None:
+    for scope in scopes:
+        if not caller.has(scope):
+            raise InsufficientScope(f"This API key lacks the {scope} scope.")
+
+
+def _owned_campaign(reader: ReadStore, caller: Principal, campaign_id: str) -> CampaignRow:
+    campaign = reader.campaign(campaign_id)
+    if campaign is None:
+        raise CampaignNotFound()
+    if campaign.workspace_id != caller.workspace_id:
+        raise Forbidden()
+    return campaign
+
+
+def _run_of(reader: ReadStore, campaign_id: str, run_id: str) -> RunRow:
+    run = reader.run(run_id)
+    if run is None or run.campaign_id != campaign_id:
+        raise RunNotFound()
+    return run
+
+
+def etag(position: int, request: Request) -> str:
+    """Weak ETag: the campaign's flush position and what was asked (path and query)."""
+    asked = f"{request.url.path}?{request.url.query}".encode()
+    return f'W/"{position}-{hashlib.blake2b(asked, digest_size=8).hexdigest()}"'
+
+
+def etag_matches(header: str | None, tag: str) -> bool:
+    if not header:
+        return False
+    opaque = tag[2:]
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == opaque:
+            return True
+    return False
+
+
+def freshness_headers(snap: PipelineSnapshot) -> dict[str, str]:
+    headers = {"X-Projection-Watermark": snap.watermark or f"flush:{snap.flush_seq}"}
+    lag = snap.lag
+    if lag is not None:
+        headers["X-Projection-Lag"] = str(lag)
+    return headers
+
+
+def _answer(
+    ctx: ApiContext,
+    reader: ReadStore,
+    request: Request,
+    request_id: str,
+    if_none_match: str | None,
+    campaign_id: str,
+    build: Callable[[], dict[str, Any]],
+) -> Response:
+    """Position first, then 304 or the payload from the same read transaction."""
+    headers = freshness_headers(ctx.status())
+    headers["ETag"] = etag(reader.position(campaign_id), request)
+    headers["Cache-Control"] = "no-cache"
+    if etag_matches(if_none_match, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    return ok(build(), request_id, headers=headers)
+
+
+def _status(
+    campaign_id: str,
+    caller: Principal,
+    reader: ReadStore,
+    ctx: ApiContext,
+    request: Request,
+    request_id: str,
+    if_none_match: str | None,
+) -> Response:
+    _require(caller, SCOPE_CAMPAIGNS)
+    with reader.consistent():
+        _owned_campaign(reader, caller, campaign_id)
+        return _answer(
+            ctx, reader, request, request_id, if_none_match, campaign_id,
+            lambda: views.status_payload(
+                campaign_id, views.latest_run(reader.runs_of(campaign_id))
+            ),
+        )
+
+
+_STATUS_DOC = dict(
+    response_model=Envelope[CampaignStatus],
+    responses=docs.responses(docs.STATUS_EXAMPLES),
+)
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/status",
+    summary="Live status of the latest run (poll this)",
+    description="Latest run's status and batch counters; `NO_RUN` when the campaign has no run. "
+    "The engine's `claimed` is shown as `running`; `current_batch` counts completed batches. "
+    "Scope: `campaigns:read`.",
+    **_STATUS_DOC,
+)
+def campaign_status(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    return _status(campaign_id, caller, reader, ctx, request, request_id, if_none_match)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/status",
+    summary="Live status (user-facing mirror, same shape)",
+    description="Same payload as `/v1/campaign/{campaign_id}/status`. Scope: `campaigns:read`.",
+    **_STATUS_DOC,
+)
+def campaign_status_mirror(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    return _status(campaign_id, caller, reader, ctx, request, request_id, if_none_match)
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/analytics",
+    summary="Aggregate analytics over all runs",
+    description="Counts, rates (0.0-1.0, 4 decimals) and timing over every run of the "
+    "campaign. A zeroed payload with null rates (HTTP 200) when there is nothing yet. "
+    "Scope: `analytics:read`.",
+    response_model=Envelope[CampaignAnalytics],
+    responses=docs.responses(docs.ANALYTICS_EXAMPLES, scope=SCOPE_ANALYTICS),
+)
+def campaign_analytics(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_ANALYTICS)
+    with reader.consistent():
+        campaign = _owned_campaign(reader, caller, campaign_id)
+        return _answer(
+            ctx, reader, request, request_id, if_none_match, campaign_id,
+            lambda: views.analytics_payload(
+                campaign_id, campaign.workspace_id, reader.runs_of(campaign_id)
+            ),
+        )
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/runs/{run_id}",
+    summary="Run detail: run, batches, recipients (capped at 500), summary",
+    description="The composite run detail. `recipients` holds at most 500 rows in batch "
+    "order, then recipient id; `recipients_truncated` says whether more exist; "
+    "`recipient_summary` is always exact. Scope: `campaigns:read`.",
+    response_model=Envelope[RunDetail],
+    responses=docs.responses(
+        {"run": docs.envelope_example(docs.RUN_DETAIL_EXAMPLE)}, not_found=docs.RUN_NOT_FOUND
+    ),
+)
+def run_detail(
+    campaign_id: CampaignId,
+    run_id: RunId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_CAMPAIGNS)
+    with reader.consistent():
+        campaign = _owned_campaign(reader, caller, campaign_id)
+        run = _run_of(reader, campaign_id, run_id)
+
+        def build() -> dict[str, Any]:
+            page = reader.recipients_of(run_id, views.RECIPIENTS_CAP + 1)
+            return views.run_detail_payload(
+                campaign,
+                run,
+                reader.snapshot(run_id),
+                reader.batches_of(run_id),
+                page[: views.RECIPIENTS_CAP],
+                more_recipients=len(page) > views.RECIPIENTS_CAP,
+            )
+
+        return _answer(ctx, reader, request, request_id, if_none_match, campaign_id, build)
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/runs/{run_id}/snapshot",
+    summary="The run's frozen execution snapshot (recipients are PII)",
+    description="Content, sender, channel, provider and cost (service units, never money) as "
+    "frozen for dispatch. `include_recipients=true` adds the phone-number list and needs the "
+    "`pii:read` scope besides `campaigns:read`. 404 before any snapshot is frozen.",
+    response_model=Envelope[RunSnapshot],
+    responses=docs.responses(
+        docs.SNAPSHOT_EXAMPLES, not_found=docs.SNAPSHOT_NOT_FOUND, scope=SCOPE_PII
+    ),
+)
+def run_snapshot(
+    campaign_id: CampaignId,
+    run_id: RunId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    include_recipients: Annotated[
+        bool, Query(description="Add the recipients' phone numbers (PII; scope pii:read).")
+    ] = False,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_CAMPAIGNS, *((SCOPE_PII,) if include_recipients else ()))
+    with reader.consistent():
+        _owned_campaign(reader, caller, campaign_id)
+        run = _run_of(reader, campaign_id, run_id)
+        snapshot = reader.snapshot(run_id)
+        if snapshot is None:
+            raise SnapshotNotFound()
+        return _answer(
+            ctx, reader, request, request_id, if_none_match, campaign_id,
+            lambda: views.snapshot_payload(run, snapshot, include_recipients),
+        )
