@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bootstrap(p)
     _add_db(p)
     _add_worker_tuning(p)
+    p.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit 0 once every partition is applied up to the log end seen at start",
+    )
 
     p = command("serve", "projector.serve:run_cli", "run the projector and the HTTP API in one process")
     _add_bootstrap(p)

@@ -16,7 +16,7 @@ from projector.settings import Topics
 from projector.topics import ensure_topics_sync
 
 # Append fixture modules here, e.g. "tests.fixtures.store".
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures.processes"]
 
 
 @pytest.fixture(scope="session")

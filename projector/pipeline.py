@@ -1,0 +1,372 @@
+"""From Kafka records to DuckDB flushes: buffering, dedupe, dead letters, retries.
+
+Framework-free on purpose: the faust agent (``projector.worker``) only feeds
+records in, and the replay tool can feed it from a plain aiokafka consumer.
+
+Exactly-once against DuckDB rests on three rules:
+
+* ``expected[tp]`` is the next offset DuckDB still needs for a partition; a
+  record below it was already applied (redelivery after a crash or a faust
+  re-seek) and is skipped; a record above it means the consumer skipped ahead
+  (faust seeks to Kafka-committed offsets, which are only a convenience), so
+  we seek back and drop records until the expected one arrives.
+* A flush writes the events and the new ``expected`` values in one
+  transaction; a record is acked to faust only after that commit, so faust
+  never commits past what DuckDB holds.
+* Dead letters are produced (and acknowledged by the broker) before the
+  transaction that moves past them commits: at worst a crash duplicates a
+  dead letter, never loses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from projector.errors import StoreError
+from projector.health import PipelineStatus
+from projector.metrics import Metrics
+from projector.store import DeadLetter, FlushResult, Store
+from schemas import decode_value
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+Ack = Callable[[], Any]
+Seeker = Callable[[str, int, int], Awaitable[None]]
+FlushListener = Callable[[FlushResult], None]
+
+# Dead-letter records carry at most this much of the raw value (plus its
+# SHA-256), so a 10 MB poison record cannot become a 10 MB dead letter.
+DEADLETTER_RAW_LIMIT = 64 * 1024
+
+
+@dataclass
+class _Batch:
+    events: list[Any] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    deadletters: list[tuple[DeadLetter, bytes | None, bytes]] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)
+    records: int = 0
+    started: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.deadletters)
+
+
+def deadletter_value(dl: DeadLetter, raw: bytes) -> bytes:
+    """The JSON written to the dead-letter topic for one rejected item."""
+    doc: dict[str, Any] = {
+        "source_topic": dl.topic,
+        "source_partition": dl.partition,
+        "source_offset": dl.offset,
+        "item_index": None if dl.item_index < 0 else dl.item_index,
+        "reason": dl.reason,
+        "reason_code": dl.reason_code,
+        "raw_size": len(raw),
+        "raw_sha256": hashlib.sha256(raw).hexdigest(),
+        "raw_truncated": len(raw) > DEADLETTER_RAW_LIMIT,
+    }
+    head = raw[:DEADLETTER_RAW_LIMIT]
+    try:
+        doc["raw"] = head.decode("utf-8")
+    except UnicodeDecodeError:
+        doc["raw_base64"] = base64.b64encode(head).decode("ascii")
+    return orjson.dumps(doc)
+
+
+class DeadLetterSink:
+    """Produces dead letters with acks=all; ``send`` returns when the broker has them."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        if self._producer is not None:
+            return
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            max_request_size=2 * 1024 * 1024,
+            linger_ms=5,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send(self, items: list[tuple[DeadLetter, bytes | None, bytes]]) -> None:
+        futures = [
+            await self._producer.send(self.topic, deadletter_value(dl, raw), key=key)
+            for dl, key, raw in items
+        ]
+        await asyncio.gather(*futures)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        executor: ThreadPoolExecutor,
+        deadletters: DeadLetterSink | None,
+        status: PipelineStatus,
+        metrics: Metrics,
+        flush_max_events: int = 5000,
+        flush_interval_ms: int = 100,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.sink = deadletters
+        self.status = status
+        self.metrics = metrics
+        self.flush_max_events = flush_max_events
+        self.flush_interval = flush_interval_ms / 1000
+        self.expected: dict[TopicPartition, int] = {}
+        self.applied: dict[TopicPartition, int] = {}
+        self.resyncing: set[TopicPartition] = set()
+        self.last_seen: dict[TopicPartition, float] = {}
+        self.inconsistent: dict[TopicPartition, str] = {}
+        self.seeker: Seeker | None = None
+        self.listeners: list[FlushListener] = []
+        self._batch = _Batch()
+        self._flush_lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------
+    def prepare(self, log_start: dict[TopicPartition, int] | None = None) -> None:
+        """Load stored offsets before any record arrives.
+
+        Partitions DuckDB has never applied start at their log start, whatever
+        the consumer group committed: a fresh database must see all history.
+        """
+        stored = self.store.offsets()
+        self.applied = dict(stored)
+        self.expected = {**(log_start or {}), **stored}
+        self.status.update(offsets=dict(self.applied), flush_seq=self.store.seq)
+
+    async def close(self, timeout: float = 8.0) -> None:
+        """Flush what is buffered (bounded in time), then stop the timer."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.wait_for(self.flush(retry=False), timeout)
+        except (TimeoutError, StoreError):
+            # Abandoning is safe: nothing buffered was acked or stored, so the
+            # records are read again on the next start.
+            log.warning("final flush abandoned; buffered records will be re-read on restart")
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.sink is not None:
+            await self.sink.stop()
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def expected_offset(self, topic: str, partition: int) -> int | None:
+        return self.expected.get((topic, partition))
+
+    # -- intake ------------------------------------------------------------------
+    async def add(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        ack: Ack | None = None,
+    ) -> None:
+        tp = (topic, partition)
+        self.last_seen[tp] = time.monotonic()
+        if tp in self.inconsistent:
+            return  # refused until an operator replays; never acked, never applied
+        expected = self.expected.get(tp)
+        if expected is not None and offset < expected:
+            if ack is not None:
+                ack()  # already in DuckDB (or buffered): a redelivery
+            return
+        if expected is not None and offset > expected:
+            await self._resync(tp, expected, offset)
+            return
+        self.resyncing.discard(tp)
+        self.expected[tp] = offset + 1
+        self.metrics.records_consumed.labels(topic).inc()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(self._flush_on_time())
+        batch = self._batch
+        if not batch.records:
+            batch.started = time.monotonic()
+            self._wakeup.set()
+        batch.records += 1
+        batch.offsets[tp] = offset + 1
+        if ack is not None:
+            batch.acks.append(ack)
+        decoded = decode_value(value if value is not None else b"")
+        batch.events.extend(decoded.events)
+        for reject in decoded.rejects:
+            dl = DeadLetter(topic, partition, offset, -1 if reject.index is None else reject.index, reject.reason)
+            batch.deadletters.append((dl, key, reject.raw))
+        if len(batch) >= self.flush_max_events:
+            await self.flush()
+
+    async def _resync(self, tp: TopicPartition, expected: int, got: int) -> None:
+        if tp in self.resyncing:
+            return  # records fetched before our seek are still draining
+        self.resyncing.add(tp)
+        log.warning(
+            "%s[%d]: consumer is at offset %d but DuckDB needs %d; seeking back",
+            tp[0], tp[1], got, expected,
+        )
+        if self.seeker is not None:
+            await self.seeker(tp[0], tp[1], expected)
+
+    def stalled(self, log_end: dict[TopicPartition, int], quiet_for: float) -> dict[TopicPartition, int]:
+        """Partitions with records DuckDB lacks that delivered nothing for ``quiet_for`` s.
+
+        That happens when the consumer group committed past DuckDB (a fresh or
+        restored database) and no newer record arrives to reveal the gap.
+        """
+        now = time.monotonic()
+        out = {}
+        for tp, end in log_end.items():
+            expected = self.expected.get(tp)
+            if (
+                expected is not None
+                and end > expected
+                and tp not in self.inconsistent
+                and now - self.last_seen.get(tp, 0.0) > quiet_for
+            ):
+                out[tp] = expected
+        return out
+
+    def mark_inconsistent(self, tp: TopicPartition, reason: str) -> None:
+        if tp not in self.inconsistent:
+            log.error(
+                "%s[%d] is inconsistent: %s. Its records are no longer applied; reads keep "
+                "serving the last projections. Operator action: rebuild with `projector replay` "
+                "(see docs/operations.md).",
+                tp[0], tp[1], reason,
+            )
+        self.inconsistent[tp] = reason
+        self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(1)
+        self.status.update(inconsistent=dict(self.inconsistent))
+
+    # -- flushing ------------------------------------------------------------------
+    async def _flush_on_time(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            started = self._batch.started
+            delay = started + self.flush_interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._batch.records and self._batch.started == started:
+                try:
+                    await self.flush()
+                except Exception:  # keep the timer alive; flush() logged it
+                    log.exception("timed flush failed")
+            elif self._batch.records:
+                self._wakeup.set()
+
+    async def flush(self, *, retry: bool = True) -> FlushResult | None:
+        """Commit the buffered batch; on a store error retry with backoff (nothing acked)."""
+        async with self._flush_lock:
+            batch = self._batch
+            if not batch.records:
+                return None
+            self._batch = _Batch()
+            delay = 0.1
+            while True:
+                try:
+                    result = await self._commit(batch)
+                    break
+                except StoreError as e:
+                    self.metrics.flush_failures.inc()
+                    self.status.update(last_error=str(e))
+                    if not retry:
+                        self._restore(batch)
+                        raise
+                    log.error("flush failed, retrying in %.1fs: %s", delay, e)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            for ack in batch.acks:
+                ack()
+            self.applied.update(batch.offsets)
+            self.status.update(
+                offsets=dict(self.applied),
+                flush_seq=result.seq,
+                events_applied=self.status.events_applied + result.events,
+                last_error=None,
+            )
+            for listener in self.listeners:
+                try:
+                    listener(result)
+                except Exception:
+                    log.exception("flush listener failed")
+            return result
+
+    def _restore(self, batch: _Batch) -> None:
+        """Put an uncommitted batch back in front of what arrived meanwhile."""
+        newer = self._batch
+        batch.events.extend(newer.events)
+        batch.deadletters.extend(newer.deadletters)
+        batch.acks.extend(newer.acks)
+        batch.offsets.update(newer.offsets)
+        batch.records += newer.records
+        self._batch = batch
+
+    async def _commit(self, batch: _Batch) -> FlushResult:
+        if batch.deadletters and self.sink is not None:
+            await self.sink.start()
+            await self.sink.send(batch.deadletters)
+        t0 = time.perf_counter()
+        result: FlushResult = await self._in_thread(
+            self.store.flush, batch.events, batch.offsets, [d for d, _, _ in batch.deadletters]
+        )
+        self.metrics.flush_seconds.observe(time.perf_counter() - t0)
+        self.metrics.flush_events.observe(result.events)
+        self.metrics.flushes.inc()
+        self.metrics.events_applied.inc(result.events)
+        for dl, _, _ in batch.deadletters:
+            self.metrics.deadlettered.labels(dl.reason_code).inc()
+        return result
+
+    # -- lag and consistency ------------------------------------------------------
+    def observe_log(
+        self, log_start: dict[TopicPartition, int], log_end: dict[TopicPartition, int]
+    ) -> None:
+        """Record log ends; flag partitions whose log no longer holds our position."""
+        for tp, end in log_end.items():
+            applied = self.applied.get(tp)
+            if applied is not None and end < applied:
+                self.mark_inconsistent(
+                    tp, f"log end {end} is behind the stored offset {applied} (broker lost records)"
+                )
+            start = log_start.get(tp)
+            if start is not None and applied is not None and start > applied:
+                self.mark_inconsistent(
+                    tp, f"log start {start} is past the stored offset {applied} (records expired)"
+                )
+            behind = max(0, end - (applied or 0))
+            self.metrics.lag.labels(tp[0], str(tp[1])).set(behind)
+        snapshot_lag = sum(max(0, end - self.applied.get(tp, 0)) for tp, end in log_end.items())
+        self.metrics.lag_total.set(snapshot_lag)
+        self.status.update(log_end=dict(log_end))

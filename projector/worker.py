@@ -1,0 +1,212 @@
+"""Faust glue: one agent feeding records to the ``Pipeline``, nothing more.
+
+The app is built by ``create_app(settings, ...)`` (no module-level app with a
+hard-coded broker). Values stay raw bytes; ``schemas`` decodes them. The
+stream is ``noack``: a record is acked only after the DuckDB transaction that
+applied it commits, so faust's Kafka commits never run ahead of DuckDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+import mode
+
+from projector.health import PipelineStatus
+from projector.kafka_offsets import beginning_offsets, log_end_offsets
+from projector.metrics import Metrics
+from projector.pipeline import DeadLetterSink, Pipeline
+from projector.settings import Settings
+from projector.store import Store
+
+log = logging.getLogger(__name__)
+
+LAG_POLL_SECONDS = 1.0
+# A partition that has records DuckDB lacks but delivers none for this long is re-sought.
+STALL_SECONDS = 2.0
+
+
+class Projector:
+    """Everything a running projector holds, whatever process hosts it."""
+
+    def __init__(self, settings: Settings, store: Store, *, status: PipelineStatus | None = None,
+                 metrics: Metrics | None = None, exit_when_caught_up: bool = False) -> None:
+        self.settings = settings
+        self.exit_when_caught_up = exit_when_caught_up
+        self.store = store
+        self.status = status or PipelineStatus(mode="live")
+        self.metrics = metrics or Metrics()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
+        self.pipeline = Pipeline(
+            store,
+            executor=self.executor,
+            deadletters=DeadLetterSink(settings.bootstrap, settings.topics.deadletter),
+            status=self.status,
+            metrics=self.metrics,
+            flush_max_events=settings.flush_max_events,
+            flush_interval_ms=settings.flush_interval_ms,
+        )
+        self.app = create_app(settings, self)
+
+    def prepare(self) -> None:
+        """Create topics and load DuckDB offsets; call before faust starts."""
+        from projector.topics import ensure_topics
+
+        sources = list(self.settings.topics.sources)
+
+        async def _prepare() -> dict[tuple[str, int], int]:
+            await ensure_topics(self.settings.bootstrap, self.settings.topics.all, self.settings.partitions)
+            return await beginning_offsets(self.settings.bootstrap, sources)
+
+        self.pipeline.prepare(asyncio.run(_prepare()))
+        log.info("projector resumes at %s", self.status.snapshot().watermark or "log start")
+
+
+class ProjectorService(mode.Service):
+    """Starts the pipeline before the agent runs; flushes it on a clean stop."""
+
+    def __init__(self, projector: Projector, **kwargs: Any) -> None:
+        self.projector = projector
+        self._ready_target: dict[tuple[str, int], int] | None = None
+        super().__init__(**kwargs)
+
+    async def on_stop(self) -> None:
+        await self.projector.pipeline.close()
+
+    async def _unstall(self, end: dict[tuple[str, int], int]) -> None:
+        from faust.types import TP
+
+        p = self.projector
+        assigned = {(tp.topic, tp.partition) for tp in p.app.consumer.assignment()}
+        for (topic, partition), offset in p.pipeline.stalled(end, STALL_SECONDS).items():
+            if (topic, partition) in assigned:
+                log.warning("%s[%d] delivers nothing below the log end; seeking to %d",
+                            topic, partition, offset)
+                p.pipeline.last_seen[(topic, partition)] = time.monotonic()
+                await p.app.consumer.seek(TP(topic, partition), offset)
+
+    @mode.Service.task
+    async def _poll_log(self) -> None:
+        """Lag, readiness and truncation checks from true log ends (fetch high watermarks)."""
+        p = self.projector
+        sources = list(p.settings.topics.sources)
+        while not self.should_stop:
+            try:
+                end = await log_end_offsets(p.settings.bootstrap, sources, timeout=5.0)
+                start = await beginning_offsets(p.settings.bootstrap, sources, timeout=5.0)
+                p.pipeline.observe_log(start, end)
+                await self._unstall(end)
+                if self._ready_target is None:
+                    self._ready_target = end
+                if not p.status.ready and all(
+                    p.pipeline.applied.get(tp, 0) >= target or tp in p.pipeline.inconsistent
+                    for tp, target in self._ready_target.items()
+                    if target > start.get(tp, 0)
+                ):
+                    p.status.update(ready=True)
+                    log.info("caught up with the log ends seen at start: ready")
+                    if p.exit_when_caught_up:
+                        await p.pipeline.flush()
+                        # faust's worker turns SIGTERM into a clean shutdown.
+                        os.kill(os.getpid(), signal.SIGTERM)
+            except Exception as e:  # broker down: keep serving, report, retry
+                p.status.update(last_error=f"log poll failed: {e}")
+                log.debug("log poll failed", exc_info=True)
+            await self.sleep(LAG_POLL_SECONDS)
+
+
+def create_app(settings: Settings, projector: Projector) -> faust.App:
+    app = faust.App(
+        settings.group_id,
+        broker=f"kafka://{settings.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_allow_declare=False,  # topics are created by projector.topics, once
+        topic_disable_leader=True,
+        topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest",
+        # Measured on Tansu (BROKER.md): faust's defaults wait ~30 s per join.
+        broker_session_timeout=6,
+        broker_rebalance_timeout=6,
+        broker_heartbeat_interval=1,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=16384,
+        producer_acks=-1,
+        logging_config=None,
+    )
+    pipeline = projector.pipeline
+    channel = app.topic(*settings.topics.sources, value_serializer="raw", key_serializer="raw")
+
+    async def seek(topic: str, partition: int, offset: int) -> None:
+        from faust.types import TP
+
+        await app.consumer.seek(TP(topic, partition), offset)
+
+    pipeline.seeker = seek
+
+    async def project(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.noack().events():
+            m = event.message
+            await pipeline.add(m.topic, m.partition, m.offset, m.key, m.value, _acker(event))
+
+    app.agent(channel, name="projector", concurrency=1)(project)
+
+    @app.on_partitions_assigned.connect
+    async def seek_to_stored(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # Start where DuckDB says. faust may still re-seek to Kafka-committed
+        # offsets afterwards; the pipeline detects that and seeks back.
+        for tp in assigned:
+            expected = pipeline.expected_offset(tp.topic, tp.partition)
+            if expected is not None:
+                await app.consumer.seek(tp, expected)
+
+    class _Service(ProjectorService):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(projector, **kwargs)
+
+    app.service(_Service)
+    return app
+
+
+def _acker(event: Any) -> Callable[[], Any]:
+    return event.ack
+
+
+def run_worker(app: faust.App) -> int:
+    """Run faust in the foreground until SIGINT/SIGTERM; returns the exit code."""
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def run_cli(args: Any, settings: Settings) -> int:
+    """``projector worker``: the projector alone, Kafka in, DuckDB out."""
+    from projector.errors import StoreError
+
+    try:
+        store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
+    except StoreError as e:
+        print(f"projector worker: {e}")
+        return 2
+    try:
+        projector = Projector(
+            settings, store, exit_when_caught_up=getattr(args, "until_caught_up", False)
+        )
+        projector.prepare()
+        print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
+        return run_worker(projector.app)
+    finally:
+        store.close()

@@ -1,0 +1,142 @@
+"""The projector worker against the real broker: crashes and poison records.
+
+Each test compares the DuckDB file, row for row, with the pure fold of the
+events that were produced (``State``), so loss or double counting shows up
+as a difference in some row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from projector.emit import EventEmitter
+from projector.simulate import generate
+from projector.state import State
+from projector.store import Store
+from schemas import EVENT_ADAPTER
+from tests.fixtures.processes import projector_env, tail
+from tests.fold.test_properties import dump
+from tests.test_store import read_all
+
+
+def fold_dicts(events: list[dict]) -> State:
+    state = State()
+    state.apply([EVENT_ADAPTER.validate_python(e) for e in events])
+    return state
+
+
+def read_db(path) -> dict:
+    with Store(path) as store:
+        return read_all(store)
+
+
+async def produce(bootstrap, topics, events, array_size=1):
+    async with EventEmitter(bootstrap, topics, array_size=array_size) as em:
+        await em.emit_many(events)
+        await em.flush()
+
+
+def test_sigkill_at_random_moments_loses_and_double_counts_nothing(bootstrap, topics_factory, procs, tmp_path):
+    topics = topics_factory()
+    db = tmp_path / "p.duckdb"
+    env = projector_env(bootstrap, topics, flush_max_events=500, flush_interval_ms=50)
+    events = list(generate(campaigns=4, recipients=250, seed=3))
+    assert len(events) > 2000
+    # A steady stream from another process while the worker keeps dying
+    # (4,421 events at 130/s: every kill lands while events are flowing).
+    sim = procs.start("simulate", "--campaigns", "4", "--recipients", "250", "--seed", "3",
+                      "--rate", "130", env=env, log_name="simulate")  # ~34 s: spans every kill
+    rng = random.Random(11)
+    kills = 0
+    while kills < 6:
+        worker = procs.start("worker", "--db", str(db), env=env, log_name="worker")
+        # Group join takes ~4 s on Tansu; kill somewhere in the processing after it.
+        time.sleep(rng.uniform(3.5, 7.0))
+        assert worker.poll() is None, tail(worker)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        kills += 1
+    assert sim.wait(timeout=120) == 0, tail(sim)
+    procs.run("worker", "--db", str(db), "--until-caught-up", env=env, timeout=120, log_name="final")
+    assert read_db(db) == dump(fold_dicts(events))
+
+
+def test_poison_records_go_to_the_deadletter_topic_and_the_stream_moves_on(bootstrap, topics_factory, procs, tmp_path):
+    topics = topics_factory()
+    db = tmp_path / "p.duckdb"
+    env = projector_env(bootstrap, topics)
+    valid = list(generate(campaigns=2, recipients=60, seed=8))
+    rng = random.Random(5)
+    poison = [
+        b"{not json", b"\xff\xfe\x00", b"[]", b"42", b'{"type": "run.exploded", "event_id": "x"}',
+        orjson.dumps({**valid[0], "occurred_at": "2026-05-12T10:00:00"}),  # naive timestamp
+        orjson.dumps({**valid[0], "event_id": 7}),
+        b"[" * 5000 + b"]" * 5000,
+        b'{"event_id": "' + b"x" * 2_000_000 + b'"}',
+    ]
+    n_poison = max(len(poison), len(valid) // 9)
+    records = [(None, orjson.dumps(e), e) for e in valid] + [
+        (b"poison", poison[i % len(poison)], None) for i in range(n_poison)
+    ]
+    rng.shuffle(records)
+
+    async def send_all():
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * 1024 * 1024)
+        await producer.start()
+        try:
+            futures = []
+            for key, value, event in records:
+                topic = topics.submits if event is None else _topic_of(topics, event["type"])
+                k = key if event is None else event["campaign_id"].encode()
+                futures.append(await producer.send(topic, value, key=k))
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_all())
+    procs.run("worker", "--db", str(db), "--until-caught-up", env=env, timeout=120, log_name="worker")
+    assert read_db(db) == dump(fold_dicts(valid))
+    with Store(db) as store:
+        counted = store.con.execute("SELECT count(*) FROM deadletters").fetchone()[0]
+    assert counted == n_poison
+    letters = asyncio.run(_consume_all(bootstrap, topics.deadletter, n_poison))
+    assert len(letters) == n_poison
+    for letter in letters:
+        assert letter["source_topic"] == topics.submits
+        assert letter["reason"].split(":")[0] in {
+            "invalid_json", "not_an_object", "empty_array", "unknown_type", "missing_field",
+            "invalid_field", "too_large", "too_deep",
+        }, letter["reason"]
+        assert letter["raw_size"] > 0
+
+
+def _topic_of(topics, event_type: str) -> str:
+    from schemas import TOPIC_KIND_OF_TYPE
+
+    return getattr(topics, TOPIC_KIND_OF_TYPE[event_type])
+
+
+async def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[dict]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024)
+    await consumer.start()
+    out: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(orjson.loads(r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+pytestmark = pytest.mark.timeout(400)
