@@ -1,0 +1,69 @@
+"""``projector serve``: the projector and the HTTP API in one process.
+
+DuckDB admits one process per file, so the API that reads the live
+projections must live in the writer's process. Faust keeps the main thread
+(it owns signals and its event loop); uvicorn runs in a thread with its own
+loop and reads through cursors of the same DuckDB connection, so it sees
+every committed flush and never blocks ingestion on a lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+
+from projector.errors import StoreError
+from projector.settings import Settings
+from projector.store import Store
+from projector.worker import Projector, run_worker
+
+log = logging.getLogger(__name__)
+
+
+def run_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from api.app import create_app
+    from api.errors import KeysFileError
+    from api.keys import KeyRing
+    from api.readstore import ReadStore
+    from api.server import build_uvicorn_server
+
+    if settings.api_keys is None:
+        print("projector serve: --api-keys FILE (or PROJECTOR_API_KEYS) is required")
+        return 2
+    try:
+        keys = KeyRing.load(settings.api_keys)
+    except KeysFileError as e:
+        print(f"projector serve: {e}")
+        return 2
+    try:
+        store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
+    except StoreError as e:
+        print(f"projector serve: {e}")
+        return 2
+    server = None
+    thread = None
+    try:
+        projector = Projector(settings, store)
+        projector.prepare()
+        app = create_app(
+            ReadStore(store.cursor),
+            keys=keys,
+            status=projector.status.snapshot,
+            metrics=projector.metrics,
+        )
+        server = build_uvicorn_server(app, settings.host, settings.port)
+        thread = threading.Thread(target=server.run, name="api", daemon=True)
+        thread.start()
+        print(
+            f"projector serve: {settings.bootstrap} -> {settings.db}; "
+            f"API on http://{settings.host}:{settings.port} (docs at /docs)",
+            flush=True,
+        )
+        return run_worker(projector.app)
+    finally:
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout=5)
+        store.close()
