@@ -116,6 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--campaigns", type=int, default=3, help="simulated campaigns (default 3)")
     p.add_argument("--recipients", type=int, default=3000, help="recipients per run (default 3000)")
 
+    p = command("replay", "projector.replay:run_cli", "rebuild a fresh database from Kafka or an archive")
+    _add_bootstrap(p)
+    p.add_argument("--db", required=True, help="the NEW DuckDB file to build (must not exist)")
+    p.add_argument("--since", help="start from the offsets for this RFC 3339 timestamp")
+    p.add_argument("--from-archive", help="rebuild from this Parquet archive folder first")
+    p.add_argument("--no-kafka", action="store_true", help="with --from-archive: do not continue from Kafka")
+
+    p = command("archive", "projector.archive:run_cli", "archive every accepted event to Parquet by date")
+    _add_bootstrap(p)
+    p.add_argument("--dir", required=True, help="archive folder")
+    p.add_argument("--until-caught-up", action="store_true", help="exit once at the log end")
+
+    p = command("verify", "projector.verify:run_cli", "compare the projections of two databases")
+    p.add_argument("--db", action="append", required=True, help="give twice: --db A --db B")
+
+    p = command("swap", "projector.swap:run_cli", "switch a running serve to a rebuilt database")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the running serve's base URL")
+    p.add_argument("--db", required=True, help="the rebuilt database file")
+    p.add_argument("--admin-key", help="key holding the admin scope (env PROJECTOR_ADMIN_KEY)")
+
     p = command("export-schemas", "schemas.export:run_cli", "write the events' JSON Schemas into docs/")
     p.add_argument("--out", default="docs/schemas", help="output folder (default docs/schemas)")
     p.add_argument("--check", action="store_true", help="exit 1 if the files on disk are stale")
