@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,26 @@ class _ThreadServer(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class _CliServer(uvicorn.Server):
+    """Foreground server: SIGINT/SIGTERM stop it gracefully and ``run_cli`` returns 0.
+
+    uvicorn re-raises the captured signal after shutdown, which would kill the
+    process before the database is closed; here the handlers are only restored.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
@@ -93,7 +114,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     try:
         snapshot = read_only_status(reader)
         app = create_app(reader, keys=keys, status=lambda: snapshot, metrics=Metrics())
-        server = uvicorn.Server(_config(app, settings.host, settings.port))
+        server = _CliServer(_config(app, settings.host, settings.port))
         log.info(
             "serving %s read-only on http://%s:%d (flush %d, %d keys)",
             settings.db, settings.host, settings.port, snapshot.flush_seq, len(keys),
