@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from projector.rows import (
     DLR_TERMINAL,
+    AttemptRow,
     BatchRow,
     CampaignRow,
     MessageRow,
@@ -34,6 +35,7 @@ from projector.rows import (
 
 RecipientKey = tuple[str, str]  # (run_id, recipient_id)
 BatchKey = tuple[str, str]  # (run_id, batch_id)
+AttemptKey = tuple[str, str, int]  # (run_id, recipient_id, attempt)
 
 
 class Prior(Protocol):
@@ -46,6 +48,7 @@ class Prior(Protocol):
     def message(self, message_id: str) -> MessageRow | None: ...
     def snapshot(self, run_id: str) -> SnapshotRow | None: ...
     def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]: ...
+    def attempt(self, key: AttemptKey) -> AttemptRow | None: ...
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Changes:
     recipients: dict[RecipientKey, RecipientRow] = field(default_factory=dict)
     messages: dict[str, MessageRow] = field(default_factory=dict)
     snapshots: dict[str, SnapshotRow] = field(default_factory=dict)
+    attempts: dict[AttemptKey, AttemptRow] = field(default_factory=dict)
     deleted_batches: set[BatchKey] = field(default_factory=set)
     sent_range_dirty: set[str] = field(default_factory=set)
     touched_campaigns: set[str] = field(default_factory=set)
@@ -78,6 +82,7 @@ class Changes:
             or self.recipients
             or self.messages
             or self.snapshots
+            or self.attempts
             or self.deleted_batches
         )
 
@@ -97,6 +102,7 @@ class LoadPlan:
     recipient_keys: frozenset[RecipientKey]
     message_ids: frozenset[str]
     dlr_message_ids: frozenset[str]
+    attempt_keys: frozenset[AttemptKey] = frozenset()
 
 
 def plan_loads(events: Iterable[Any]) -> LoadPlan:
@@ -106,6 +112,7 @@ def plan_loads(events: Iterable[Any]) -> LoadPlan:
     recipient_keys: set[RecipientKey] = set()
     message_ids: set[str] = set()
     dlr_ids: set[str] = set()
+    attempt_keys: set[AttemptKey] = set()
     for ev in events:
         campaign_ids.add(ev.campaign_id)
         run_id = getattr(ev, "run_id", None)
@@ -115,6 +122,7 @@ def plan_loads(events: Iterable[Any]) -> LoadPlan:
         t = ev.type
         if t == "message.submitted":
             recipient_keys.add((run_id, ev.recipient_id))
+            attempt_keys.add((run_id, ev.recipient_id, ev.attempt))
             batch_keys.add((run_id, ev.batch_id))
             if ev.message_id is not None:
                 message_ids.add(ev.message_id)
@@ -133,6 +141,7 @@ def plan_loads(events: Iterable[Any]) -> LoadPlan:
         frozenset(recipient_keys),
         frozenset(message_ids),
         frozenset(dlr_ids),
+        frozenset(attempt_keys),
     )
 
 
@@ -440,8 +449,27 @@ class _Fold:
             b.error_detail = getattr(ev, "error_detail", None)
         self.rebatch(run, before, b)
 
+    def record_attempt(self, ev: Any) -> None:
+        """Every attempt is kept (paged recipient views list them all)."""
+        key = (ev.run_id, ev.recipient_id, ev.attempt)
+        current = self.out.attempts.get(key) or self.prior.attempt(key)
+        if current is None or _after(ev.occurred_at, ev.event_id, current.submitted_at, current.event_id):
+            self.out.attempts[key] = AttemptRow(
+                run_id=ev.run_id,
+                recipient_id=ev.recipient_id,
+                attempt=ev.attempt,
+                campaign_id=ev.campaign_id,
+                submitted_at=ev.occurred_at,
+                event_id=ev.event_id,
+                outcome=ev.outcome,
+                message_id=ev.message_id,
+                batch_id=ev.batch_id,
+                reason=ev.reason,
+            )
+
     def on_submitted(self, ev: Any) -> None:
         run = self.run(ev)
+        self.record_attempt(ev)
         key = (run.run_id, ev.recipient_id)
         current = self.recipient_peek(key)
         if current is not None and current.attempt is not None:

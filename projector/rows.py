@@ -187,6 +187,22 @@ class RecipientRow:
 
 
 @dataclass(slots=True)
+class AttemptRow:
+    """One submit attempt of a recipient (F4 within an attempt: later, then larger id)."""
+
+    run_id: str
+    recipient_id: str
+    attempt: int
+    campaign_id: str
+    submitted_at: datetime
+    event_id: str
+    outcome: str
+    message_id: str | None = None
+    batch_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
 class MessageRow:
     message_id: str
     run_id: str

@@ -12,8 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from projector.fold import BatchKey, Changes, RecipientKey, fold
+from projector.fold import AttemptKey, BatchKey, Changes, RecipientKey, fold
 from projector.rows import (
+    AttemptRow,
     BatchRow,
     CampaignRow,
     MessageRow,
@@ -31,6 +32,7 @@ class State:
         self.recipients: dict[RecipientKey, RecipientRow] = {}
         self.messages: dict[str, MessageRow] = {}
         self.snapshots: dict[str, SnapshotRow] = {}
+        self.attempts: dict[AttemptKey, AttemptRow] = {}
         self._by_message: dict[str, set[RecipientKey]] = defaultdict(set)
         self._by_run: dict[str, set[RecipientKey]] = defaultdict(set)
 
@@ -56,6 +58,9 @@ class State:
     def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]:
         return tuple(self._by_message.get(message_id, ()))
 
+    def attempt(self, key: AttemptKey) -> AttemptRow | None:
+        return self.attempts.get(key)
+
     # -- writing -------------------------------------------------------------
     def apply(self, events: Iterable[Any]) -> Changes:
         changes = fold(self, events)
@@ -78,6 +83,7 @@ class State:
             self.recipients[key] = row
         self.messages.update(changes.messages)
         self.snapshots.update(changes.snapshots)
+        self.attempts.update(changes.attempts)
         for run_id in changes.sent_range_dirty:
             run = self.runs[run_id]
             sent = [

@@ -21,9 +21,19 @@ import duckdb
 import pyarrow as pa
 
 from projector.errors import StoreError, StoreLockedError
-from projector.fold import BatchKey, Changes, LoadPlan, RecipientKey, fold, plan_loads, submit_batch_keys
-from projector.rows import BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
+from projector.fold import (
+    AttemptKey,
+    BatchKey,
+    Changes,
+    LoadPlan,
+    RecipientKey,
+    fold,
+    plan_loads,
+    submit_batch_keys,
+)
+from projector.rows import AttemptRow, BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
 from projector.tables import (
+    ATTEMPTS,
     BATCHES,
     BOOKKEEPING_DDL,
     CAMPAIGNS,
@@ -77,6 +87,7 @@ class DictPrior:
         self.messages: dict[str, MessageRow] = {}
         self.snapshots: dict[str, SnapshotRow] = {}
         self.by_message: dict[str, list[RecipientKey]] = {}
+        self.attempts: dict[AttemptKey, AttemptRow] = {}
 
     def campaign(self, campaign_id: str) -> CampaignRow | None:
         return self.campaigns.get(campaign_id)
@@ -98,6 +109,9 @@ class DictPrior:
 
     def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]:
         return self.by_message.get(message_id, ())
+
+    def attempt(self, key: AttemptKey) -> AttemptRow | None:
+        return self.attempts.get(key)
 
 
 def connect(path: Path | str, *, read_only: bool = False, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
@@ -210,6 +224,21 @@ class Store:
         if plan.message_ids:
             for row in _select_in(con, MESSAGES, "message_id", plan.message_ids):
                 prior.messages[row.message_id] = row
+        if plan.attempt_keys:
+            keys = pa.table(  # noqa: F841
+                {
+                    "run_id": [k[0] for k in plan.attempt_keys],
+                    "recipient_id": [k[1] for k in plan.attempt_keys],
+                    "attempt": [k[2] for k in plan.attempt_keys],
+                }
+            )
+            sql = (
+                f"SELECT {ATTEMPTS.select_list} FROM attempts "
+                "SEMI JOIN keys USING (run_id, recipient_id, attempt)"
+            )
+            for t in con.execute(sql).fetchall():
+                row = ATTEMPTS.from_tuple(t)
+                prior.attempts[(row.run_id, row.recipient_id, row.attempt)] = row
         batch_keys = set(plan.batch_keys) | submit_batch_keys(prior.recipients.values())
         if batch_keys:
             keys = pa.table(
@@ -305,6 +334,7 @@ class Store:
             (RECIPIENTS, changes.recipients),
             (MESSAGES, changes.messages),
             (SNAPSHOTS, changes.snapshots),
+            (ATTEMPTS, changes.attempts),
         ):
             if not rows:
                 continue

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from projector.rows import BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
+from projector.rows import AttemptRow, BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
 
 SCHEMA_VERSION = 1
 
@@ -96,7 +96,8 @@ BATCHES = Table("batches", BatchRow, ("run_id", "batch_id"))
 RECIPIENTS = Table("recipients", RecipientRow, ("run_id", "recipient_id"))
 MESSAGES = Table("messages", MessageRow, ("message_id",))
 SNAPSHOTS = Table("snapshots", SnapshotRow, ("run_id",))
-PROJECTIONS = (CAMPAIGNS, RUNS, BATCHES, RECIPIENTS, MESSAGES, SNAPSHOTS)
+ATTEMPTS = Table("attempts", AttemptRow, ("run_id", "recipient_id", "attempt"))
+PROJECTIONS = (CAMPAIGNS, RUNS, BATCHES, RECIPIENTS, MESSAGES, SNAPSHOTS, ATTEMPTS)
 
 BOOKKEEPING_DDL = (
     # The source of truth for where to resume: written in the same transaction

@@ -27,6 +27,7 @@ def dump(state: State) -> dict:
         "recipients": state.recipients,
         "messages": state.messages,
         "snapshots": state.snapshots,
+        "attempts": state.attempts,
     }
     return {name: {k: dataclasses.asdict(v) for k, v in rows.items()} for name, rows in tables.items()}
 
@@ -58,6 +59,9 @@ def recount(state: State) -> None:
             assert r.delivery_status == (msg.status if msg else None)
         assert run.first_sent_at == min((r.sent_at for r in sent), default=None)
         assert run.last_sent_at == max((r.sent_at for r in sent), default=None)
+        for r in rs:  # the winning submit is the highest attempt on record (F4)
+            attempts = [n for (rid, rcp, n) in state.attempts if rid == run.run_id and rcp == r.recipient_id]
+            assert r.attempt == (max(attempts) if attempts else None)
         batches = state.batches_of(run.run_id)
         assert run.batches_seen == sum(b.seen for b in batches)
         assert run.batches_completed == sum(b.terminal_status == "completed" for b in batches)
