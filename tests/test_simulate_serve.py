@@ -1,0 +1,163 @@
+"""Acceptance: the simulator through the real broker into ``projector serve``.
+
+The API's numbers must equal the pure fold of the simulator's JSONL output
+for the same seed: every campaign's status and analytics, and every run's
+detail (run, batches, recipients page and recipient summary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.keys import KNOWN_SCOPES
+from projector import views
+from projector.broker import free_port
+from projector.emit import EventEmitter
+from projector.settings import Topics
+from projector.simulate import WORKSPACES, generate
+from projector.state import State
+from schemas import EVENT_ADAPTER
+from tests.fixtures.processes import Procs, projector_env, tail
+
+CAMPAIGNS, RECIPIENTS, SEED = 3, 300, 17
+
+
+def keys_file(path: Path) -> dict[str, str]:
+    """One all-scopes key per simulated workspace; workspace -> key."""
+    keys = {ws: f"test-key-{ws}" for ws in WORKSPACES}
+    doc = {
+        "keys": [
+            {"key": k, "workspace_id": ws, "scopes": sorted(KNOWN_SCOPES)} for ws, k in keys.items()
+        ]
+    }
+    path.write_text(json.dumps(doc))
+    return keys
+
+
+def watermark_total(watermark: str) -> int:
+    """Sum of next offsets in 'topic:partition=offset,...'."""
+    return sum(int(part.rsplit("=", 1)[1]) for part in watermark.split(",") if part)
+
+
+def wait_until(
+    what: str, check: Callable[[], Any], timeout: float, alive: Callable[[], str | None]
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail clearly on timeout or death."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        died = alive()
+        if died:
+            pytest.fail(f"while waiting for {what}: {died}")
+        try:
+            last = check()
+        except httpx.TransportError as e:
+            last = e
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached within {timeout:.0f}s (last: {last!r})")
+        time.sleep(0.1)
+
+
+async def produce(bootstrap: str, topics: Topics, events: list[dict[str, Any]]) -> int:
+    """Send the stream packed in array records; how many records Kafka holds."""
+    async with EventEmitter(bootstrap, topics, array_size=7) as em:
+        await em.emit_many(events)
+        await em.flush()
+        return em.records_sent
+
+
+def fold_jsonl(path: Path) -> State:
+    state = State()
+    state.apply([EVENT_ADAPTER.validate_json(line) for line in path.read_bytes().splitlines()])
+    return state
+
+
+def test_api_numbers_equal_the_fold_of_the_simulators_jsonl(
+    bootstrap: str, topics_factory: Callable[..., Topics], procs: Procs, tmp_path: Path
+) -> None:
+    topics = topics_factory(partitions=4)
+    env = projector_env(bootstrap, topics, flush_max_events=400, flush_interval_ms=50)
+    keys = keys_file(tmp_path / "keys.json")
+    port = free_port()
+    serve = procs.start(
+        "serve", "--db", str(tmp_path / "p.duckdb"), "--port", str(port),
+        "--api-keys", str(tmp_path / "keys.json"), env=env, log_name="serve",
+    )  # fmt: skip
+
+    def alive() -> str | None:
+        code = serve.poll()
+        return None if code is None else f"projector serve exited {code}:\n{tail(serve)}"
+
+    # The same seed written as JSONL by the CLI: what the API is checked against.
+    jsonl = tmp_path / "sim.jsonl"
+    procs.run(
+        "simulate", "--campaigns", str(CAMPAIGNS), "--recipients", str(RECIPIENTS),
+        "--seed", str(SEED), "--out", str(jsonl), env=env, timeout=60, log_name="sim-out",
+    )  # fmt: skip
+    expected = fold_jsonl(jsonl)
+    assert len(expected.campaigns) == CAMPAIGNS
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        wait_until("/readyz 200", lambda: http.get("/readyz").status_code == 200, 60, alive)
+
+        events = list(generate(CAMPAIGNS, RECIPIENTS, SEED))
+        records = asyncio.run(produce(bootstrap, topics, events))
+        assert records < len(events)  # packed: arrays travel too
+
+        def caught_up() -> dict[str, Any] | None:
+            r = http.get("/readyz")
+            data = r.json()["data"]
+            return data if watermark_total(data["watermark"]) == records else None
+
+        ready = wait_until(f"the watermark to reach {records} records", caught_up, 60, alive)
+        assert ready["lag"] == 0, ready
+
+        for cid, campaign in expected.campaigns.items():
+            headers = {"X-API-Key": keys[campaign.workspace_id]}
+            runs = expected.runs_of(cid)
+            assert runs, cid
+
+            r = http.get(f"/v1/campaign/{cid}/status", headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.headers["X-Projection-Lag"] == "0"
+            assert r.json()["data"] == views.status_payload(cid, views.latest_run(runs)), cid
+
+            r = http.get(f"/v1/campaign/{cid}/analytics", headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.json()["data"] == views.analytics_payload(cid, campaign.workspace_id, runs)
+
+            for run in runs:
+                r = http.get(f"/v1/campaign/{cid}/runs/{run.run_id}", headers=headers)
+                assert r.status_code == 200, r.text
+                got = r.json()["data"]
+                assert got["recipient_summary"] == views.recipient_summary(run), run.run_id
+                recipients = sorted(
+                    expected.recipients_of(run.run_id), key=views.recipient_sort_key
+                )
+                want = views.run_detail_payload(
+                    campaign,
+                    run,
+                    expected.snapshots.get(run.run_id),
+                    expected.batches_of(run.run_id),
+                    recipients[: views.RECIPIENTS_CAP],
+                    more_recipients=len(recipients) > views.RECIPIENTS_CAP,
+                )
+                assert got == want, run.run_id
+
+            other = next(ws for ws in WORKSPACES if ws != campaign.workspace_id)
+            r = http.get(f"/v1/campaign/{cid}/status", headers={"X-API-Key": keys[other]})
+            assert r.status_code == 403, r.text
+
+
+pytestmark = pytest.mark.timeout(180)
