@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
+from api.cache import PositionCache
 from api.errors import Unauthorized
 from api.keys import KeyRing, Principal
 from api.readstore import ReadStore
@@ -24,6 +26,10 @@ class ApiContext:
     keys: KeyRing
     status: Callable[[], PipelineSnapshot]
     metrics: Metrics
+    cache: PositionCache = field(default_factory=PositionCache)
+    # Part of every ETag: positions restart with a rebuilt database, so a tag
+    # from another server instance must never match (it costs one full answer).
+    instance: str = field(default_factory=lambda: secrets.token_hex(4))
 
 
 def get_context(request: Request) -> ApiContext:

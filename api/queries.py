@@ -14,6 +14,11 @@ RECIPIENTS_OF = (
     "ORDER BY batch_sequence ASC NULLS LAST, recipient_id ASC LIMIT ? OFFSET ?"
 )
 SNAPSHOT = f"SELECT {SNAPSHOTS.select_list} FROM snapshots WHERE run_id = ?"
+# Auth and freshness of a campaign in one round trip: the hot path of status polling.
+CAMPAIGN_HEAD = (
+    "SELECT c.workspace_id, coalesce(p.position, 0) FROM campaigns c "
+    "LEFT JOIN campaign_positions p ON p.campaign_id = c.campaign_id WHERE c.campaign_id = ?"
+)
 POSITION = "SELECT position FROM campaign_positions WHERE campaign_id = ?"
 OFFSETS = "SELECT topic, partition, next_offset FROM source_offsets"
 FLUSH_SEQ = "SELECT value FROM projector_meta WHERE key = 'flush_seq'"

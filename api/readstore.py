@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -25,6 +25,11 @@ from projector.store import connect
 from projector.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SNAPSHOTS
 
 TopicPartition = tuple[str, int]
+
+
+class CampaignHead(NamedTuple):
+    workspace_id: str
+    position: int  # flush sequence of the last flush that changed the campaign
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
 
 
@@ -130,6 +135,11 @@ class ReadStore:
     def snapshot(self, run_id: str) -> SnapshotRow | None:
         t = self._one(q.SNAPSHOT, [run_id])
         return None if t is None else SNAPSHOTS.from_tuple(t)
+
+    def campaign_head(self, campaign_id: str) -> CampaignHead | None:
+        """Workspace and position of a campaign, or None if unknown (one cheap query)."""
+        t = self._one(q.CAMPAIGN_HEAD, [campaign_id])
+        return None if t is None else CampaignHead(t[0], int(t[1]))
 
     # -- bookkeeping -----------------------------------------------------------
     def position(self, campaign_id: str) -> int:

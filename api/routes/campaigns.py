@@ -2,9 +2,14 @@
 
 Each handler checks, in order: scope (403, reveals nothing), the campaign's
 existence (404, as the reference says for an unknown campaign), its workspace
-(403, no data), then answers from one consistent read. The campaign's
-position is read before its data: an ETag may then be older than the data
-(one extra full response) but never newer, so a 304 never hides a change.
+(403, no data), then answers. The campaign's position is read before its
+data: an ETag (or a cached payload) may then be older than the data (one
+extra full response) but never newer, so a 304 never hides a change.
+
+Status and analytics, the polled endpoints, cost one small query while the
+campaign does not change (payloads cached per position) and read runs only,
+never recipients. Run detail and snapshot read inside one read transaction so
+their parts come from the same flush.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from api.errors import (
 )
 from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS, SCOPE_PII, Principal
 from api.models import CampaignAnalytics, CampaignStatus, Envelope, RunDetail, RunSnapshot
-from api.readstore import ReadStore
+from api.readstore import CampaignHead, ReadStore
 from projector import views
 from projector.health import PipelineSnapshot
 from projector.rows import CampaignRow, RunRow
@@ -56,6 +61,15 @@ def _owned_campaign(reader: ReadStore, caller: Principal, campaign_id: str) -> C
     return campaign
 
 
+def _owned_head(reader: ReadStore, caller: Principal, campaign_id: str) -> CampaignHead:
+    head = reader.campaign_head(campaign_id)
+    if head is None:
+        raise CampaignNotFound()
+    if head.workspace_id != caller.workspace_id:
+        raise Forbidden()
+    return head
+
+
 def _run_of(reader: ReadStore, campaign_id: str, run_id: str) -> RunRow:
     run = reader.run(run_id)
     if run is None or run.campaign_id != campaign_id:
@@ -63,9 +77,9 @@ def _run_of(reader: ReadStore, campaign_id: str, run_id: str) -> RunRow:
     return run
 
 
-def etag(position: int, request: Request) -> str:
+def etag(ctx: ApiContext, position: int, request: Request) -> str:
     """Weak ETag: the campaign's flush position and what was asked (path and query)."""
-    asked = f"{request.url.path}?{request.url.query}".encode()
+    asked = f"{ctx.instance}:{request.url.path}?{request.url.query}".encode()
     return f'W/"{position}-{hashlib.blake2b(asked, digest_size=8).hexdigest()}"'
 
 
@@ -90,16 +104,18 @@ def freshness_headers(snap: PipelineSnapshot) -> dict[str, str]:
 
 def _answer(
     ctx: ApiContext,
-    reader: ReadStore,
     request: Request,
     request_id: str,
     if_none_match: str | None,
-    campaign_id: str,
+    position: int,
     build: Callable[[], dict[str, Any]],
 ) -> Response:
-    """Position first, then 304 or the payload from the same read transaction."""
+    """304 when the client's ETag is current, else the payload; freshness headers on both.
+
+    ``position`` must have been read before the data ``build`` reads.
+    """
     headers = freshness_headers(ctx.status())
-    headers["ETag"] = etag(reader.position(campaign_id), request)
+    headers["ETag"] = etag(ctx, position, request)
     headers["Cache-Control"] = "no-cache"
     if etag_matches(if_none_match, headers["ETag"]):
         return Response(status_code=304, headers=headers)
@@ -116,14 +132,16 @@ def _status(
     if_none_match: str | None,
 ) -> Response:
     _require(caller, SCOPE_CAMPAIGNS)
-    with reader.consistent():
-        _owned_campaign(reader, caller, campaign_id)
-        return _answer(
-            ctx, reader, request, request_id, if_none_match, campaign_id,
+    head = _owned_head(reader, caller, campaign_id)
+    return _answer(
+        ctx, request, request_id, if_none_match, head.position,
+        lambda: ctx.cache.get_or_build(
+            ("status", campaign_id), head.position,
             lambda: views.status_payload(
                 campaign_id, views.latest_run(reader.runs_of(campaign_id))
             ),
-        )
+        ),
+    )
 
 
 _STATUS_DOC = dict(
@@ -189,14 +207,16 @@ def campaign_analytics(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     _require(caller, SCOPE_ANALYTICS)
-    with reader.consistent():
-        campaign = _owned_campaign(reader, caller, campaign_id)
-        return _answer(
-            ctx, reader, request, request_id, if_none_match, campaign_id,
+    head = _owned_head(reader, caller, campaign_id)
+    return _answer(
+        ctx, request, request_id, if_none_match, head.position,
+        lambda: ctx.cache.get_or_build(
+            ("analytics", campaign_id), head.position,
             lambda: views.analytics_payload(
-                campaign_id, campaign.workspace_id, reader.runs_of(campaign_id)
+                campaign_id, head.workspace_id, reader.runs_of(campaign_id)
             ),
-        )
+        ),
+    )
 
 
 @router.get(
@@ -223,6 +243,7 @@ def run_detail(
     _require(caller, SCOPE_CAMPAIGNS)
     with reader.consistent():
         campaign = _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign_id)
         run = _run_of(reader, campaign_id, run_id)
 
         def build() -> dict[str, Any]:
@@ -236,7 +257,7 @@ def run_detail(
                 more_recipients=len(page) > views.RECIPIENTS_CAP,
             )
 
-        return _answer(ctx, reader, request, request_id, if_none_match, campaign_id, build)
+        return _answer(ctx, request, request_id, if_none_match, position, build)
 
 
 @router.get(
@@ -266,11 +287,12 @@ def run_snapshot(
     _require(caller, SCOPE_CAMPAIGNS, *((SCOPE_PII,) if include_recipients else ()))
     with reader.consistent():
         _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign_id)
         run = _run_of(reader, campaign_id, run_id)
         snapshot = reader.snapshot(run_id)
         if snapshot is None:
             raise SnapshotNotFound()
         return _answer(
-            ctx, reader, request, request_id, if_none_match, campaign_id,
+            ctx, request, request_id, if_none_match, position,
             lambda: views.snapshot_payload(run, snapshot, include_recipients),
         )
