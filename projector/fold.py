@@ -16,7 +16,6 @@ change, so a change that does not happen adds nothing.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -181,6 +180,19 @@ def _run_counts(r: RecipientRow) -> tuple[int, int, int, int, int]:
     return (0, 0, 0, 0, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Before:
+    """What ``recount`` needs of a recipient before a change."""
+
+    counts: tuple[int, int, int, int, int]
+    submit_batch_id: str | None
+    sent_at: datetime | None
+
+    @staticmethod
+    def of(r: RecipientRow) -> _Before:
+        return _Before(_run_counts(r), r.submit_batch_id, r.sent_at)
+
+
 def _dlr_rank(status: str) -> int:
     return 1 if status in DLR_TERMINAL else 0
 
@@ -208,7 +220,7 @@ class _Fold:
                 prior.updated_at or ev.occurred_at
             ):
                 return prior  # nothing to change: avoid a copy and a write
-            row = copy.copy(prior)
+            row = prior.clone()
             self.out.campaigns[cid] = row
         if ev.workspace_id < row.workspace_id:
             # Events of one campaign should agree on the tenant; if not, the
@@ -221,8 +233,9 @@ class _Fold:
     def campaign_mut(self, cid: str) -> CampaignRow:
         row = self.out.campaigns.get(cid)
         if row is None:
-            row = copy.copy(self.prior.campaign(cid))
-            assert row is not None
+            prior = self.prior.campaign(cid)
+            assert prior is not None
+            row = prior.clone()
             self.out.campaigns[cid] = row
         return row
 
@@ -235,7 +248,7 @@ class _Fold:
             row = (
                 RunRow(rid, ev.campaign_id, ev.workspace_id)
                 if prior is None
-                else copy.copy(prior)
+                else prior.clone()
             )
             self.out.runs[rid] = row
         if row.updated_at is None or ev.occurred_at > row.updated_at:
@@ -246,7 +259,7 @@ class _Fold:
         row = self.out.runs.get(rid)
         if row is None:
             prior = self.prior.run(rid)
-            row = RunRow(rid, campaign_id, workspace_id) if prior is None else copy.copy(prior)
+            row = RunRow(rid, campaign_id, workspace_id) if prior is None else prior.clone()
             self.out.runs[rid] = row
         return row
 
@@ -255,7 +268,7 @@ class _Fold:
         row = self.out.batches.get(key)
         if row is None:
             prior = self.prior.batch(key)
-            row = BatchRow(run.run_id, batch_id, run.campaign_id) if prior is None else copy.copy(prior)
+            row = BatchRow(run.run_id, batch_id, run.campaign_id) if prior is None else prior.clone()
             self.out.batches[key] = row
         return row
 
@@ -272,7 +285,7 @@ class _Fold:
                 row = RecipientRow(run.run_id, recipient_id, run.campaign_id)
                 run.known_recipients += 1
             else:
-                row = copy.copy(prior)
+                row = prior.clone()
             self.out.recipients[key] = row
         return row
 
@@ -290,9 +303,9 @@ class _Fold:
 
     # -- counters ------------------------------------------------------------
 
-    def recount(self, run: RunRow, before: RecipientRow | None, after: RecipientRow) -> None:
+    def recount(self, run: RunRow, before: _Before | None, after: RecipientRow) -> None:
         """Add after - before of one recipient to its run's and batches' counters."""
-        old = _run_counts(before) if before is not None else (0, 0, 0, 0, 0)
+        old = before.counts if before is not None else (0, 0, 0, 0, 0)
         new = _run_counts(after)
         if old != new:
             run.sent += new[0] - old[0]
@@ -479,7 +492,7 @@ class _Fold:
                 current.submit_event_id,
             ):
                 return  # F4: an older or equal submit loses; a duplicate changes nothing
-        before = copy.copy(current) if current is not None else None
+        before = _Before.of(current) if current is not None else None
         r = self.recipient_mut(run, ev.recipient_id)
         old_message = r.message_id
         r.attempt = ev.attempt
@@ -523,7 +536,7 @@ class _Fold:
             held = self.recipient_peek(key)
             if held is None or held.message_id != mid or held.delivery_status == msg.status:
                 continue
-            before = copy.copy(held)
+            before = _Before.of(held)
             holder_run = self.run_by_id(key[0], held.campaign_id, ev.workspace_id)
             r = self.recipient_mut(holder_run, key[1])
             r.delivery_status = msg.status

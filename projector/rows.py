@@ -232,6 +232,24 @@ class SnapshotRow:
     recipients: list[str] | None = field(default=None)
 
 
+def _install_clone(cls: type) -> None:
+    """Give a slotted row class a ``clone()``: a shallow copy without copy.copy.
+
+    ``copy.copy`` on slotted dataclasses goes through ``__reduce_ex__`` and was
+    the fold's top cost (about 40% of its time); a generated constructor call
+    is several times faster.
+    """
+    names = [f.name for f in fields(cls)]
+    args = ", ".join(f"self.{n}" for n in names)
+    namespace: dict[str, Any] = {"cls": cls}
+    exec(f"def clone(self):\n    return cls({args})", namespace)  # noqa: S102 (names are our own fields)
+    cls.clone = namespace["clone"]  # type: ignore[attr-defined]
+
+
+for _cls in (CampaignRow, RunRow, BatchRow, RecipientRow):
+    _install_clone(_cls)
+
+
 def column_names(cls: type) -> tuple[str, ...]:
     """Column order of a row class, shared by the writer and the reader."""
     return tuple(f.name for f in fields(cls))
