@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve test bench schemas lint clean
+.PHONY: setup demo serve test soak bench schemas lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+## Long fault-injection and scale tests (not part of CI).
+soak: $(STAMP)
+	$(BIN)/python -m pytest -m slow -p no:cacheprovider $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all $(ARGS)
