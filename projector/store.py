@@ -31,6 +31,7 @@ from projector.fold import (
     plan_loads,
     submit_batch_keys,
 )
+from projector.rowcache import MISSING, RowCache
 from projector.rows import AttemptRow, BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
 from projector.tables import (
     ATTEMPTS,
@@ -137,9 +138,13 @@ class Store:
     Readers in other threads take their own cursor with ``cursor()``.
     """
 
-    def __init__(self, path: Path | str, *, memory_limit: str = "2GB") -> None:
+    def __init__(
+        self, path: Path | str, *, memory_limit: str = "2GB", cache_max_rows: int = 1_000_000
+    ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
+        self.cache_max_rows = cache_max_rows
+        self._cache = RowCache(cache_max_rows, complete=False)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._seq = 0
         self._lock = threading.Lock()
@@ -160,6 +165,12 @@ class Store:
             self._con.execute("COMMIT")
             row = self._con.execute("SELECT value FROM projector_meta WHERE key = 'flush_seq'").fetchone()
             self._seq = int(row[0]) if row else 0
+            empty = all(
+                self._con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {t.name} LIMIT 1)").fetchone()[0] == 0
+                for t in PROJECTIONS
+            )
+            # An empty database is wholly described by what this process writes.
+            self._cache = RowCache(self.cache_max_rows, complete=empty)
         except duckdb.Error as e:
             raise StoreError(f"cannot initialise {self.path}: {e}") from e
         return self
@@ -205,82 +216,59 @@ class Store:
             raise StoreError(f"checkpoint failed: {e}") from e
 
     def load_prior(self, plan: LoadPlan) -> DictPrior:
+        """Rows the plan names: from the cache, else one query per table."""
         prior = DictPrior()
-        con = self.con
-        if plan.campaign_ids:
-            for row in _select_in(con, CAMPAIGNS, "campaign_id", plan.campaign_ids):
-                prior.campaigns[row.campaign_id] = row
-        if plan.recipient_keys or plan.dlr_message_ids:
-            for row in self._load_recipients(plan):
-                prior.recipients[(row.run_id, row.recipient_id)] = row
-                if row.message_id is not None:
-                    prior.by_message.setdefault(row.message_id, []).append((row.run_id, row.recipient_id))
-        run_ids = set(plan.run_ids) | {k[0] for k in prior.recipients}
-        if run_ids:
-            for row in _select_in(con, RUNS, "run_id", run_ids):
-                prior.runs[row.run_id] = row
-            for row in _select_in(con, SNAPSHOTS, "run_id", plan.run_ids):
-                prior.snapshots[row.run_id] = row
-        if plan.message_ids:
-            for row in _select_in(con, MESSAGES, "message_id", plan.message_ids):
-                prior.messages[row.message_id] = row
-        if plan.attempt_keys:
-            keys = pa.table(  # noqa: F841
-                {
-                    "run_id": [k[0] for k in plan.attempt_keys],
-                    "recipient_id": [k[1] for k in plan.attempt_keys],
-                    "attempt": [k[2] for k in plan.attempt_keys],
-                }
-            )
-            sql = (
-                f"SELECT {ATTEMPTS.select_list} FROM attempts "
-                "SEMI JOIN keys USING (run_id, recipient_id, attempt)"
-            )
-            for t in con.execute(sql).fetchall():
-                row = ATTEMPTS.from_tuple(t)
-                prior.attempts[(row.run_id, row.recipient_id, row.attempt)] = row
-        batch_keys = set(plan.batch_keys) | submit_batch_keys(prior.recipients.values())
-        if batch_keys:
-            keys = pa.table(
-                {"run_id": [k[0] for k in batch_keys], "batch_id": [k[1] for k in batch_keys]}
-            )
-            sql = f"SELECT {BATCHES.select_list} FROM batches SEMI JOIN keys USING (run_id, batch_id)"
-            for t in con.execute(sql).fetchall():
-                row = BATCHES.from_tuple(t)
-                prior.batches[(row.run_id, row.batch_id)] = row
-        return prior
-
-    def _load_recipients(self, plan: LoadPlan) -> Iterator[RecipientRow]:
-        con = self.con
-        # A constant run_id list lets DuckDB skip row groups of other runs
-        # (zone maps): recipients are written clustered by run.
-        runs = sorted(plan.run_ids)
-        run_filter = f"run_id IN ({', '.join('?' * len(runs))})"
-        seen: set[RecipientKey] = set()
-        if plan.recipient_keys:
-            keys = pa.table(
-                {
-                    "run_id": [k[0] for k in plan.recipient_keys],
-                    "recipient_id": [k[1] for k in plan.recipient_keys],
-                }
-            )
-            sql = (
-                f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN keys "
-                f"USING (run_id, recipient_id) WHERE {run_filter}"
-            )
-            for t in con.execute(sql, runs).fetchall():
-                row = RECIPIENTS.from_tuple(t)
-                seen.add((row.run_id, row.recipient_id))
-                yield row
-        if plan.dlr_message_ids:
-            mids = pa.table({"message_id": list(plan.dlr_message_ids)})
+        cache = self._cache
+        prior.campaigns.update(self._load(CAMPAIGNS, plan.campaign_ids))
+        prior.recipients.update(self._load(RECIPIENTS, plan.recipient_keys, runs=plan.run_ids))
+        ask: list[str] = []
+        for mid in plan.dlr_message_ids:
+            known = cache.known_holders(mid)
+            if known is None:
+                ask.append(mid)
+            else:
+                prior.by_message[mid] = list(known)
+                for key in known:
+                    row = cache.tables["recipients"].get(key)
+                    if row is not None and row is not MISSING:
+                        prior.recipients[key] = row
+        if ask:
             # Not filtered by run: a report names its run, but the recipient
             # holding the message is the truth even if the report's run is wrong.
+            mids = pa.table({"message_id": pa.array(ask, pa.string())})  # noqa: F841
             sql = f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN mids USING (message_id)"
-            for t in con.execute(sql).fetchall():
+            holders: dict[str, set[RecipientKey]] = {mid: set() for mid in ask}
+            found = {}
+            for t in self.con.execute(sql).fetchall():
                 row = RECIPIENTS.from_tuple(t)
-                if (row.run_id, row.recipient_id) not in seen:
-                    yield row
+                key = (row.run_id, row.recipient_id)
+                found[key] = prior.recipients.get(key, row)
+                holders[row.message_id].add(key)
+            cache.remember(RECIPIENTS.name, list(found), found)
+            prior.recipients.update(found)
+            for mid, keys in holders.items():
+                cache.remember_holders(mid, keys)
+        for key, row in prior.recipients.items():
+            if row.message_id is not None and row.message_id in plan.dlr_message_ids:
+                holders_of = prior.by_message.setdefault(row.message_id, [])
+                if key not in holders_of:
+                    holders_of.append(key)
+        run_ids = set(plan.run_ids) | {k[0] for k in prior.recipients}
+        prior.runs.update(self._load(RUNS, run_ids))
+        prior.snapshots.update(self._load(SNAPSHOTS, plan.run_ids))
+        prior.messages.update(self._load(MESSAGES, plan.message_ids))
+        prior.attempts.update(self._load(ATTEMPTS, plan.attempt_keys))
+        batch_keys = set(plan.batch_keys) | submit_batch_keys(prior.recipients.values())
+        prior.batches.update(self._load(BATCHES, batch_keys))
+        return prior
+
+    def _load(self, table: Table, keys: Iterable[Any], *, runs: Iterable[str] = ()) -> dict[Any, Any]:
+        found, unknown = self._cache.split(table.name, keys)
+        if unknown:
+            rows = _select_keys(self.con, table, unknown, runs=sorted(runs))
+            self._cache.remember(table.name, unknown, rows)
+            found.update(rows)
+        return found
 
     # -- the flush -------------------------------------------------------------
     def flush(
@@ -315,6 +303,7 @@ class Store:
                     con.execute("INSERT OR REPLACE INTO source_offsets SELECT * FROM off")
                 con.execute("UPDATE projector_meta SET value = ? WHERE key = 'flush_seq'", [seq])
                 con.execute("COMMIT")
+                self._cache.apply(changes)
             except duckdb.Error as e:
                 _rollback(con)
                 raise StoreError(f"flush failed and was rolled back: {e}") from e
@@ -365,6 +354,8 @@ class Store:
                 WHERE runs.run_id = s.run_id""",
                 dirty,
             )
+            # Keep the returned rows (and the cache) equal to what was written.
+            changes.runs.update(_select_keys(con, RUNS, dirty))
         if changed:
             pos = pa.table({"campaign_id": sorted(changed), "position": [seq] * len(changed)})  # noqa: F841
             con.execute("INSERT OR REPLACE INTO campaign_positions SELECT * FROM pos")
@@ -385,13 +376,27 @@ class Store:
         self.con.execute("INSERT OR REPLACE INTO deadletters SELECT * FROM dl")
 
 
-def _select_in(con: duckdb.DuckDBPyConnection, table: Table, column: str, values: Iterable[str]) -> list[Any]:
-    values = sorted(values)
-    if not values:
-        return []
-    ids = pa.table({column: pa.array(values, pa.string())})  # noqa: F841
-    sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN ids USING ({column})"
-    return [table.from_tuple(t) for t in con.execute(sql).fetchall()]
+def _select_keys(
+    con: duckdb.DuckDBPyConnection, table: Table, keys: list[Any], *, runs: list[str] = ()
+) -> dict[Any, Any]:
+    """Rows of ``table`` for ``keys`` (tuples for composite keys), by key."""
+    composite = len(table.key) > 1
+    columns = list(zip(*keys, strict=True)) if composite else [keys]
+    key_table = pa.table(  # noqa: F841 (read by DuckDB by name)
+        {name: pa.array(list(col)) for name, col in zip(table.key, columns, strict=True)}
+    )
+    sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN key_table USING ({', '.join(table.key)})"
+    params: list[Any] = []
+    if runs and "run_id" in table.key:
+        # A constant run list lets DuckDB skip row groups of other runs (zone maps).
+        sql += f" WHERE run_id IN ({', '.join('?' * len(runs))})"
+        params = list(runs)
+    out = {}
+    for t in con.execute(sql, params).fetchall():
+        row = table.from_tuple(t)
+        key = tuple(getattr(row, k) for k in table.key) if composite else getattr(row, table.key[0])
+        out[key] = row
+    return out
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

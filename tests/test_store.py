@@ -47,12 +47,13 @@ def test_golden_into_duckdb_equals_in_memory_fold(tmp_path):
     assert got == dump(state)
 
 
+@pytest.mark.parametrize("cache_rows", [1_000_000, 3], ids=["whole-state-cache", "evicting-cache"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), events=histories())
-def test_any_batching_into_duckdb_equals_the_fold(data, events):
+def test_any_batching_into_duckdb_equals_the_fold(cache_rows, data, events):
     order = data.draw(st.permutations(events))
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(order)), max_size=6))))
-    with Store(":memory:") as store:
+    with Store(":memory:", cache_max_rows=cache_rows) as store:
         start = 0
         for cut in [*cuts, len(order)]:
             store.flush(order[start:cut], {("t", 0): cut})
@@ -94,3 +95,19 @@ def test_a_failed_flush_leaves_rows_and_offsets_untouched(tmp_path):
         with pytest.raises(Exception, match="rolled back"):
             store.flush(golden_events()[20:], {("t", 0): 147})
         assert read_all(store) == before
+
+
+def test_a_reopened_database_reads_misses_from_duckdb(tmp_path):
+    """After a restart the cache is cold and incomplete: rows must come from DuckDB."""
+    events = golden_events()
+    rng = random.Random(3)
+    rng.shuffle(events)
+    path = tmp_path / "p.duckdb"
+    for i in range(0, len(events), 30):  # a new process (cold cache) per chunk
+        with Store(path, cache_max_rows=50) as store:
+            store.flush(events[i : i + 30], {("t", 0): i + 30})
+    with Store(path) as store:
+        got = read_all(store)
+    state = State()
+    state.apply(golden_events())
+    assert got == dump(state)
