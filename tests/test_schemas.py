@@ -27,7 +27,7 @@ from schemas import (
 from schemas.export import export_schemas, render_schemas, run_cli
 
 DATA = Path(__file__).parent / "data"
-GOLDEN = DATA / "schemas_golden_events.jsonl"
+GOLDEN = DATA / "golden" / "events.jsonl"
 DOCS_SCHEMAS = Path(__file__).parent.parent / "docs" / "schemas"
 
 ENVELOPE = {
