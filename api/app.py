@@ -23,6 +23,7 @@ from api.errors import (
     ApiError,
 )
 from api.keys import KeyRing
+from api.limits import Limits, LimitsMiddleware
 from api.readstore import ReadStore
 from api.routes import campaigns, health
 from projector.health import PipelineSnapshot
@@ -134,6 +135,7 @@ def create_app(
     keys: KeyRing,
     status: Callable[[], PipelineSnapshot],
     metrics: Metrics,
+    limits: Limits | None = None,
 ) -> FastAPI:
     """The HTTP API over ``reader``.
 
@@ -142,6 +144,7 @@ def create_app(
         keys: the API keys and their workspaces and scopes.
         status: the pipeline's current position, lag and readiness.
         metrics: registry served at /metrics; HTTP latency is recorded in it.
+        limits: request-size and rate limits (``api.limits.Limits()`` when None).
     """
     app = FastAPI(
         title="Campaign analytics API",
@@ -156,6 +159,8 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(campaigns.router)
     app.include_router(health.router)
+    # Inside the request context: rejections carry the request id and are timed.
+    app.add_middleware(LimitsMiddleware, keys=keys, limits=limits)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 
