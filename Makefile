@@ -14,13 +14,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# Headless Chromium for the dashboard's browser test, from Debian's packages.
+# Without root or apt the browser test skips with a reason instead.
+BROWSER_STAMP := $(VENV)/.browser
+$(BROWSER_STAMP): | $(STAMP)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser test..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "warning: could not install chromium; the browser test will be skipped"; \
+	else echo "note: /usr/bin/chromium is missing; the browser test will be skipped"; fi
+	@touch $@
+
 setup: $(STAMP)
 
 ## The main job: embedded broker, projector + API, and a simulated campaign stream.
 demo: $(STAMP)
 	$(BIN)/projector demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
 ## Long fault-injection and scale tests (not part of CI).
