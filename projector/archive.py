@@ -406,6 +406,22 @@ def _construct(d: dict[str, Any]) -> Any:
 # -- the archiver ------------------------------------------------------------------
 
 
+async def stop_consumer(consumer: Any) -> None:
+    """``consumer.stop()``, minus an aiokafka quirk.
+
+    Without a group, aiokafka's coordinator starts a background task; stopping
+    the consumer before that task first ran re-raises the task's cancellation
+    as ``CancelledError`` in ``stop()``. Only a cancellation of our own task
+    is passed on.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 async def archive(
     settings: Settings,
     root: Path | str,
@@ -460,7 +476,7 @@ async def archive(
     except KafkaError as e:
         raise ArchiveError(f"consuming from {settings.bootstrap} failed: {e!r}") from e
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return writer
 
 

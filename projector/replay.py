@@ -239,6 +239,7 @@ async def start_offsets(
     from aiokafka import AIOKafkaConsumer
     from aiokafka import TopicPartition as KTP
 
+    from projector.archive import stop_consumer
     from projector.kafka_offsets import beginning_offsets, log_end_offsets
 
     end = await log_end_offsets(bootstrap, topics)
@@ -252,7 +253,7 @@ async def start_offsets(
             ms = int(since.timestamp() * 1000)
             found = await consumer.offsets_for_times({KTP(t, p): ms for t, p in end})
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
         for ktp, hit in found.items():
             tp = (ktp.topic, ktp.partition)
             # No record at or after the time: nothing to replay. Tansu answers
@@ -277,6 +278,8 @@ async def replay_kafka(
     from aiokafka import AIOKafkaConsumer
     from aiokafka import TopicPartition as KTP
     from aiokafka.errors import KafkaError
+
+    from projector.archive import stop_consumer
 
     since_ms = int(since.timestamp() * 1000) if since is not None else None
     # Every partition gets a stored offset, even one with nothing to read, so
@@ -337,7 +340,7 @@ async def replay_kafka(
     except KafkaError as e:
         raise ReplayError(f"reading from {bootstrap} failed: {e!r}") from e
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 # -- the command ---------------------------------------------------------------------
