@@ -118,7 +118,9 @@ class ProjectorService(mode.Service):
                         # faust's worker turns SIGTERM into a clean shutdown.
                         os.kill(os.getpid(), signal.SIGTERM)
             except Exception as e:  # broker down: keep serving, report, retry
-                p.status.update(last_error=f"log poll failed: {e}")
+                # The log ends seen before are stale now: forget them, so the
+                # API reports the lag as unknown instead of a stale figure.
+                p.status.update(last_error=f"log poll failed: {e}", log_end={})
                 log.debug("log poll failed", exc_info=True)
             await self.sleep(LAG_POLL_SECONDS)
 
