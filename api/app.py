@@ -25,7 +25,8 @@ from api.errors import (
 from api.keys import KeyRing
 from api.limits import Limits, LimitsMiddleware
 from api.readstore import ReadStore
-from api.routes import campaigns, health
+from api.routes import campaigns, health, stream
+from projector.feed import ChangeFeed
 from projector.health import PipelineSnapshot
 from projector.metrics import Metrics
 
@@ -136,6 +137,7 @@ def create_app(
     status: Callable[[], PipelineSnapshot],
     metrics: Metrics,
     limits: Limits | None = None,
+    feed: ChangeFeed | None = None,
 ) -> FastAPI:
     """The HTTP API over ``reader``.
 
@@ -145,6 +147,7 @@ def create_app(
         status: the pipeline's current position, lag and readiness.
         metrics: registry served at /metrics; HTTP latency is recorded in it.
         limits: request-size and rate limits (``api.limits.Limits()`` when None).
+        feed: the writer's flush notifications, pushed by /stream (None: streams poll).
     """
     app = FastAPI(
         title="Campaign analytics API",
@@ -153,12 +156,15 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.ctx = ApiContext(reader=reader, keys=keys, status=status, metrics=metrics)
+    app.state.ctx = ApiContext(
+        reader=reader, keys=keys, status=status, metrics=metrics, feed=feed
+    )
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(campaigns.router)
     app.include_router(health.router)
+    app.include_router(stream.router)
     # Inside the request context: rejections carry the request id and are timed.
     app.add_middleware(LimitsMiddleware, keys=keys, limits=limits)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

@@ -14,6 +14,7 @@ from api.cache import PositionCache
 from api.errors import Unauthorized
 from api.keys import KeyRing, Principal
 from api.readstore import ReadStore
+from projector.feed import ChangeFeed
 from projector.health import PipelineSnapshot
 from projector.metrics import Metrics
 
@@ -26,6 +27,7 @@ class ApiContext:
     keys: KeyRing
     status: Callable[[], PipelineSnapshot]
     metrics: Metrics
+    feed: ChangeFeed | None = None  # flush notifications for streams; None: streams poll
     cache: PositionCache = field(default_factory=PositionCache)
     # Part of every ETag: positions restart with a rebuilt database, so a tag
     # from another server instance must never match (it costs one full answer).
