@@ -1,0 +1,93 @@
+"""Guarantee 3: when the broker loses the log, the projector stops applying and says so.
+
+The test's own broker is restarted empty (memory storage) under a running
+``projector serve`` and the topics are created again, so every partition's
+log end is now behind the offset DuckDB stored. The projector must not
+crash, must flag exactly those partitions in ``/readyz`` (503, with reasons)
+and in ``projector_partition_inconsistent``, log the operator action
+(``projector replay``), keep serving reads from the last projections, and
+apply nothing of what the new, unrelated log holds, even once it has grown
+past the stored offsets.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from projector.simulate import generate
+from projector.topics import ensure_topics_sync
+from tests.fixtures.processes import projector_env
+from tests.reliability.conftest import make_topics
+from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, produce_sync, read_db
+
+
+def _applied_partitions(watermark: str) -> dict[str, int]:
+    out = {}
+    for part in watermark.split(","):
+        tp, offset = part.rsplit("=", 1)
+        out[tp] = int(offset)
+    return out
+
+
+def test_broker_restarted_empty_flags_partitions_and_applies_nothing(own_broker, procs, tmp_path):
+    bootstrap = own_broker.bootstrap
+    topics = make_topics(bootstrap)
+    env = projector_env(bootstrap, topics, flush_max_events=500, flush_interval_ms=20)
+    events = list(generate(campaigns=3, recipients=150, seed=41))
+    owner = campaign_owner(events)
+    serve = Serve(procs, env, tmp_path / "p.duckdb", tmp_path)
+    serve.wait_listening()
+    records = produce_sync(bootstrap, topics, events, array_size=5)
+    serve.wait_applied(records, 60)
+    code, ready = serve.wait("/readyz 200", lambda: (r := serve.readyz())[0] == 200 and r, 30)
+    stored = _applied_partitions(ready["watermark"])
+    probe = next(iter(owner))
+    before = serve.status(probe, owner[probe]).json()["data"]
+
+    t0 = time.monotonic()
+    own_broker.restart()  # memory storage: every topic, record and group is gone
+    ensure_topics_sync(bootstrap, topics.all, 4)
+
+    def flagged():
+        code, data = serve.readyz()
+        return code == 503 and set(data["inconsistent"]) == set(stored) and data
+
+    data = serve.wait("/readyz to flag every partition that had records", flagged, 30)
+    detected = time.monotonic() - t0
+    for reason in data["inconsistent"].values():
+        assert "behind the stored offset" in reason, reason
+    for tp in stored:
+        topic, partition = tp.rsplit(":", 1)
+        assert (
+            serve.metric("projector_partition_inconsistent", topic=topic, partition=partition) == 1
+        )
+    assert serve.metric("projector_partition_inconsistent") == len(stored)
+    assert "projector replay" in serve.log()
+
+    # An unrelated stream lands in the new log, more records than before, so
+    # the log ends pass the stored offsets: still nothing may be applied.
+    other = list(generate(campaigns=3, recipients=300, seed=42))
+    more = produce_sync(bootstrap, topics, other, array_size=2)
+    assert more > records
+    serve.wait(
+        "the log poll to see the new log ends",
+        lambda: serve.metric("projector_lag_records_total") > 0,
+        30,
+    )
+    assert serve.applied_records() == records
+    assert serve.readyz()[1]["watermark"] == ready["watermark"]
+    r = serve.status(probe, owner[probe])
+    assert r.status_code == 200 and r.json()["data"] == before, r.text
+    assert serve.alive() is None
+    serve.stop()
+    assert read_db(tmp_path / "p.duckdb") == dump(fold_dicts(events))
+    print(
+        f"\n{len(events)} events in {records} records applied; broker restarted empty; "
+        f"{len(stored)} partitions flagged inconsistent {detected:.1f}s after the restart; "
+        f"{more} later records of another stream refused"
+    )
+
+
+pytestmark = pytest.mark.timeout(200)
