@@ -14,6 +14,7 @@ import logging
 import threading
 
 from projector.errors import StoreError
+from projector.feed import ChangeFeed
 from projector.settings import Settings
 from projector.store import Store
 from projector.worker import Projector, run_worker
@@ -46,11 +47,14 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     try:
         projector = Projector(settings, store)
         projector.prepare()
+        feed = ChangeFeed()  # committed flushes wake the API's /stream clients
+        projector.pipeline.listeners.append(feed.publish)
         app = create_app(
             ReadStore(store.cursor),
             keys=keys,
             status=projector.status.snapshot,
             metrics=projector.metrics,
+            feed=feed,
         )
         server = build_uvicorn_server(app, settings.host, settings.port)
         thread = threading.Thread(target=server.run, name="api", daemon=True)
