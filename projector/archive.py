@@ -309,14 +309,17 @@ def read_archive(root: Path | str, *, validate: bool = False) -> Iterator[Archiv
 
     Events are rebuilt without re-validation by default: the archive holds only
     events that passed ``decode_value`` and were serialised by pydantic itself
-    (UTC ``Z`` timestamps, defaults filled in), so ``model_construct`` from the
-    orjson-parsed dicts (datetimes parsed with ``datetime.fromisoformat``)
-    yields models equal to validated ones. Measured on this 2-core machine on
-    simulated events, full validation in bulk
-    (``TypeAdapter(list[Event]).validate_json`` on a JSON array assembled from
-    the column) ran at about a third of the speed of construction (figures in
-    ``bench/replay_bench.py`` and docs/benchmarks.md). ``validate=True`` takes the
-    validating path, for archives of doubtful origin.
+    (UTC ``Z`` timestamps, defaults filled in), so ``model_construct`` from
+    dicts parsed in one ``orjson.loads`` of a JSON array assembled from the
+    column (datetimes via ``datetime.fromisoformat``, nested models built the
+    same way) yields models equal to validated ones (tests check it). Options
+    measured on this 2-core machine (``bench/replay_bench.py``; figures in
+    bench/results/replay.json): bulk validation with
+    ``TypeAdapter(list[Event]).validate_json`` on the assembled array, against
+    construction; construction was faster in every run, by 5% on batch-heavy
+    slices up to 2x on submit/DLR-heavy ones. Neither reaches 500k events/s in
+    Python here: pydantic's per-instance cost in ``model_construct`` dominates.
+    ``validate=True`` takes the validating path, for archives of doubtful origin.
     """
     files = scan(root)
     groups: dict[tuple[str, int, str], list[ArchiveFile]] = defaultdict(list)

@@ -1,0 +1,223 @@
+"""Replay benchmark: raw Kafka consumption vs replay from Kafka vs replay from the archive.
+
+Run alone: ``python -m bench.replay_bench [--events 1000000] [--array-size 100]``.
+Starts its own embedded broker, produces a simulated stream, then measures, in
+events/s on this machine:
+
+* raw: aiokafka (no group, all partitions assigned) fetching every record to
+  the log end, values untouched: the floor's limit for any Kafka replay;
+* replay_kafka: ``projector.replay.replay`` into a fresh DuckDB file (decode,
+  fold, write);
+* archive: ``projector.archive.archive --until-caught-up`` (decode, Parquet);
+* read_archive (construct / validate): ``read_archive`` alone, both ways of
+  rebuilding the events (the choice read_archive makes by default);
+* replay_archive: ``replay --from-archive --no-kafka`` (read, fold, write).
+
+Results go to ``bench/results/replay.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "replay.json"
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+async def _produce(bootstrap: str, topics: Any, events: list[dict], array_size: int) -> float:
+    from projector.emit import EventEmitter
+
+    t0 = time.perf_counter()
+    async with EventEmitter(bootstrap, topics, array_size=array_size) as em:
+        for i in range(0, len(events), 10_000):
+            await em.emit_many(events[i : i + 10_000], validate=False)
+        await em.flush()
+    return time.perf_counter() - t0
+
+
+async def _raw(bootstrap: str, topics: list[str]) -> tuple[float, int]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as KTP
+
+    from projector.archive import stop_consumer
+    from projector.kafka_offsets import log_end_offsets
+
+    end = await log_end_offsets(bootstrap, topics)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_wait_ms=100,
+        check_crcs=False,
+    )
+    await consumer.start()
+    try:
+        tps = [KTP(t, p) for (t, p), e in end.items() if e > 0]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        reached = {(tp.topic, tp.partition): 0 for tp in tps}
+        records = 0
+        t0 = time.perf_counter()
+        while any(reached[tp] < end[tp] for tp in reached):
+            fetched = await consumer.getmany(timeout_ms=1000)
+            for ktp, recs in fetched.items():
+                records += len(recs)
+                reached[(ktp.topic, ktp.partition)] = recs[-1].offset + 1
+        return time.perf_counter() - t0, records
+    finally:
+        await stop_consumer(consumer)
+
+
+def run(n_events: int, array_size: int, partitions: int) -> dict[str, Any]:
+    from projector.archive import archive, read_archive
+    from projector.broker import EmbeddedBroker
+    from projector.replay import replay
+    from projector.settings import Settings, Topics
+    from projector.simulate import generate
+    from projector.topics import ensure_topics_sync
+
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "events": n_events,
+        "array_size": array_size,
+        "partitions": partitions,
+    }
+    t0 = time.perf_counter()
+    # ~2.6 events per recipient and run; 1-3 runs per campaign.
+    campaigns = max(2, n_events // 50_000)
+    events = list(itertools.islice(generate(campaigns, 25_000, seed=42), n_events))
+    n = len(events)
+    result["events"] = n
+    print(f"generated {n:,} events in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="replay-bench-") as tmp:
+        prefix = f"b{uuid.uuid4().hex[:8]}"
+        topics = Topics(
+            runs=f"{prefix}.runs",
+            batches=f"{prefix}.batches",
+            submits=f"{prefix}.submits",
+            dlrs=f"{prefix}.dlrs",
+            deadletter=f"{prefix}.deadletter",
+        )
+        ensure_topics_sync(broker.bootstrap, topics.all, partitions)
+        settings = Settings(bootstrap=broker.bootstrap, topics=topics)
+        produced = asyncio.run(_produce(broker.bootstrap, topics, events, array_size))
+        del events
+        result["produce_events_per_s"] = round(n / produced)
+        print(f"produced in {produced:.1f}s ({n / produced:,.0f} events/s)", flush=True)
+
+        secs, records = asyncio.run(_raw(broker.bootstrap, list(topics.sources)))
+        result["records"] = records
+        result["raw_consume_events_per_s"] = round(n / secs)
+        print(
+            f"raw aiokafka: {records:,} records in {secs:.2f}s ({n / secs:,.0f} events/s)",
+            flush=True,
+        )
+
+        out = replay(settings, Path(tmp) / "kafka.duckdb", progress=False)
+        assert out.stats.events == n, out.stats
+        result["replay_kafka_events_per_s"] = round(n / out.elapsed)
+        print(
+            f"replay from Kafka: {out.elapsed:.1f}s ({n / out.elapsed:,.0f} events/s)", flush=True
+        )
+
+        archive_dir = Path(tmp) / "archive"
+        t0 = time.perf_counter()
+        writer = asyncio.run(archive(settings, archive_dir, until_caught_up=True))
+        secs = time.perf_counter() - t0
+        assert writer.events_written == n
+        result["archive_events_per_s"] = round(n / secs)
+        size = sum(f.stat().st_size for f in archive_dir.rglob("*.parquet"))
+        result["archive_bytes"] = size
+        print(f"archive: {secs:.1f}s ({n / secs:,.0f} events/s, {size / 1e6:.0f} MB)", flush=True)
+
+        for validate in (False, True):
+            t0 = time.perf_counter()
+            count = sum(1 for _ in read_archive(archive_dir, validate=validate))
+            secs = time.perf_counter() - t0
+            key = "read_archive_validate" if validate else "read_archive_construct"
+            result[f"{key}_events_per_s"] = round(count / secs)
+            print(f"{key}: {secs:.1f}s ({count / secs:,.0f} events/s)", flush=True)
+
+        out = replay(
+            settings,
+            Path(tmp) / "archive.duckdb",
+            from_archive=archive_dir,
+            use_kafka=False,
+            progress=False,
+        )
+        assert out.stats.events == n, out.stats
+        result["replay_archive_events_per_s"] = round(n / out.elapsed)
+        print(
+            f"replay from archive: {out.elapsed:.1f}s ({n / out.elapsed:,.0f} events/s)", flush=True
+        )
+
+        from projector.verify import compare
+
+        result["archive_and_kafka_rebuilds_identical"] = compare(
+            Path(tmp) / "kafka.duckdb", Path(tmp) / "archive.duckdb"
+        ).identical
+    result["replay_kafka_vs_raw"] = round(
+        result["replay_kafka_events_per_s"] / result["raw_consume_events_per_s"], 3
+    )
+    result["targets"] = {
+        "replay_kafka_at_least_half_of_raw": result["replay_kafka_vs_raw"] >= 0.5,
+        "replay_archive_at_least_500k": result["replay_archive_events_per_s"] >= 500_000,
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.replay_bench", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--events", type=int, default=1_000_000, help="events to produce (default 1,000,000)"
+    )
+    p.add_argument(
+        "--array-size", type=int, default=100, help="events per Kafka record (default 100)"
+    )
+    p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
+    p.add_argument("--out", default=str(RESULTS), help=f"JSON results (default {RESULTS})")
+    args = p.parse_args(argv)
+    result = run(args.events, args.array_size, args.partitions)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
