@@ -25,7 +25,7 @@ from api.errors import (
 from api.keys import KeyRing
 from api.limits import Limits, LimitsMiddleware
 from api.readstore import ReadStore
-from api.routes import campaigns, health, stream
+from api.routes import campaigns, health, stream, ui
 from projector.feed import ChangeFeed
 from projector.health import PipelineSnapshot
 from projector.metrics import Metrics
@@ -165,6 +165,7 @@ def create_app(
     app.include_router(campaigns.router)
     app.include_router(health.router)
     app.include_router(stream.router)
+    app.include_router(ui.router)
     # Inside the request context: rejections carry the request id and are timed.
     app.add_middleware(LimitsMiddleware, keys=keys, limits=limits)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
