@@ -26,6 +26,7 @@ from api.keys import KeyRing
 from api.limits import Limits, LimitsMiddleware
 from api.readstore import ReadStore
 from api.routes import campaigns, health, stream, ui
+from api.routes import extra as extra_views
 from projector.feed import ChangeFeed
 from projector.health import PipelineSnapshot
 from projector.metrics import Metrics
@@ -164,6 +165,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(campaigns.router)
     app.include_router(health.router)
+    app.include_router(extra_views.router)
     app.include_router(stream.router)
     app.include_router(ui.router)
     # Inside the request context: rejections carry the request id and are timed.

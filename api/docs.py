@@ -164,3 +164,144 @@ SNAPSHOT_NOT_FOUND = {
     **RUN_NOT_FOUND,
     "snapshot": _err("SNAPSHOT_NOT_FOUND", "No snapshot has been frozen for this run yet."),
 }
+
+
+# -- breakdowns, pages and lists ------------------------------------------------------------
+
+
+def paged_example(items: list[Any], total: int, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    return {"value": {"success": True, "data": items,
+                      "meta": {"total": total, "limit": limit, "offset": offset},
+                      "errors": None, "request_id": RID}}
+
+
+def with_422(
+    responses_: dict[int | str, dict[str, Any]], examples: dict[str, dict[str, Any]]
+) -> dict[int | str, dict[str, Any]]:
+    """Replace the 422 examples of a ``responses()`` block."""
+    responses_[422]["content"]["application/json"]["examples"] = {
+        k: {"value": v} for k, v in examples.items()}
+    return responses_
+
+
+LIMIT_422 = {"limit_above_max": _err("VALIDATION_ERROR",
+                                     "query.limit: Input should be less than or equal to 200")}
+STATUS_422 = {"bad_status": _err(
+    "VALIDATION_ERROR",
+    "query.status: Input should be 'pending', 'running', 'completed' or 'failed'")}
+
+STATS_EXAMPLE = {
+    "campaign_id": CID, "run_count": 2,
+    "recipient_counts": {"total": 3000, "pending": 450, "sent": 120, "delivered": 2300,
+                         "failed": 70, "skipped": 48, "retrying": 12},
+    "batch_counts": {"pending": 0, "running": 1, "completed": 2, "failed": 0},
+    "retry_breakdown": [{"attempt": 1, "recipients": 2450}, {"attempt": 2, "recipients": 88},
+                        {"attempt": 3, "recipients": 12}],
+    "in_flight": 120, "exhausted": 9,
+    "attempts": {"total": 2668, "average_per_recipient": 0.89},
+}
+STATS_EXAMPLES = {
+    "populated": envelope_example(STATS_EXAMPLE),
+    "no_run": envelope_example({
+        "campaign_id": CID, "run_count": 0,
+        "recipient_counts": {"total": 0, "pending": 0, "sent": 0, "delivered": 0, "failed": 0,
+                             "skipped": 0, "retrying": 0},
+        "batch_counts": {"pending": 0, "running": 0, "completed": 0, "failed": 0},
+        "retry_breakdown": [], "in_flight": 0, "exhausted": 0,
+        "attempts": {"total": 0, "average_per_recipient": 0.0},
+    }),
+}
+
+BATCH_ITEM_EXAMPLE = {
+    "batch_id": "2f873f99-d722-1e03-b166-269177a650ff", "run_id": "run_789",
+    "batch_sequence": 1, "status": "running", "recipient_count": 1000, "sent_count": 640,
+    "failed_count": 6,
+    "counters": {"pending": 340, "sent": 80, "delivered": 556, "failed": 8, "skipped": 12,
+                 "retrying": 4},
+    "created_at": "2026-05-12T09:12:00.900Z", "started_at": "2026-05-12T09:12:01.000Z",
+    "completed_at": None, "error_detail": None,
+}
+BATCHES_EXAMPLES = {
+    "page": paged_example([BATCH_ITEM_EXAMPLE], total=2),
+    "past_the_end": paged_example([], total=2, offset=100),
+}
+
+RECIPIENT_ITEM_EXAMPLE = {
+    "recipient_id": "rcp_1", "phone_number": "255712345678",
+    "batch_id": "2f873f99-d722-1e03-b166-269177a650ff", "batch_sequence": 1,
+    "recipient_status": "delivered", "attempt": 2, "message_id": "msg_1",
+    "message_status": "delivered", "sent_at": "2026-05-12T09:12:01.301Z",
+    "attempts": [
+        {"attempt": 1, "outcome": "failed", "message_id": None,
+         "batch_id": "2f873f99-d722-1e03-b166-269177a650ff",
+         "submitted_at": "2026-05-12T09:12:01.001Z", "reason": "timeout",
+         "delivery_status": None, "delivery_reported_at": None},
+        {"attempt": 2, "outcome": "sent", "message_id": "msg_1",
+         "batch_id": "2f873f99-d722-1e03-b166-269177a650ff",
+         "submitted_at": "2026-05-12T09:12:01.301Z", "reason": None,
+         "delivery_status": "delivered", "delivery_reported_at": "2026-05-12T09:12:05.120Z"},
+    ],
+}
+RECIPIENTS_EXAMPLES = {
+    "page": paged_example([RECIPIENT_ITEM_EXAMPLE], total=1500),
+    "masked_without_pii_read": paged_example(
+        [{**RECIPIENT_ITEM_EXAMPLE, "phone_number": "*********678"}], total=1500),
+    "past_the_end": paged_example([], total=1500, offset=5000),
+}
+RECIPIENTS_CSV_EXAMPLE = (
+    "recipient_id,phone_number,batch_sequence,batch_id,recipient_status,attempt,attempts,"
+    "outcome,reason,message_id,message_status,submitted_at,sent_at\r\n"
+    "rcp_1,255712345678,1,2f873f99-d722-1e03-b166-269177a650ff,delivered,2,2,sent,,msg_1,"
+    "delivered,2026-05-12T09:12:01.301Z,2026-05-12T09:12:01.301Z\r\n"
+)
+
+CAMPAIGN_ITEM_EXAMPLE = {
+    "campaign_id": CID, "name": "May promo", "channel": "SMS", "channel_name": "SMS",
+    "run_count": 3, "last_run_at": "2026-05-12T09:12:00.118Z",
+    "latest_run": {"run_id": "run_789", "status": "completed",
+                   "outcome": "completed_with_errors", "run_number": 3},
+}
+CAMPAIGNS_EXAMPLES = {"page": paged_example([CAMPAIGN_ITEM_EXAMPLE], total=1)}
+
+RUN_HISTORY_ITEM_EXAMPLE = {
+    "run_id": "run_789", "run_number": 3, "status": "completed",
+    "outcome": "completed_with_errors", "scheduled_at": "2026-05-12T09:11:00.000Z",
+    "started_at": "2026-05-12T09:12:00.118Z", "completed_at": "2026-05-12T09:14:59.044Z",
+    "recipient_count": 1500, "total_recipients": 1500, "sent": 1495, "failed": 5, "skipped": 0,
+    "delivered": 1400, "failed_delivery": 95, "error": None,
+}
+RUNS_EXAMPLES = {"history": paged_example([RUN_HISTORY_ITEM_EXAMPLE], total=3)}
+
+PIPELINE_COUNTS_EXAMPLE = {"scheduled": 1500, "submitted": 1500, "sent": 1495, "failed": 5,
+                           "skipped": 0, "delivered": 1400}
+EXECUTION_RUN_EXAMPLE = {
+    "run_id": "run_789", "run_number": 3, "status": "completed",
+    "outcome": "completed_with_errors", "started_at": "2026-05-12T09:12:00.118Z",
+    "completed_at": "2026-05-12T09:14:59.044Z", "counts": PIPELINE_COUNTS_EXAMPLE,
+}
+SCHEDULE_EXAMPLE = {"run_id": "run_789", "scheduled_at": "2026-05-12T09:11:00.000Z",
+                    "scheduled": False}
+EXECUTION_EXAMPLES = {
+    "completed": envelope_example({
+        "campaign_id": CID, "name": "May promo", "state": "completed",
+        "schedule": SCHEDULE_EXAMPLE, "last_execution": EXECUTION_RUN_EXAMPLE,
+    }),
+    "not_scheduled": envelope_example({
+        "campaign_id": CID, "name": "May promo", "state": "not_scheduled", "schedule": None,
+        "last_execution": None,
+    }),
+}
+SUMMARY_EXAMPLES = {
+    "populated": envelope_example({
+        "campaign_id": CID, "name": "May promo", "campaign_type": "broadcast", "channel": "SMS",
+        "channel_name": "SMS", "provider": "mock", "updated_at": "2026-05-12T09:15:03.500Z",
+        "run_count": 3, "schedule": SCHEDULE_EXAMPLE,
+        "latest_execution": {"state": "completed", "run": EXECUTION_RUN_EXAMPLE},
+    }),
+}
+METRICS_EXAMPLES = {
+    "latest_run": envelope_example({"campaign_id": CID, "run_id": "run_789",
+                                    "counts": PIPELINE_COUNTS_EXAMPLE}),
+    "no_run": envelope_example({"campaign_id": CID, "run_id": None,
+                                "counts": dict.fromkeys(PIPELINE_COUNTS_EXAMPLE, 0)}),
+}

@@ -200,3 +200,218 @@ class Readiness(_Model):
     lag: int | None
     watermark: str
     inconsistent: dict[str, str]
+
+
+# -- breakdowns, pages and lists ------------------------------------------------------------
+
+RunOutcome = Literal[
+    "scheduled", "running", "completed", "completed_with_errors", "failed", "cancelled"
+]
+ExecutionState = Literal[
+    "not_scheduled", "scheduled", "pending_or_overdue", "running", "completed", "failed",
+    "cancelled",
+]
+
+
+class PageMeta(_Model):
+    total: int = Field(ge=0, description="Items matching the query (all pages).")
+    limit: int = Field(ge=1, description="Page size used.")
+    offset: int = Field(ge=0, description="Items skipped before this page.")
+
+
+class PagedEnvelope(_Model, Generic[T]):
+    """The envelope of list endpoints: ``data`` is one page, ``meta`` tells the total."""
+
+    success: Literal[True]
+    data: list[T]
+    meta: PageMeta
+    errors: None = None
+    request_id: str = Field(description="Also in the X-Request-ID header.")
+
+
+class RecipientBuckets(_Model):
+    """Recipients by status; the buckets add up to ``total``."""
+
+    total: int
+    pending: int = Field(description="No submit yet (includes recipients not yet named).")
+    sent: int = Field(description="Sent, no terminal delivery report yet (in flight).")
+    delivered: int
+    failed: int = Field(description="Failed submit with no attempt left, or failed delivery.")
+    skipped: int
+    retrying: int = Field(
+        description="Failed submit with attempts left on a run that is not terminal."
+    )
+
+
+class BucketCounters(_Model):
+    pending: int
+    sent: int
+    delivered: int
+    failed: int
+    skipped: int
+    retrying: int
+
+
+class BatchCounts(_Model):
+    pending: int
+    running: int
+    completed: int
+    failed: int
+
+
+class RetryBucket(_Model):
+    attempt: int = Field(ge=1, description="Attempt number of the winning submit.")
+    recipients: int
+
+
+class AttemptTotals(_Model):
+    total: int = Field(description="Submit attempts recorded (every attempt of every recipient).")
+    average_per_recipient: float = Field(
+        description="total / recipients, 2 decimals; 0.0 when there are none."
+    )
+
+
+class CampaignStats(_Model):
+    campaign_id: str
+    run_count: int
+    recipient_counts: RecipientBuckets
+    batch_counts: BatchCounts
+    retry_breakdown: list[RetryBucket]
+    in_flight: int = Field(description="Sent recipients without a terminal delivery report.")
+    exhausted: int = Field(description="Recipients whose last allowed attempt failed.")
+    attempts: AttemptTotals
+
+
+class BatchListItem(_Model):
+    batch_id: str
+    run_id: str
+    batch_sequence: int | None
+    status: BatchStatus
+    recipient_count: int
+    sent_count: int = Field(description="Recipients whose winning submit names this batch (sent).")
+    failed_count: int
+    counters: BucketCounters = Field(description="Live: the batch's recipients by status.")
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    error_detail: dict[str, Any] | None
+
+
+class AttemptInfo(_Model):
+    attempt: int
+    outcome: Literal["sent", "failed", "skipped"]
+    message_id: str | None
+    batch_id: str | None
+    submitted_at: datetime | None
+    reason: str | None
+    delivery_status: MessageStatus | None = Field(
+        description="The message's winning delivery report; null before any."
+    )
+    delivery_reported_at: datetime | None
+
+
+class RecipientListItem(_Model):
+    recipient_id: str
+    phone_number: str | None = Field(
+        description="E.164 digits with pii:read; otherwise masked but the last 3 digits."
+    )
+    batch_id: str | None
+    batch_sequence: int | None
+    recipient_status: RecipientStatus
+    attempt: int | None = Field(description="Attempt number of the winning submit.")
+    message_id: str | None
+    message_status: MessageStatus | None
+    sent_at: datetime | None
+    attempts: list[AttemptInfo]
+
+
+class RunRef(_Model):
+    run_id: str
+    status: RunStatus
+    outcome: RunOutcome
+    run_number: int
+
+
+class CampaignListItem(_Model):
+    campaign_id: str
+    name: str | None
+    channel: str | None
+    channel_name: str | None
+    run_count: int
+    last_run_at: datetime | None = Field(description="When the latest started run started.")
+    latest_run: RunRef | None
+
+
+class RunHistoryItem(_Model):
+    run_id: str
+    run_number: int
+    status: RunStatus
+    outcome: RunOutcome
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    recipient_count: int
+    total_recipients: int
+    sent: int
+    failed: int
+    skipped: int
+    delivered: int
+    failed_delivery: int
+    error: RunError | None
+
+
+class PipelineCounts(_Model):
+    scheduled: int = Field(description="recipient_count of the run.")
+    submitted: int = Field(description="Recipients with a submit (sent + failed + skipped).")
+    sent: int
+    failed: int = Field(description="Recipients whose winning submit failed.")
+    skipped: int
+    delivered: int
+
+
+class ScheduleInfo(_Model):
+    run_id: str
+    scheduled_at: datetime | None
+    scheduled: bool = Field(description="True while the send is in the future.")
+
+
+class ExecutionRun(_Model):
+    run_id: str
+    run_number: int
+    status: RunStatus
+    outcome: RunOutcome
+    started_at: datetime | None
+    completed_at: datetime | None
+    counts: PipelineCounts
+
+
+class CampaignExecution(_Model):
+    campaign_id: str
+    name: str | None
+    state: ExecutionState
+    schedule: ScheduleInfo | None
+    last_execution: ExecutionRun | None
+
+
+class LatestExecution(_Model):
+    state: ExecutionState
+    run: ExecutionRun | None
+
+
+class CampaignSummary(_Model):
+    campaign_id: str
+    name: str | None
+    campaign_type: str | None
+    channel: str | None
+    channel_name: str | None
+    provider: str | None
+    updated_at: datetime | None
+    run_count: int
+    schedule: ScheduleInfo | None
+    latest_execution: LatestExecution
+
+
+class CampaignMetrics(_Model):
+    campaign_id: str
+    run_id: str | None
+    counts: PipelineCounts

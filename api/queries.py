@@ -26,3 +26,103 @@ FLUSH_SEQ = "SELECT value FROM projector_meta WHERE key = 'flush_seq'"
 REQUIRED_TABLES = ("campaigns", "runs", "batches", "recipients", "snapshots",
                    "campaign_positions", "source_offsets", "projector_meta")
 TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+
+# -- breakdowns, pages and lists (api.routes.breakdowns / lists / execution) ----------------
+
+
+def _qualified(table_alias: str, select_list: str) -> str:
+    return ", ".join(f"{table_alias}.{c.strip()}" for c in select_list.split(","))
+
+
+# F11 recipient status over a recipients row ``rc``.
+_F11_STATUS = (
+    "CASE WHEN rc.outcome IS NULL THEN 'pending' "
+    "WHEN rc.outcome <> 'sent' THEN rc.outcome "
+    "WHEN rc.delivery_status = 'delivered' THEN 'delivered' "
+    "WHEN rc.delivery_status IN ('undelivered', 'expired', 'rejected', 'failed') THEN 'failed' "
+    "ELSE 'sent' END"
+)
+# A failed submit with attempts left (max_attempts defaults to 1) on a run not yet terminal.
+_RETRYING = (
+    "(rc.outcome = 'failed' AND r.terminal_status IS NULL "
+    "AND rc.attempt < coalesce(r.max_attempts, 1))"
+)
+_EXHAUSTED = "(rc.outcome = 'failed' AND rc.attempt >= coalesce(r.max_attempts, 1))"
+# The breakdown buckets: F11 with ``retrying`` taken out of ``failed``.
+_BUCKET = f"CASE WHEN {_RETRYING} THEN 'retrying' ELSE {_F11_STATUS} END"
+_BATCH_STATUS = (
+    "CASE WHEN b.terminal_status IS NOT NULL THEN b.terminal_status "
+    "WHEN b.started_at IS NOT NULL THEN 'running' ELSE 'pending' END"
+)
+
+STATS_RECIPIENTS = (
+    f"SELECT count(*) FILTER (WHERE {_RETRYING}), count(*) FILTER (WHERE {_EXHAUSTED}) "
+    "FROM recipients rc JOIN runs r ON r.run_id = rc.run_id WHERE rc.campaign_id = ?"
+)
+STATS_RETRY_BREAKDOWN = (
+    "SELECT attempt, count(*) FROM recipients WHERE campaign_id = ? AND attempt IS NOT NULL "
+    "GROUP BY attempt ORDER BY attempt"
+)
+STATS_ATTEMPTS = "SELECT count(*) FROM attempts WHERE campaign_id = ?"
+STATS_BATCHES = (
+    f"SELECT {_BATCH_STATUS} AS status, count(*) FROM batches b "
+    "WHERE b.campaign_id = ? AND b.seen GROUP BY ALL"
+)
+
+# Batches of a campaign: newest run first (scheduled_at, unscheduled last, then run_id),
+# then batch_sequence NULLS LAST, batch_id. ``?`` filters: status and run_id (NULL = any).
+_BATCH_FILTER = (
+    "FROM batches b JOIN runs r ON r.run_id = b.run_id WHERE b.campaign_id = ? AND b.seen "
+    f"AND (CAST(? AS VARCHAR) IS NULL OR {_BATCH_STATUS} = ?) "
+    "AND (CAST(? AS VARCHAR) IS NULL OR b.run_id = ?)"
+)
+BATCHES_PAGE = (
+    f"SELECT {_qualified('b', BATCHES.select_list)} {_BATCH_FILTER} "
+    "ORDER BY r.scheduled_at DESC NULLS LAST, b.run_id DESC, b.batch_sequence ASC NULLS LAST, "
+    "b.batch_id ASC LIMIT ? OFFSET ?"
+)
+BATCHES_COUNT = f"SELECT count(*) {_BATCH_FILTER}"
+# Live per-status counters of the recipients who belong to the given batches of a run
+# (membership: batch.created, else the batch of the winning submit).
+BATCH_COUNTERS = (
+    f"SELECT coalesce(rc.created_batch_id, rc.submit_batch_id) AS batch_id, {_BUCKET} AS bucket, "
+    "count(*) FROM recipients rc JOIN runs r ON r.run_id = rc.run_id "
+    "WHERE rc.run_id = ? AND coalesce(rc.created_batch_id, rc.submit_batch_id) IN "
+    "(SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY ALL"
+)
+
+# Recipients of a run in F11 order, filtered by F11 status (NULL = any).
+_RECIPIENT_FILTER = (
+    f"FROM recipients rc WHERE rc.run_id = ? AND (CAST(? AS VARCHAR) IS NULL OR {_F11_STATUS} = ?)"
+)
+RECIPIENTS_PAGE = (
+    f"SELECT {_qualified('rc', RECIPIENTS.select_list)} {_RECIPIENT_FILTER} "
+    "ORDER BY rc.batch_sequence ASC NULLS LAST, rc.recipient_id ASC LIMIT ? OFFSET ?"
+)
+RECIPIENTS_COUNT = f"SELECT count(*) {_RECIPIENT_FILTER}"
+# Every attempt of the given recipients of a run, with its message's delivery state.
+ATTEMPTS_OF = (
+    "SELECT a.recipient_id, a.attempt, a.outcome, a.message_id, a.batch_id, a.submitted_at, "
+    "a.reason, m.status, m.reported_at FROM attempts a "
+    "LEFT JOIN messages m ON m.message_id = a.message_id "
+    "WHERE a.run_id = ? AND a.recipient_id IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
+    "ORDER BY a.recipient_id, a.attempt"
+)
+# The whole run for the CSV export: recipients in F11 order with their attempt count.
+RECIPIENTS_EXPORT = (
+    f"SELECT {_qualified('rc', RECIPIENTS.select_list)}, "
+    "(SELECT count(*) FROM attempts a WHERE a.run_id = rc.run_id "
+    "AND a.recipient_id = rc.recipient_id) "
+    f"{_RECIPIENT_FILTER} ORDER BY rc.batch_sequence ASC NULLS LAST, rc.recipient_id ASC"
+)
+
+# Campaigns of a workspace, by campaign_id (stable while campaigns change).
+CAMPAIGNS_PAGE = (
+    f"SELECT {CAMPAIGNS.select_list} FROM campaigns WHERE workspace_id = ? "
+    "ORDER BY campaign_id LIMIT ? OFFSET ?"
+)
+CAMPAIGNS_COUNT = "SELECT count(*) FROM campaigns WHERE workspace_id = ?"
+RUNS_OF_MANY = (
+    f"SELECT {RUNS.select_list} FROM runs "
+    "WHERE campaign_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"
+)

@@ -153,3 +153,112 @@ class ReadStore:
     def flush_seq(self) -> int:
         t = self._one(q.FLUSH_SEQ, [])
         return 0 if t is None else int(t[0])
+
+    # -- breakdowns, pages and lists ---------------------------------------------
+    def stats_aggregates(self, campaign_id: str) -> StatsAggregates:
+        """What the stats view needs beyond the maintained run counters (SQL aggregates)."""
+        retrying, exhausted = self._one(q.STATS_RECIPIENTS, [campaign_id]) or (0, 0)
+        breakdown = {int(a): int(n) for a, n in self._all(q.STATS_RETRY_BREAKDOWN, [campaign_id])}
+        attempts = self._one(q.STATS_ATTEMPTS, [campaign_id])
+        batches = {str(s): int(n) for s, n in self._all(q.STATS_BATCHES, [campaign_id])}
+        return StatsAggregates(
+            retrying=int(retrying or 0),
+            exhausted=int(exhausted or 0),
+            retry_breakdown=breakdown,
+            total_attempts=int(attempts[0]) if attempts else 0,
+            batch_counts=batches,
+        )
+
+    def batches_page(
+        self, campaign_id: str, *, status: str | None, run_id: str | None, limit: int, offset: int
+    ) -> tuple[int, list[BatchRow]]:
+        """Listed batches of a campaign (filtered), their total and one page."""
+        params: list[Any] = [campaign_id, status, status, run_id, run_id]
+        total = self._one(q.BATCHES_COUNT, params)
+        rows = self._all(q.BATCHES_PAGE, [*params, limit, offset])
+        return (int(total[0]) if total else 0), [BATCHES.from_tuple(t) for t in rows]
+
+    def batch_counters(self, run_id: str, batch_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Per batch of a run: recipients (by membership) per breakdown bucket."""
+        out: dict[str, dict[str, int]] = {}
+        if not batch_ids:
+            return out
+        for batch_id, bucket, n in self._all(q.BATCH_COUNTERS, [run_id, batch_ids]):
+            out.setdefault(batch_id, {})[bucket] = int(n)
+        return out
+
+    def recipients_page(
+        self, run_id: str, *, status: str | None, limit: int, offset: int
+    ) -> tuple[int, list[RecipientRow]]:
+        """Known recipients of a run with the F11 status (None: any), total and one page."""
+        params: list[Any] = [run_id, status, status]
+        total = self._one(q.RECIPIENTS_COUNT, params)
+        rows = self._all(q.RECIPIENTS_PAGE, [*params, limit, offset])
+        return (int(total[0]) if total else 0), [RECIPIENTS.from_tuple(t) for t in rows]
+
+    def attempts_of(
+        self, run_id: str, recipient_ids: list[str]
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """Every attempt of these recipients, by recipient, in attempt order:
+        (attempt, outcome, message_id, batch_id, submitted_at, reason, delivery status,
+        delivery reported_at)."""
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        if not recipient_ids:
+            return out
+        for t in self._all(q.ATTEMPTS_OF, [run_id, recipient_ids]):
+            out.setdefault(t[0], []).append(t[1:])
+        return out
+
+    def export_recipients(
+        self, run_id: str, *, status: str | None, chunk_rows: int = 2000
+    ) -> Iterator[list[tuple[RecipientRow, int]]]:
+        """The whole run's recipients in F11 order, in chunks, with their attempt counts.
+
+        Uses a cursor of its own (one query: one committed state), closed when
+        the iterator ends or is closed, so it can be consumed from any thread
+        while the thread's own cursor serves other reads. Python holds one
+        chunk at a time.
+        """
+        try:
+            cur = self._factory()
+        except (duckdb.Error, StoreError) as e:
+            raise ReadStoreError(f"cannot open a read cursor: {e}") from e
+        try:
+            try:
+                cur.execute(q.RECIPIENTS_EXPORT, [run_id, status, status])
+            except duckdb.Error as e:
+                raise ReadStoreError(f"read failed: {e}") from e
+            while True:
+                try:
+                    rows = cur.fetchmany(chunk_rows)
+                except duckdb.Error as e:
+                    raise ReadStoreError(f"read failed: {e}") from e
+                if not rows:
+                    return
+                yield [(RECIPIENTS.from_tuple(t[:-1]), int(t[-1])) for t in rows]
+        finally:
+            cur.close()
+
+    def campaigns_page(
+        self, workspace_id: str, *, limit: int, offset: int
+    ) -> tuple[int, list[CampaignRow]]:
+        total = self._one(q.CAMPAIGNS_COUNT, [workspace_id])
+        rows = self._all(q.CAMPAIGNS_PAGE, [workspace_id, limit, offset])
+        return (int(total[0]) if total else 0), [CAMPAIGNS.from_tuple(t) for t in rows]
+
+    def runs_of_many(self, campaign_ids: list[str]) -> dict[str, list[RunRow]]:
+        out: dict[str, list[RunRow]] = {c: [] for c in campaign_ids}
+        if not campaign_ids:
+            return out
+        for t in self._all(q.RUNS_OF_MANY, [campaign_ids]):
+            run = RUNS.from_tuple(t)
+            out.setdefault(run.campaign_id, []).append(run)
+        return out
+
+
+class StatsAggregates(NamedTuple):
+    retrying: int
+    exhausted: int
+    retry_breakdown: dict[int, int]
+    total_attempts: int
+    batch_counts: dict[str, int]

@@ -1,0 +1,195 @@
+"""Campaign-level views of the other reference services: stats, metrics, summary, execution.
+
+Same checks as ``api.routes.campaigns`` (scope, existence, workspace, in that
+order), same envelope, freshness headers and ETag. Stats and metrics are
+cached per campaign position like analytics; summary and execution depend on
+the server clock (a scheduled send becomes overdue without any event), so
+their ETag also binds the execution state and they are not cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from api import docs
+from api.deps import ApiContext, Caller, CampaignId, Context, Reader, RequestId
+from api.envelope import ok
+from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS
+from api.models import CampaignExecution, CampaignMetrics, CampaignStats, CampaignSummary, Envelope
+from api.routes.campaigns import (
+    IfNoneMatch,
+    _answer,
+    _owned_campaign,
+    _owned_head,
+    _require,
+    etag_matches,
+    freshness_headers,
+)
+from projector import views_extra
+
+router = APIRouter(tags=["breakdowns"])
+
+
+def now_utc() -> datetime:
+    """The server clock (a seam for tests)."""
+    return datetime.now(UTC)
+
+
+def variant_etag(ctx: ApiContext, position: int, request: Request, variant: str) -> str:
+    """Weak ETag of ``api.routes.campaigns.etag`` plus a variant of the answer
+    that the position alone does not determine (clock-dependent state, PII view)."""
+    asked = f"{ctx.instance}:{request.url.path}?{request.url.query}#{variant}".encode()
+    return f'W/"{position}-{hashlib.blake2b(asked, digest_size=8).hexdigest()}"'
+
+
+def answer_variant(
+    ctx: ApiContext,
+    request: Request,
+    request_id: str,
+    if_none_match: str | None,
+    position: int,
+    variant: str,
+    body: dict[str, Any],
+) -> Response:
+    """Like ``_answer`` for a payload already built, whose ETag binds ``variant``."""
+    headers = freshness_headers(ctx.status())
+    headers["ETag"] = variant_etag(ctx, position, request, variant)
+    headers["Cache-Control"] = "no-cache"
+    if etag_matches(if_none_match, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    return ok(body, request_id, headers=headers)
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/stats",
+    summary="Breakdown: recipients and batches by status, retries, attempts",
+    description="Over every run of the campaign: recipients per status (`pending`, `sent` = in "
+    "flight, `delivered`, `failed`, `skipped`, `retrying` = a failed submit with attempts left "
+    "on a run that is not terminal; the buckets add up to `total`, so `failed` excludes "
+    "`retrying`), listed batches per status, recipients by the attempt number of their winning "
+    "submit, in-flight and exhausted recipients (failed on their last allowed attempt), and "
+    "submit attempts in total and per recipient (2 decimals, 0.0 when none). "
+    "Scope: `analytics:read`.",
+    response_model=Envelope[CampaignStats],
+    responses=docs.responses(docs.STATS_EXAMPLES, scope=SCOPE_ANALYTICS),
+)
+def campaign_stats(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_ANALYTICS)
+    with reader.consistent():
+        head = _owned_head(reader, caller, campaign_id)
+
+        def build() -> dict[str, Any]:
+            agg = reader.stats_aggregates(campaign_id)
+            return views_extra.stats_payload(
+                campaign_id,
+                reader.runs_of(campaign_id),
+                retrying=agg.retrying,
+                exhausted=agg.exhausted,
+                retry_breakdown=agg.retry_breakdown,
+                batch_counts=agg.batch_counts,
+                total_attempts=agg.total_attempts,
+            )
+
+        return _answer(
+            ctx, request, request_id, if_none_match, head.position,
+            lambda: ctx.cache.get_or_build(("stats", campaign_id), head.position, build),
+        )
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/metrics",
+    summary="Pipeline counts of the latest run",
+    description="The latest run's (greatest `scheduled_at`) pipeline: `scheduled` "
+    "(its recipient_count), `submitted` (recipients with a submit), `sent`, `failed` (winning "
+    "submit failed), `skipped`, `delivered`. Zeros and `run_id: null` when there is no run. "
+    "Scope: `analytics:read`.",
+    response_model=Envelope[CampaignMetrics],
+    responses=docs.responses(docs.METRICS_EXAMPLES, scope=SCOPE_ANALYTICS),
+)
+def campaign_metrics(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_ANALYTICS)
+    head = _owned_head(reader, caller, campaign_id)
+    return _answer(
+        ctx, request, request_id, if_none_match, head.position,
+        lambda: ctx.cache.get_or_build(
+            ("metrics", campaign_id), head.position,
+            lambda: views_extra.metrics_payload(campaign_id, reader.runs_of(campaign_id)),
+        ),
+    )
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/summary",
+    summary="Campaign setup and latest execution (no recipients, no PII)",
+    description="Name, type, channel, provider as the latest `campaign.defined` says, the "
+    "latest run's schedule and its execution (state as in `/execution`, counts). Nothing "
+    "private: no recipients, phone numbers or message body. Scope: `campaigns:read`.",
+    response_model=Envelope[CampaignSummary],
+    responses=docs.responses(docs.SUMMARY_EXAMPLES),
+)
+def campaign_summary(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_CAMPAIGNS)
+    with reader.consistent():
+        campaign = _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign_id)
+        body = views_extra.summary_payload(campaign, reader.runs_of(campaign_id), now_utc())
+    return answer_variant(ctx, request, request_id, if_none_match, position,
+                          body["latest_execution"]["state"], body)
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/execution",
+    summary="Execution state of the latest run, with its schedule and counts",
+    description="`state`: `not_scheduled` (no run), `scheduled` (the latest run's send time "
+    "is in the future by the server clock), `pending_or_overdue` (its send time has passed, "
+    "or is unknown, and no worker claimed it), `running`, `completed`, `failed`, `cancelled`. "
+    "Scope: `campaigns:read`.",
+    response_model=Envelope[CampaignExecution],
+    responses=docs.responses(docs.EXECUTION_EXAMPLES),
+)
+def campaign_execution(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_CAMPAIGNS)
+    with reader.consistent():
+        campaign = _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign_id)
+        body = views_extra.execution_payload(
+            campaign_id, campaign, reader.runs_of(campaign_id), now_utc()
+        )
+    return answer_variant(ctx, request, request_id, if_none_match, position, body["state"], body)

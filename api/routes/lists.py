@@ -1,0 +1,315 @@
+"""Lists: campaigns of a workspace, run history, batch pages, recipient pages and CSV export.
+
+List responses use the paged envelope ``{success, data: [...], meta: {total,
+limit, offset}, errors, request_id}``. ``limit`` above its maximum is a 422
+(never silently clamped); an offset past the end gives an empty page with the
+total. Each page is read inside one read transaction, so the total, the rows
+and their attempts come from the same flush.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from api import docs
+from api.deps import ApiContext, Caller, CampaignId, Context, Reader, RequestId, RunId
+from api.envelope import JSONResponse
+from api.keys import SCOPE_CAMPAIGNS, SCOPE_PII
+from api.models import (
+    BatchListItem,
+    CampaignListItem,
+    PagedEnvelope,
+    RecipientListItem,
+    RunHistoryItem,
+)
+from api.readstore import ReadStore
+from api.routes.breakdowns import variant_etag
+from api.routes.campaigns import (
+    IfNoneMatch,
+    _owned_campaign,
+    _require,
+    _run_of,
+    etag_matches,
+    freshness_headers,
+)
+from projector import views_extra
+
+router = APIRouter(tags=["lists"])
+
+PAGE_DEFAULT = 50
+PAGE_MAX = 200
+
+Limit = Annotated[
+    int, Query(ge=1, le=PAGE_MAX, description=f"Page size, 1-{PAGE_MAX} (422 above).")
+]
+Offset = Annotated[int, Query(ge=0, le=2**62, description="Items to skip.")]
+BatchStatusFilter = Annotated[
+    Literal["pending", "running", "completed", "failed"] | None,
+    Query(description="Only batches in this status."),
+]
+RecipientStatusFilter = Annotated[
+    Literal["pending", "sent", "delivered", "failed", "skipped"] | None,
+    Query(description="Only recipients with this recipient_status (F11)."),
+]
+
+
+def _paged(
+    ctx: ApiContext,
+    request: Request,
+    request_id: str,
+    if_none_match: str | None,
+    position: int,
+    variant: str,
+    items: list[dict[str, Any]],
+    total: int,
+    limit: int,
+    offset: int,
+) -> Response:
+    headers = freshness_headers(ctx.status())
+    headers["ETag"] = variant_etag(ctx, position, request, variant)
+    headers["Cache-Control"] = "no-cache"
+    if etag_matches(if_none_match, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    body = {
+        "success": True,
+        "data": items,
+        "meta": {"total": total, "limit": limit, "offset": offset},
+        "errors": None,
+        "request_id": request_id,
+    }
+    return JSONResponse(body, headers=headers)
+
+
+def _paged_docs(
+    examples: dict[str, dict[str, Any]],
+    *,
+    not_found: dict[str, dict[str, Any]] | None = None,
+    errors_422: dict[str, dict[str, Any]] = docs.LIMIT_422,
+) -> dict[int | str, dict[str, Any]]:
+    return docs.with_422(docs.responses(examples, not_found=not_found), errors_422)
+
+
+@router.get(
+    "/v1/campaigns",
+    summary="Campaigns of the key's workspace, with their latest run",
+    description="Only the campaigns of the API key's workspace, ordered by `campaign_id`. "
+    "Each: name, channel, `run_count`, `last_run_at` (when the most recently started run "
+    "started), and the latest run (greatest `scheduled_at`) with its id, status, outcome "
+    "and `run_number`. `meta.total` counts the workspace's campaigns. "
+    f"`limit` default {PAGE_DEFAULT}, max {PAGE_MAX}. Scope: `campaigns:read`.",
+    response_model=PagedEnvelope[CampaignListItem],
+    responses=_paged_docs(docs.CAMPAIGNS_EXAMPLES),
+)
+def list_campaigns(
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    limit: Limit = PAGE_DEFAULT,
+    offset: Offset = 0,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_CAMPAIGNS)
+    with reader.consistent():
+        # Any flush may add a campaign to the workspace: bind the ETag to the flush.
+        position = reader.flush_seq()
+        total, campaigns = reader.campaigns_page(caller.workspace_id, limit=limit, offset=offset)
+        runs = reader.runs_of_many([c.campaign_id for c in campaigns])
+    items = [views_extra.campaign_item(c, runs.get(c.campaign_id, [])) for c in campaigns]
+    return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit,
+                  offset)
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/runs",
+    summary="Run history, newest first, with run numbers and outcomes",
+    description="Runs of the campaign, newest first (highest `run_number` first; run numbers "
+    "count from 1 by `scheduled_at`, then `run_id`). `outcome` is `completed_with_errors` for "
+    "a completed run with any failed submit or failed delivery, else the status. At most "
+    f"{views_extra.RUN_HISTORY_MAX} per page. Scope: `campaigns:read`.",
+    response_model=PagedEnvelope[RunHistoryItem],
+    responses=_paged_docs(docs.RUNS_EXAMPLES, errors_422={
+        "limit_above_max": docs._err("VALIDATION_ERROR",
+                                     "query.limit: Input should be less than or equal to 50")}),
+)
+def run_history(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    limit: Annotated[
+        int, Query(ge=1, le=views_extra.RUN_HISTORY_MAX, description="Page size, 1-50.")
+    ] = views_extra.RUN_HISTORY_MAX,
+    offset: Offset = 0,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_CAMPAIGNS)
+    with reader.consistent():
+        _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign_id)
+        runs = reader.runs_of(campaign_id)
+    items = views_extra.run_history(runs, limit, offset)
+    return _paged(ctx, request, request_id, if_none_match, position, "", items, len(runs),
+                  limit, offset)
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/batches",
+    summary="Batches of the campaign, paged, with live per-status counters",
+    description="Batches named by a batch event, newest run first (by `scheduled_at`), then "
+    "`batch_sequence`, then `batch_id`. `sent_count` / `failed_count` are the maintained F6 "
+    "counters (recipients whose winning submit names the batch); `counters` are computed on "
+    "read from the batch's recipients (membership from `batch.created`), in the buckets of "
+    f"`/stats`. `skip` is the offset; `limit` default {PAGE_DEFAULT}, max {PAGE_MAX}; "
+    "`meta.total` counts the batches matching the filters. Scope: `campaigns:read`.",
+    response_model=PagedEnvelope[BatchListItem],
+    responses=_paged_docs(docs.BATCHES_EXAMPLES, errors_422={**docs.LIMIT_422,
+                                                            **docs.STATUS_422}),
+)
+def list_batches(
+    campaign_id: CampaignId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    skip: Offset = 0,
+    limit: Limit = PAGE_DEFAULT,
+    status: BatchStatusFilter = None,
+    run_id: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="Only this run's batches.")
+    ] = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    _require(caller, SCOPE_CAMPAIGNS)
+    with reader.consistent():
+        _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign_id)
+        total, batches = reader.batches_page(
+            campaign_id, status=status, run_id=run_id, limit=limit, offset=skip
+        )
+        counters: dict[tuple[str, str], dict[str, int]] = {}
+        by_run: dict[str, list[str]] = {}
+        for b in batches:
+            by_run.setdefault(b.run_id, []).append(b.batch_id)
+        for rid, ids in by_run.items():
+            for bid, c in reader.batch_counters(rid, ids).items():
+                counters[(rid, bid)] = c
+    items = [views_extra.batch_item(b, counters.get((b.run_id, b.batch_id))) for b in batches]
+    return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit,
+                  skip)
+
+
+def _wants_csv(accept: str | None) -> bool:
+    if not accept:
+        return False
+    return any(part.split(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
+
+
+def _csv_lines(first: list[Any], rest: Iterator[list[Any]]) -> Iterator[bytes]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(views_extra.CSV_COLUMNS)
+    chunk = first
+    while True:
+        for r, attempts in chunk:
+            writer.writerow(views_extra.recipient_csv_row(r, attempts))
+        yield buf.getvalue().encode()
+        buf.seek(0)
+        buf.truncate()
+        nxt = next(rest, None)
+        if nxt is None:
+            return
+        chunk = nxt
+
+
+def _csv_export(
+    ctx: ApiContext, reader: ReadStore, run_id: str, status: str | None
+) -> Response:
+    chunks = reader.export_recipients(run_id, status=status)
+    # The first chunk is read here, so a failing query is an error response, not a cut stream.
+    first = next(chunks, [])
+    headers = freshness_headers(ctx.status())
+    headers["Cache-Control"] = "no-store"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+    headers["Content-Disposition"] = f'attachment; filename="recipients-{safe}.csv"'
+    return StreamingResponse(
+        _csv_lines(first, chunks), media_type="text/csv; charset=utf-8", headers=headers
+    )
+
+
+_RECIPIENTS_RESPONSES = _paged_docs(
+    docs.RECIPIENTS_EXAMPLES, not_found=docs.RUN_NOT_FOUND,
+    errors_422={**docs.LIMIT_422, "bad_status": docs._err(
+        "VALIDATION_ERROR", "query.status: Input should be 'pending', 'sent', 'delivered', "
+        "'failed' or 'skipped'")},
+)
+_RECIPIENTS_RESPONSES[200]["content"]["text/csv"] = {
+    "schema": {"type": "string"},
+    "example": docs.RECIPIENTS_CSV_EXAMPLE,
+}
+_RECIPIENTS_RESPONSES[403]["content"]["application/json"]["examples"]["csv_without_pii"] = {
+    "value": docs._err("INSUFFICIENT_SCOPE", "This API key lacks the pii:read scope.")
+}
+
+
+@router.get(
+    "/v1/campaign/{campaign_id}/runs/{run_id}/recipients",
+    summary="Recipients of a run, paged, each with every submit attempt (or CSV)",
+    description="The run's known recipients (named by `batch.created` or a submit) in F11 "
+    "order: `batch_sequence` (unknown last), then `recipient_id`; stable between pages. Each "
+    "carries its attempts (number, outcome, message id, submit time, the message's delivery "
+    "status and report time). `phone_number` is shown with the `pii:read` scope, otherwise "
+    "masked but its last 3 digits. `status` filters on `recipient_status`. `limit` default "
+    f"{PAGE_DEFAULT}, max {PAGE_MAX} (422 above); an offset past the end gives `[]` with "
+    "`meta.total`. With `Accept: text/csv` the whole run (filtered by `status`, not paged) is "
+    "streamed as CSV; that needs `pii:read`. Scope: `campaigns:read`.",
+    response_model=PagedEnvelope[RecipientListItem],
+    responses=_RECIPIENTS_RESPONSES,
+)
+def list_recipients(
+    campaign_id: CampaignId,
+    run_id: RunId,
+    caller: Caller,
+    reader: Reader,
+    ctx: Context,
+    request: Request,
+    request_id: RequestId,
+    limit: Limit = PAGE_DEFAULT,
+    offset: Offset = 0,
+    status: RecipientStatusFilter = None,
+    accept: Annotated[
+        str | None,
+        Header(description="`text/csv` streams the whole run as CSV (needs pii:read)."),
+    ] = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    csv_wanted = _wants_csv(accept)
+    _require(caller, SCOPE_CAMPAIGNS, *((SCOPE_PII,) if csv_wanted else ()))
+    show_phone = caller.has(SCOPE_PII)
+    with reader.consistent():
+        _owned_campaign(reader, caller, campaign_id)
+        _run_of(reader, campaign_id, run_id)
+        if csv_wanted:
+            return _csv_export(ctx, reader, run_id, status)
+        position = reader.position(campaign_id)
+        total, rows = reader.recipients_page(run_id, status=status, limit=limit, offset=offset)
+        attempts = reader.attempts_of(run_id, [r.recipient_id for r in rows])
+    items = [
+        views_extra.recipient_item(
+            r, [views_extra.attempt_item(*a) for a in attempts.get(r.recipient_id, ())],
+            show_phone=show_phone,
+        )
+        for r in rows
+    ]
+    return _paged(ctx, request, request_id, if_none_match, position,
+                  "pii" if show_phone else "masked", items, total, limit, offset)
