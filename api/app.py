@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import ApiContext
+from api.deps import AdminOps, ApiContext
 from api.envelope import fail, request_id_from
 from api.errors import (
     INTERNAL_ERROR,
@@ -25,6 +25,7 @@ from api.errors import (
 from api.keys import KeyRing
 from api.limits import Limits, LimitsMiddleware
 from api.readstore import ReadStore
+from api.routes import admin as admin_routes
 from api.routes import campaigns, health, stream, ui
 from api.routes import extra as extra_views
 from projector.feed import ChangeFeed
@@ -139,6 +140,7 @@ def create_app(
     metrics: Metrics,
     limits: Limits | None = None,
     feed: ChangeFeed | None = None,
+    admin: AdminOps | None = None,
 ) -> FastAPI:
     """The HTTP API over ``reader``.
 
@@ -158,7 +160,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.ctx = ApiContext(
-        reader=reader, keys=keys, status=status, metrics=metrics, feed=feed
+        reader=reader, keys=keys, status=status, metrics=metrics, feed=feed, admin=admin
     )
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -168,6 +170,7 @@ def create_app(
     app.include_router(extra_views.router)
     app.include_router(stream.router)
     app.include_router(ui.router)
+    app.include_router(admin_routes.router)
     # Inside the request context: rejections carry the request id and are timed.
     app.add_middleware(LimitsMiddleware, keys=keys, limits=limits)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

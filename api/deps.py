@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Annotated
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
@@ -19,6 +19,12 @@ from projector.health import PipelineSnapshot
 from projector.metrics import Metrics
 
 
+class AdminOps(Protocol):
+    def swap(self, db: str) -> dict[str, Any]:
+        """Catch ``db`` up and serve from it; raises SwapError when refused."""
+        ...
+
+
 @dataclass(frozen=True)
 class ApiContext:
     """Everything the routes read, set on ``app.state.ctx`` by ``create_app``."""
@@ -28,10 +34,25 @@ class ApiContext:
     status: Callable[[], PipelineSnapshot]
     metrics: Metrics
     feed: ChangeFeed | None = None  # flush notifications for streams; None: streams poll
+    # Switches the live database (blue/green); None where there is nothing to swap.
+    admin: AdminOps | None = None
     cache: PositionCache = field(default_factory=PositionCache)
     # Part of every ETag: positions restart with a rebuilt database, so a tag
     # from another server instance must never match (it costs one full answer).
     instance: str = field(default_factory=lambda: secrets.token_hex(4))
+
+
+def replace_reader(app: Any, reader: ReadStore) -> None:
+    """Serve from ``reader`` from the next request on.
+
+    Positions (ETags, cached payloads) belong to a database: a new instance
+    token and an empty payload cache make sure nothing from the old one is
+    answered again. Requests in flight finish on the context they started with.
+    """
+    old: ApiContext = app.state.ctx
+    app.state.ctx = replace(
+        old, reader=reader, cache=PositionCache(), instance=secrets.token_hex(4)
+    )
 
 
 def get_context(request: Request) -> ApiContext:

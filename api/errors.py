@@ -54,6 +54,18 @@ class SnapshotNotFound(ApiError):
     public_message = "No snapshot has been frozen for this run yet."
 
 
+class SwapRefused(ApiError):
+    """The swap was not done (bad file, already serving it, another swap running,
+    or catching up failed); the old database keeps serving."""
+
+    status, code = 409, "SWAP_REFUSED"
+
+
+class NotSwappable(ApiError):
+    status, code = 409, "NOT_SWAPPABLE"
+    public_message = "This server has no projector to swap (read-only `projector api`)."
+
+
 class ReadStoreError(ApiError):
     """The projection database could not be read (or opened)."""
 

@@ -22,7 +22,9 @@ from api.errors import KeysFileError
 SCOPE_CAMPAIGNS = "campaigns:read"
 SCOPE_ANALYTICS = "analytics:read"
 SCOPE_PII = "pii:read"
-KNOWN_SCOPES = frozenset({SCOPE_CAMPAIGNS, SCOPE_ANALYTICS, SCOPE_PII})
+# Operator actions on the running server (blue/green swap); no campaign data.
+SCOPE_ADMIN = "admin"
+KNOWN_SCOPES = frozenset({SCOPE_CAMPAIGNS, SCOPE_ANALYTICS, SCOPE_PII, SCOPE_ADMIN})
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-caught-up", action="store_true", help="exit once at the log end")
 
     p = command("verify", "projector.verify:run_cli", "compare the projections of two databases")
-    p.add_argument("--db", action="append", required=True, help="give twice: --db A --db B")
+    p.add_argument("--db", action="append", dest="dbs", required=True, help="give twice: --db A --db B")
 
     p = command("swap", "projector.swap:run_cli", "switch a running serve to a rebuilt database")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the running serve's base URL")

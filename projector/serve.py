@@ -15,6 +15,7 @@ import threading
 
 from projector.errors import StoreError
 from projector.feed import ChangeFeed
+from projector.swap import SwapController
 from projector.settings import Settings
 from projector.store import Store
 from projector.worker import Projector, run_worker
@@ -44,18 +45,22 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     server = None
     thread = None
+    projector = None
     try:
         projector = Projector(settings, store)
         projector.prepare()
         feed = ChangeFeed()  # committed flushes wake the API's /stream clients
         projector.pipeline.listeners.append(feed.publish)
+        swapper = SwapController(projector, app=None)
         app = create_app(
             ReadStore(store.cursor),
             keys=keys,
             status=projector.status.snapshot,
             metrics=projector.metrics,
             feed=feed,
+            admin=swapper,
         )
+        swapper.app = app
         server = build_uvicorn_server(app, settings.host, settings.port)
         thread = threading.Thread(target=server.run, name="api", daemon=True)
         thread.start()
@@ -70,4 +75,6 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             server.should_exit = True
         if thread is not None:
             thread.join(timeout=5)
+        if projector is not None and projector.pipeline.store is not store:
+            projector.pipeline.store.close()  # swapped in while serving
         store.close()

@@ -182,11 +182,11 @@ def compare(path_a: Path | str, path_b: Path | str, *, samples: int = SAMPLE_ROW
 
 def run_cli(args: argparse.Namespace, settings: Any) -> int:
     """``projector verify --db A --db B``: 0 identical, 1 different, 2 error."""
-    if len(args.db) != 2:
+    if len(args.dbs) != 2:
         print("projector verify: give exactly two databases: --db A --db B")
         return 2
     try:
-        diff = compare(args.db[0], args.db[1])
+        diff = compare(args.dbs[0], args.dbs[1])
     except VerifyError as e:
         print(f"projector verify: {e}")
         return 2

@@ -41,6 +41,7 @@ class Projector:
                  metrics: Metrics | None = None, exit_when_caught_up: bool = False) -> None:
         self.settings = settings
         self.exit_when_caught_up = exit_when_caught_up
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.store = store
         self.status = status or PipelineStatus(mode="live")
         self.metrics = metrics or Metrics()
@@ -77,6 +78,10 @@ class ProjectorService(mode.Service):
         self.projector = projector
         self._ready_target: dict[tuple[str, int], int] | None = None
         super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        # Other threads (the API's admin swap) schedule work on this loop.
+        self.projector.loop = asyncio.get_running_loop()
 
     async def on_stop(self) -> None:
         await self.projector.pipeline.close()

@@ -1,0 +1,39 @@
+"""Operator endpoints: the blue/green database swap.
+
+Guarded by the ``admin`` scope, which grants no campaign data. The work runs
+in the projector's event loop; this handler is a plain ``def`` so the wait
+happens in a worker thread and never blocks other requests.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from api.deps import Caller, Context, RequestId
+from api.envelope import ok
+from api.errors import InsufficientScope, NotSwappable
+from api.keys import SCOPE_ADMIN
+
+router = APIRouter(tags=["admin"], prefix="/admin")
+
+
+class SwapRequest(BaseModel):
+    db: str = Field(min_length=1, max_length=4096, description="Path of the rebuilt DuckDB file, as the server sees it.")
+
+
+@router.post(
+    "/swap",
+    summary="Switch to a rebuilt database without failing requests",
+    description=(
+        "Catches the rebuilt database up from its stored offsets to the live position, "
+        "then serves from it; the old file is closed after a short grace period. "
+        "Requires the `admin` scope. 409 SWAP_REFUSED leaves the old database serving."
+    ),
+)
+def swap(body: SwapRequest, caller: Caller, ctx: Context, request_id: RequestId):  # noqa: ANN201
+    if not caller.has(SCOPE_ADMIN):
+        raise InsufficientScope(f"This API key lacks the {SCOPE_ADMIN} scope.")
+    if ctx.admin is None:
+        raise NotSwappable()
+    return ok(ctx.admin.swap(body.db), request_id)

@@ -1,0 +1,164 @@
+"""Blue/green: switch a running ``projector serve`` to a rebuilt database.
+
+Procedure (see docs/operations.md): build NEW with ``projector replay``, then
+``projector swap --db NEW``. The server catches NEW up from NEW's stored
+offsets to the live position in two passes: first while ingestion goes on,
+then, holding the flush lock (ingestion pauses; reads do not), the few records
+that arrived meanwhile. It then points the writer and the API at NEW. Requests
+in flight finish on the old database, which is closed after a grace period.
+A failure at any step leaves the old database serving and NEW closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from projector.errors import ProjectorError
+from projector.settings import Settings
+from projector.store import Store
+
+log = logging.getLogger(__name__)
+
+GRACE_SECONDS = 10.0
+SWAP_TIMEOUT = 3600.0
+
+
+class SwapError(ProjectorError):
+    """The swap was refused or failed; the old database keeps serving."""
+
+
+class SwapController:
+    """The ``admin`` operations of ``projector serve``; called from API threads."""
+
+    def __init__(self, projector: Any, app: Any) -> None:
+        self.projector = projector
+        self.app = app  # the FastAPI app whose reader is switched
+        self._busy = threading.Lock()
+
+    def swap(self, db: str) -> dict[str, Any]:
+        from api.errors import SwapRefused
+
+        if not self._busy.acquire(blocking=False):
+            raise SwapRefused("Another swap is running.")
+        try:
+            loop = self.projector.loop
+            if loop is None:
+                raise SwapRefused("The projector is still starting; retry in a few seconds.")
+            future = asyncio.run_coroutine_threadsafe(self._swap(Path(db)), loop)
+            try:
+                return future.result(timeout=SWAP_TIMEOUT)
+            except SwapError as e:
+                raise SwapRefused(str(e)) from e
+        finally:
+            self._busy.release()
+
+    async def _swap(self, path: Path) -> dict[str, Any]:
+        from api.deps import replace_reader
+        from api.readstore import ReadStore
+        from projector.replay import Batcher, replay_kafka
+
+        p = self.projector
+        pipeline = p.pipeline
+        settings: Settings = p.settings
+        if not path.is_file():
+            raise SwapError(f"{path} does not exist (give the path as the server sees it)")
+        if path.resolve() == Path(pipeline.store.path).resolve():
+            raise SwapError(f"{path} is already the live database")
+        t0 = time.monotonic()
+        try:
+            new = await asyncio.to_thread(
+                lambda: Store(path, memory_limit=settings.duckdb_memory_limit).open()
+            )
+        except ProjectorError as e:
+            raise SwapError(f"cannot open {path}: {e}") from e
+        start_offsets = dict(new.offsets())
+        try:
+            caught = await self._catch_up(new, Batcher, replay_kafka, dict(pipeline.applied))
+            async with pipeline._flush_lock:
+                # Ingestion now waits for us; nothing commits to the old file.
+                caught += await self._catch_up(new, Batcher, replay_kafka, dict(pipeline.applied))
+                old = pipeline.store
+                stored = new.offsets()
+                for tp, offset in stored.items():
+                    # NEW may be ahead of the live position (a replay read further):
+                    # records it already holds must not be applied again.
+                    if offset > pipeline.expected.get(tp, 0):
+                        pipeline.expected[tp] = offset
+                    if offset > pipeline.applied.get(tp, 0):
+                        pipeline.applied[tp] = offset
+                pipeline.store = new
+                replace_reader(self.app, ReadStore(new.cursor))
+                p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)
+        except BaseException:
+            await asyncio.to_thread(new.close)
+            raise
+        # Let requests that started on the old database finish, then close it.
+        asyncio.get_running_loop().call_later(
+            GRACE_SECONDS, lambda: threading.Thread(target=old.close, daemon=True).start()
+        )
+        took = time.monotonic() - t0
+        log.warning("swapped to %s in %.2fs (%d events caught up); %s retires in %.0fs",
+                    path, took, caught, old.path, GRACE_SECONDS)
+        return {
+            "db": str(path),
+            "previous_db": str(old.path),
+            "caught_up_events": caught,
+            "start_offsets": _offsets_json(start_offsets),
+            "offsets": _offsets_json(stored),
+            "seconds": round(took, 3),
+        }
+
+    async def _catch_up(self, new: Store, batcher_cls: Any, replay_kafka: Any, target: dict) -> int:
+        start = new.offsets()
+        if all(start.get(tp, 0) >= end for tp, end in target.items()):
+            return 0
+        batcher = batcher_cls(new)
+        try:
+            await replay_kafka(batcher, self.projector.settings.bootstrap, start, target)
+            await asyncio.to_thread(batcher.drain)
+        except Exception as e:
+            raise SwapError(f"catching up {new.path} failed: {e}") from e
+        finally:
+            batcher.close()
+        return batcher.stats.events
+
+
+def _offsets_json(offsets: dict[tuple[str, int], int]) -> dict[str, int]:
+    return {f"{t}:{p}": o for (t, p), o in sorted(offsets.items())}
+
+
+def run_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """``projector swap --url URL --db NEW``: ask a running serve to switch."""
+    key = args.admin_key or os.environ.get("PROJECTOR_ADMIN_KEY")
+    if not key:
+        print("projector swap: --admin-key (or PROJECTOR_ADMIN_KEY) with the admin scope is required")
+        return 2
+    db = str(Path(args.db).resolve())
+    try:
+        r = httpx.post(
+            f"{args.url.rstrip('/')}/admin/swap",
+            json={"db": db},
+            headers={"X-API-Key": key},
+            timeout=SWAP_TIMEOUT,
+        )
+    except httpx.HTTPError as e:
+        print(f"projector swap: cannot reach {args.url}: {e}")
+        return 1
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code != 200:
+        errors = body.get("errors") or [{"code": str(r.status_code), "message": r.text[:200]}]
+        print(f"projector swap: refused ({r.status_code} {errors[0]['code']}): {errors[0]['message']}")
+        return 1
+    data = body["data"]
+    print(f"swapped to {data['db']} in {data['seconds']}s ({data['caught_up_events']} events caught up); "
+          f"{data['previous_db']} is no longer used")
+    return 0
