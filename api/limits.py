@@ -12,10 +12,11 @@ Rate limits are token buckets: a valid API key gets ``rate`` requests per
 second with bursts of ``burst``; requests without a valid key (missing or
 unknown) share one bucket per client address (``anon_rate``/``anon_burst``),
 so guessing keys is limited too and a flood of made-up keys cannot create
-buckets. Over the limit the answer is 429 ``RATE_LIMITED`` with
-``Retry-After`` (whole seconds until a token is back). ``/healthz``,
-``/readyz`` and ``/metrics`` are never rate limited (probes and scrapers must
-not be starved by clients).
+buckets. The key is read from ``X-API-Key`` or, for the event stream whose
+browser client cannot send headers, from ``?api_key=``. Over the limit the
+answer is 429 ``RATE_LIMITED`` with ``Retry-After`` (whole seconds until a
+token is back). ``/healthz``, ``/readyz`` and ``/metrics`` are never rate
+limited (probes and scrapers must not be starved by clients).
 
 Memory is bounded: at most ``max_buckets`` buckets are kept (least recently
 used first out), and a bucket idle long enough to be full again is dropped
@@ -35,6 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -126,6 +128,12 @@ class RateLimiter:
             del buckets[who]
 
 
+def _query_key(query_string: bytes) -> bytes | None:
+    for value in parse_qs(query_string.decode("latin-1"), max_num_fields=50).get("api_key", ()):
+        return value.encode("latin-1")
+    return None
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -173,6 +181,8 @@ class LimitsMiddleware:
             return
 
         if scope["path"] not in lim.exempt_paths:
+            if presented is None and b"api_key=" in scope.get("query_string", b""):
+                presented = _query_key(scope["query_string"])  # EventSource cannot send headers
             wait = self._spend(scope, presented)
             if wait > 0:
                 retry = max(1, math.ceil(wait))
