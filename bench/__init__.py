@@ -1,0 +1,1 @@
+"""Benchmarks against the embedded broker: ``python -m bench.run_all`` (``make bench``)."""

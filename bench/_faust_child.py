@@ -1,0 +1,86 @@
+"""Child process of ``faust_ceiling``: a bare faust agent that only decodes records.
+
+Same faust settings as ``projector.worker.create_app`` (raw serializers,
+session/rebalance timeouts 6 s, heartbeat 1 s, ...). It counts decoded events
+and writes, when the expected count is reached, the monotonic times of the
+first and last record seen (so the group join is not in the measured window),
+then stops itself the way the projector does (SIGTERM to its own worker).
+
+Usage: python -m bench._faust_child --bootstrap H:P --topic T --expect N --out F
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import time
+import uuid
+
+import faust
+
+from projector.worker import run_worker
+from schemas import decode_value
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--expect", type=int, required=True, help="events to see before stopping")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    began = time.monotonic()
+
+    app = faust.App(
+        f"bench-ceiling-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{args.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        topic_partitions=args.partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6,
+        broker_rebalance_timeout=6,
+        broker_heartbeat_interval=1,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=16384,
+        producer_acks=-1,
+        logging_config=None,
+    )
+    channel = app.topic(args.topic, value_serializer="raw", key_serializer="raw")
+    state = {"records": 0, "events": 0, "first": 0.0, "last": 0.0, "cpu0": 0.0, "done": False}
+
+    async def ceiling(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            now = time.monotonic()
+            if not state["records"]:
+                state["first"] = now
+                state["cpu0"] = time.process_time()
+            state["records"] += 1
+            state["events"] += len(decode_value(value).events)
+            if state["events"] >= args.expect and not state["done"]:
+                state["done"] = True
+                state["last"] = time.monotonic()
+                cpu = time.process_time() - state["cpu0"]
+                with open(args.out, "w") as f:
+                    json.dump({
+                        "records": state["records"],
+                        "events": state["events"],
+                        "startup_s": state["first"] - began,
+                        "elapsed_s": state["last"] - state["first"],
+                        "cpu_s": cpu,
+                    }, f)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    app.agent(channel, name="ceiling", concurrency=1)(ceiling)
+    return run_worker(app)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""Child process of ``projector_single`` / ``projector_array``: the real projector, timed.
+
+It builds the projector exactly as ``projector worker --until-caught-up``
+does (``Projector(settings, store, exit_when_caught_up=True)``, settings from
+``PROJECTOR_*``, ``prepare()``, ``run_worker``) and adds two observers that do
+not change the data path:
+
+* the first call of ``Pipeline.add`` records the time the first record
+  arrived (the hook removes itself, so later records pay nothing);
+* a flush listener (``Pipeline.listeners``) records every committed flush
+  and the moment the stored offsets reach the log ends given in ``--target``.
+
+The measured window is first record -> the commit that made DuckDB caught up;
+group join and startup are outside it (reported separately). The worker's own
+exit-when-caught-up check polls once a second, which is why it is not used as
+the end mark.
+
+Usage: python -m bench._projector_child --target ends.json --out result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from projector.logs import configure_logging
+from projector.settings import Settings
+from projector.store import FlushResult, Store
+from projector.worker import Projector, run_worker
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", required=True, help="JSON [[topic, partition, end], ...]")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    began = time.monotonic()
+    settings = Settings()
+    configure_logging(settings.log_level)
+    target = {(t, p): o for t, p, o in json.loads(open(args.target).read())}
+    store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
+    marks: dict[str, Any] = {"first": None, "cpu0": None, "caught_up": None, "cpu1": None,
+                             "flushes": 0, "events": 0, "first_flush": None, "flush_wall": []}
+    try:
+        projector = Projector(settings, store, exit_when_caught_up=True)
+        projector.prepare()
+        pipeline = projector.pipeline
+        real_add = pipeline.add
+
+        async def first_add(*a: Any, **kw: Any) -> None:
+            marks["first"] = time.monotonic()
+            marks["cpu0"] = time.process_time()
+            del pipeline.add  # back to the class method: no cost on later records
+            await real_add(*a, **kw)
+
+        pipeline.add = first_add  # type: ignore[method-assign]
+
+        def on_flush(result: FlushResult) -> None:
+            now = time.monotonic()
+            if marks["first_flush"] is None:
+                marks["first_flush"] = now
+            if marks["caught_up"] is None:
+                marks["flushes"] += 1
+                marks["events"] += result.events
+                if all(pipeline.applied.get(tp, 0) >= end for tp, end in target.items()):
+                    marks["caught_up"] = now
+                    marks["cpu1"] = time.process_time()
+
+        pipeline.listeners.append(on_flush)
+        code = run_worker(projector.app)
+        m = projector.metrics
+        flush_sum = m.flush_seconds._sum.get()  # noqa: SLF001 - read-only peek at the histogram
+    finally:
+        store.close()
+    out = {
+        "exit_code": code,
+        "events": marks["events"],
+        "flushes": marks["flushes"],
+        "startup_s": (marks["first"] or began) - began,
+        "elapsed_s": (marks["caught_up"] - marks["first"]) if marks["caught_up"] else None,
+        "cpu_s": (marks["cpu1"] - marks["cpu0"]) if marks["cpu1"] else None,
+        "first_flush_after_first_record_s": (marks["first_flush"] - marks["first"])
+        if marks["first_flush"] and marks["first"] else None,
+        "flush_seconds_total": flush_sum,
+        "settings": {"flush_max_events": settings.flush_max_events,
+                     "flush_interval_ms": settings.flush_interval_ms},
+    }
+    with open(args.out, "w") as f:
+        json.dump(out, f)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Start ``projector serve`` as a child for the HTTP benchmarks (freshness, status_latency)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import common
+from projector.broker import free_port
+from projector.settings import Topics
+
+
+@dataclass
+class Served:
+    url: str
+    keys: dict[str, str]  # workspace -> key
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+
+
+@contextmanager
+def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False) -> Iterator[Served]:
+    work = common.workdir(name)
+    keys = common.write_keys(work / "keys.json")
+    port = free_port()
+    env = common.child_env(bootstrap, topics, db=work / "serve.duckdb",
+                           api_keys=work / "keys.json", host="127.0.0.1", port=port)
+    p = common.start_child(["-m", "projector", "serve"], env=env, workdir=work, log_name="serve",
+                           profile=work / "profile.txt" if profile else None)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        common.wait_http(url + "/healthz", timeout=60, proc=p)
+        yield Served(url, keys, p, work)
+    finally:
+        crashed = p.poll() is not None
+        code = common.stop_child(p)
+        if crashed:
+            print(f"  note: projector serve died during the run (exit {code}); "
+                  f"log {p.log_path}")  # type: ignore[attr-defined]
+        elif code not in (0, None, -15):
+            print(f"  note: projector serve exited {code}; log {p.log_path}")  # type: ignore[attr-defined]

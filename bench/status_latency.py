@@ -1,0 +1,181 @@
+"""(e) Status endpoint latency with 50 concurrent pollers while ``projector serve`` ingests
+2,000 events/s.
+
+The load is ``projector simulate --rate 2000`` (the project's own paced
+producer, single-event records) in a child process. Pollers are 50 asyncio
+tasks sharing one ``httpx.AsyncClient`` (50 connections) in this process,
+each in a closed loop (next request as soon as the previous answered) over
+the campaigns the simulator defines first, with the key of the campaign's
+workspace. Latency is measured client-side (request sent -> body read), so it
+includes queueing in the client and the server; the server's own
+``projector_http_request_seconds`` histogram for the route (scraped from
+/metrics before and after) is reported alongside, as bucket bounds.
+
+Two phases: ``closed`` (50 pollers flat out: a saturation test, latency is
+mostly queueing, ~ pollers / throughput) and ``paced`` (each of the 50 pollers
+polls once every ``PACED_INTERVAL`` s, far more often than the 5-15 s real
+pollers use, so latency is close to service time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench import common
+from bench._serve import serve
+
+NAME = "status_latency"
+POLLERS = 50
+RATE = 2000
+PACED_INTERVAL = 0.25
+SIM = {"campaigns": 12, "recipients": 3000, "seed": 11}
+ROUTE = "/v1/campaign/{campaign_id}/status"
+
+
+def _histogram(text: str) -> dict[float, float]:
+    """Cumulative bucket counts of the status route (all status codes summed)."""
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("projector_http_request_seconds_bucket{") or ROUTE not in line:
+            continue
+        labels, _, value = line.rpartition(" ")
+        le = labels.split('le="', 1)[1].split('"', 1)[0]
+        bound = float("inf") if le == "+Inf" else float(le)
+        out[bound] = out.get(bound, 0.0) + float(value)
+    return out
+
+
+def _bucket_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    diff = sorted((b, after.get(b, 0) - before.get(b, 0)) for b in after)
+    total = diff[-1][1] if diff else 0
+    res: dict[str, Any] = {"count": int(total)}
+    for q in (0.5, 0.99):
+        for bound, cum in diff:
+            if total and cum >= q * total:
+                res[f"p{int(q * 100)}_le_ms"] = bound * 1000
+                break
+    return res
+
+
+async def _phase(url: str, targets: list[tuple[str, str]], duration: float,
+                 interval: float | None) -> dict[str, Any]:
+    import httpx
+
+    lat: list[float] = []
+    codes: dict[int, int] = {}
+    errors = 0
+    limits = httpx.Limits(max_connections=POLLERS, max_keepalive_connections=POLLERS)
+    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=limits) as client:
+        before = _histogram((await client.get("/metrics")).text)
+        stop = time.monotonic() + duration
+
+        async def poller(i: int) -> None:
+            nonlocal errors
+            k = i
+            next_at = time.monotonic() + (interval * i / POLLERS if interval else 0)
+            while True:
+                if interval:
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    next_at += interval
+                if time.monotonic() >= stop:
+                    return
+                cid, key = targets[k % len(targets)]
+                k += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.get(f"/v1/campaign/{cid}/status", headers={"X-API-Key": key})
+                    lat.append(time.perf_counter() - t0)
+                    codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                except httpx.HTTPError:
+                    errors += 1
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(poller(i) for i in range(POLLERS)))
+        elapsed = time.monotonic() - t0
+        after = _histogram((await client.get("/metrics")).text)
+    return {
+        "seconds": round(elapsed, 1),
+        "requests": len(lat),
+        "requests_per_s": round(len(lat) / elapsed, 1),
+        "status_codes": {str(k): v for k, v in sorted(codes.items())},
+        "transport_errors": errors,
+        "client_latency": common.summary_ms(lat),
+        "server_histogram": _bucket_quantiles(before, after),
+    }
+
+
+async def _ready_targets(url: str, keys: dict[str, str], deadline: float
+                         ) -> list[tuple[str, str]]:
+    import httpx
+
+    wanted = common.first_campaigns(4000, **SIM)
+    ready: list[tuple[str, str]] = []
+    async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            ready = []
+            for cid, ws in wanted:
+                r = await client.get(f"/v1/campaign/{cid}/status", headers={"X-API-Key": keys[ws]})
+                if r.status_code == 200:
+                    ready.append((cid, keys[ws]))
+            if len(ready) == len(wanted):
+                break
+            await asyncio.sleep(0.5)
+    return ready
+
+
+def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = False
+        ) -> dict[str, Any]:
+    with common.broker() as b:
+        topics = common.fresh_topics()
+        common.create_topics(b.bootstrap, topics)
+        with serve(b.bootstrap, topics, NAME, profile) as s:
+            env = common.child_env(b.bootstrap, topics)
+            sim = common.start_child(
+                ["-m", "projector", "simulate", "--rate", str(RATE),
+                 "--campaigns", str(SIM["campaigns"]), "--recipients", str(SIM["recipients"]),
+                 "--seed", str(SIM["seed"])],
+                env=env, workdir=s.workdir, log_name="simulate")
+            try:
+                targets = asyncio.run(_ready_targets(s.url, s.keys, time.monotonic() + 25))
+                if not targets:
+                    raise RuntimeError("no campaign became visible through the API in 25 s")
+                closed = asyncio.run(_phase(s.url, targets, duration, None))
+                paced = asyncio.run(_phase(s.url, targets, paced_duration, PACED_INTERVAL))
+            finally:
+                if sim.poll() is not None and sim.returncode != 0:
+                    print(f"  note: simulate exited {sim.returncode}: {common.tail(sim, 5)}")
+                common.stop_child(sim)
+            work = s.workdir
+            died = s.proc.poll() is not None
+    p99 = closed["client_latency"].get("p99_ms", float("inf"))
+    figures = {
+        "method": "projector serve + `projector simulate --rate 2000` (child); 50 asyncio "
+                  "pollers on one httpx.AsyncClient; client-side latency; server histogram "
+                  "from /metrics",
+        "pollers": POLLERS,
+        "ingest_events_per_s": RATE,
+        "campaigns_polled": len(targets),
+        "closed_loop": closed,
+        "paced": {"interval_per_poller_s": PACED_INTERVAL, **paced},
+        "target": "p99 < 20 ms",
+        "target_met_closed_loop": p99 < 20,
+        "target_met_paced": paced["client_latency"].get("p99_ms", float("inf")) < 20,
+        "serve_died_during_run": died,
+        **({"profile": str(work / "profile.txt")} if profile else {}),
+        "profiled": profile,  # py-spy attached: slower, not comparable
+        "workdir": str(work),
+    }
+    cl, pl = closed["client_latency"], paced["client_latency"]
+    common.row(NAME, "closed loop: requests/s", f"{closed['requests_per_s']:,.0f}", "")
+    common.row(NAME, "closed loop: p50", f"{cl['p50_ms']:,.1f} ms", "")
+    common.row(NAME, "closed loop: p99", f"{p99:,.1f} ms", "< 20 ms", p99 < 20)
+    offered = f"paced ({POLLERS / PACED_INTERVAL:.0f} req/s): p50"
+    common.row(NAME, offered, f"{pl['p50_ms']:,.1f} ms", "")
+    common.row(NAME, "paced: p99", f"{pl['p99_ms']:,.1f} ms", "< 20 ms",
+               figures["target_met_paced"])
+    common.save_result(NAME, figures)
+    return figures
