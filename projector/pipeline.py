@@ -37,6 +37,8 @@ from projector.health import PipelineStatus
 from projector.metrics import Metrics
 from projector.store import DeadLetter, FlushResult, Store
 from schemas import decode_value
+from schemas.decode import Decoded, Reject
+from schemas.errors import RejectCode
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,28 @@ def deadletter_value(dl: DeadLetter, raw: bytes) -> bytes:
     except UnicodeDecodeError:
         doc["raw_base64"] = base64.b64encode(head).decode("ascii")
     return orjson.dumps(doc)
+
+
+def _decode(raw: bytes) -> Decoded:
+    """``decode_value``, but a record that makes the decoder itself fail is a dead letter.
+
+    An exception here would crash the faust agent on every redelivery of the
+    record (a poison pill stalling its partition for good). Known case: an
+    array nested 256-1024 deep parses, then ``orjson.dumps`` of an item raises
+    ``TypeError: Recursion limit reached``.
+    """
+    try:
+        return decode_value(raw)
+    except Exception as e:
+        code = RejectCode.TOO_DEEP if "ecursion" in str(e) else RejectCode.INVALID_JSON
+        log.warning("decoder failed on a record (%s: %s); dead-lettering it", type(e).__name__, e)
+        reason = f"{code}: the decoder failed: {type(e).__name__}: {e}"
+        return Decoded([], [Reject(None, reason, raw)])
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background flush failed", exc_info=task.exception())
 
 
 class DeadLetterSink:
@@ -141,6 +165,10 @@ class Pipeline:
         self.applied: dict[TopicPartition, int] = {}
         self.resyncing: set[TopicPartition] = set()
         self.last_seen: dict[TopicPartition, float] = {}
+        # Partitions assigned but silent since: the only ones the stall watchdog
+        # may re-seek (a partition that delivers anything is positioned sanely).
+        self.awaiting_first: set[TopicPartition] = set()
+        self._flush_task: asyncio.Task[Any] | None = None
         self.inconsistent: dict[TopicPartition, str] = {}
         self.seeker: Seeker | None = None
         self.listeners: list[FlushListener] = []
@@ -195,7 +223,8 @@ class Pipeline:
         ack: Ack | None = None,
     ) -> None:
         tp = (topic, partition)
-        self.last_seen[tp] = time.monotonic()
+        if tp in self.awaiting_first:
+            self.awaiting_first.discard(tp)
         if tp in self.inconsistent:
             return  # refused until an operator replays; never acked, never applied
         expected = self.expected.get(tp)
@@ -219,13 +248,19 @@ class Pipeline:
         batch.offsets[tp] = offset + 1
         if ack is not None:
             batch.acks.append(ack)
-        decoded = decode_value(value if value is not None else b"")
+        decoded = _decode(value if value is not None else b"")
         batch.events.extend(decoded.events)
         for reject in decoded.rejects:
             dl = DeadLetter(topic, partition, offset, -1 if reject.index is None else reject.index, reject.reason)
             batch.deadletters.append((dl, key, reject.raw))
         if len(batch) >= self.flush_max_events:
-            await self.flush()
+            if not self._flush_lock.locked():
+                # Commit in the background: DuckDB releases the GIL while it
+                # writes, so decoding the next records overlaps the commit.
+                self._flush_task = asyncio.get_running_loop().create_task(self.flush())
+                self._flush_task.add_done_callback(_log_failure)
+            elif len(batch) >= 2 * self.flush_max_events:
+                await self.flush()  # backpressure: at most two batches in memory
 
     async def _resync(self, tp: TopicPartition, expected: int, got: int) -> None:
         if tp in self.resyncing:
@@ -238,19 +273,28 @@ class Pipeline:
         if self.seeker is not None:
             await self.seeker(tp[0], tp[1], expected)
 
+    def assigned(self, tps: set[TopicPartition]) -> None:
+        """The consumer (re)started reading these partitions."""
+        now = time.monotonic()
+        for tp in tps:
+            self.awaiting_first.add(tp)
+            self.last_seen[tp] = now
+
     def stalled(self, log_end: dict[TopicPartition, int], quiet_for: float) -> dict[TopicPartition, int]:
-        """Partitions with records DuckDB lacks that delivered nothing for ``quiet_for`` s.
+        """Assigned partitions with records DuckDB lacks that delivered nothing at all.
 
         That happens when the consumer group committed past DuckDB (a fresh or
-        restored database) and no newer record arrives to reveal the gap.
+        restored database) and no newer record arrives to reveal the gap. A
+        partition that delivered anything since assignment is never re-sought
+        here: a slow flush must not look like a stall.
         """
         now = time.monotonic()
         out = {}
-        for tp, end in log_end.items():
+        for tp in self.awaiting_first:
             expected = self.expected.get(tp)
             if (
                 expected is not None
-                and end > expected
+                and log_end.get(tp, 0) > expected
                 and tp not in self.inconsistent
                 and now - self.last_seen.get(tp, 0.0) > quiet_for
             ):
