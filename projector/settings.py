@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # only spreads partitions and keeps Kafka-side commits as a convenience.
     group_id: str = "campaign-projector"
     # Micro-batch bounds: a flush happens when either is reached.
-    flush_max_events: int = Field(default=5000, ge=1)
+    flush_max_events: int = Field(default=10000, ge=1)
     flush_interval_ms: int = Field(default=100, ge=1)
     # DuckDB's memory limit, applied at connect time (WAL replay runs before any SET).
     duckdb_memory_limit: str = "2GB"

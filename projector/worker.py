@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 LAG_POLL_SECONDS = 1.0
 # A partition that has records DuckDB lacks but delivers none for this long is re-sought.
-STALL_SECONDS = 2.0
+STALL_SECONDS = 3.0
 
 
 class Projector:
@@ -96,7 +96,7 @@ class ProjectorService(mode.Service):
                 log.warning("%s[%d] delivers nothing below the log end; seeking to %d",
                             topic, partition, offset)
                 p.pipeline.last_seen[(topic, partition)] = time.monotonic()
-                await p.app.consumer.seek(TP(topic, partition), offset)
+                await p.app.consumer.seek_wait({TP(topic, partition): offset})
 
     @mode.Service.task
     async def _poll_log(self) -> None:
@@ -157,7 +157,9 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     async def seek(topic: str, partition: int, offset: int) -> None:
         from faust.types import TP
 
-        await app.consumer.seek(TP(topic, partition), offset)
+        # seek_wait runs on faust's consumer thread; a plain seek from this
+        # loop races aiokafka's fetcher (seen: KeyError in fetched_records).
+        await app.consumer.seek_wait({TP(topic, partition): offset})
 
     pipeline.seeker = seek
 
@@ -172,6 +174,7 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     async def seek_to_stored(sender: Any, assigned: Any, **kwargs: Any) -> None:
         # Start where DuckDB says. faust may still re-seek to Kafka-committed
         # offsets afterwards; the pipeline detects that and seeks back.
+        pipeline.assigned({(tp.topic, tp.partition) for tp in assigned})
         for tp in assigned:
             expected = pipeline.expected_offset(tp.topic, tp.partition)
             if expected is not None:

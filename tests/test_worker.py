@@ -140,3 +140,20 @@ async def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float
 
 
 pytestmark = pytest.mark.timeout(400)
+
+
+def test_a_fresh_database_rebuilds_all_history_even_when_the_group_committed_the_end(
+    bootstrap, topics_factory, procs, tmp_path
+):
+    """Kafka-committed offsets are a convenience: DuckDB's (none here) decide."""
+    topics = topics_factory()
+    env = projector_env(bootstrap, topics)  # one consumer group for both runs
+    events = list(generate(campaigns=2, recipients=80, seed=4))
+    asyncio.run(produce(bootstrap, topics, events, array_size=5))
+    expected = dump(fold_dicts(events))
+    first, second = tmp_path / "first.duckdb", tmp_path / "second.duckdb"
+    procs.run("worker", "--db", str(first), "--until-caught-up", env=env, timeout=120, log_name="w1")
+    assert read_db(first) == expected
+    # Same group, which has now committed the log end; a new, empty database.
+    procs.run("worker", "--db", str(second), "--until-caught-up", env=env, timeout=120, log_name="w2")
+    assert read_db(second) == expected
