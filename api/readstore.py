@@ -39,8 +39,12 @@ class ReadStore:
         cursor_factory: CursorFactory,
         *,
         owned: duckdb.DuckDBPyConnection | None = None,
+        heads: Callable[[str], tuple[str, int] | None] | None = None,
     ) -> None:
         self._factory = cursor_factory
+        # The live writer's in-memory (workspace, position) per campaign: a poll
+        # of an unchanged campaign then touches DuckDB not at all.
+        self._heads = heads
         self._local = threading.local()
         self._owned = owned  # closed by close(); None when the store belongs to someone else
 
@@ -138,6 +142,10 @@ class ReadStore:
 
     def campaign_head(self, campaign_id: str) -> CampaignHead | None:
         """Workspace and position of a campaign, or None if unknown (one cheap query)."""
+        if self._heads is not None:
+            known = self._heads(campaign_id)
+            if known is not None:
+                return CampaignHead(known[0], known[1])
         t = self._one(q.CAMPAIGN_HEAD, [campaign_id])
         return None if t is None else CampaignHead(t[0], int(t[1]))
 

@@ -145,6 +145,9 @@ class Store:
         self.memory_limit = memory_limit
         self.cache_max_rows = cache_max_rows
         self._cache = RowCache(cache_max_rows, complete=False)
+        # campaign_id -> (workspace_id, position): every campaign, kept by the
+        # writer, so the API answers polls of unchanged campaigns from memory.
+        self._heads: dict[str, tuple[str, int]] = {}
         self._con: duckdb.DuckDBPyConnection | None = None
         self._seq = 0
         self._lock = threading.Lock()
@@ -169,6 +172,13 @@ class Store:
                 self._con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {t.name} LIMIT 1)").fetchone()[0] == 0
                 for t in PROJECTIONS
             )
+            self._heads = {
+                cid: (ws, int(pos))
+                for cid, ws, pos in self._con.execute(
+                    "SELECT c.campaign_id, c.workspace_id, coalesce(p.position, 0) "
+                    "FROM campaigns c LEFT JOIN campaign_positions p USING (campaign_id)"
+                ).fetchall()
+            }
             # An empty database is wholly described by what this process writes.
             self._cache = RowCache(self.cache_max_rows, complete=empty)
         except duckdb.Error as e:
@@ -304,6 +314,7 @@ class Store:
                 con.execute("UPDATE projector_meta SET value = ? WHERE key = 'flush_seq'", [seq])
                 con.execute("COMMIT")
                 self._cache.apply(changes)
+                self._note_heads(changes, changed, seq)
             except duckdb.Error as e:
                 _rollback(con)
                 raise StoreError(f"flush failed and was rolled back: {e}") from e
@@ -360,6 +371,21 @@ class Store:
             pos = pa.table({"campaign_id": sorted(changed), "position": [seq] * len(changed)})  # noqa: F841
             con.execute("INSERT OR REPLACE INTO campaign_positions SELECT * FROM pos")
         return changed
+
+    def head(self, campaign_id: str) -> tuple[str, int] | None:
+        """(workspace_id, position) of a campaign; None if this store never saw it."""
+        return self._heads.get(campaign_id)
+
+    def _note_heads(self, changes: Changes, changed: set[str], seq: int) -> None:
+        for cid in changed:
+            row = changes.campaigns.get(cid)
+            if row is not None:
+                ws = row.workspace_id
+            elif cid in self._heads:
+                ws = self._heads[cid][0]
+            else:  # unreachable: a campaign's first flush writes its row
+                continue
+            self._heads[cid] = (ws, seq)
 
     def _write_deadletters(self, deadletters: list[DeadLetter]) -> None:
         unique = {(d.topic, d.partition, d.offset, d.item_index): d for d in deadletters}

@@ -96,7 +96,7 @@ class SwapController:
                     if offset > pipeline.applied.get(tp, 0):
                         pipeline.applied[tp] = offset
                 pipeline.store = new
-                replace_reader(self.app, ReadStore(new.cursor))
+                replace_reader(self.app, ReadStore(new.cursor, heads=new.head))
                 p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)
         except BaseException:
             await asyncio.to_thread(new.close)

@@ -111,3 +111,22 @@ def test_a_reopened_database_reads_misses_from_duckdb(tmp_path):
     state = State()
     state.apply(golden_events())
     assert got == dump(state)
+
+
+def test_in_memory_campaign_heads_match_the_tables(tmp_path):
+    """The API trusts Store.head for polls: it must equal what the tables say."""
+    path = tmp_path / "p.duckdb"
+    events = golden_events()
+    with Store(path, cache_max_rows=20) as store:
+        for i in range(0, len(events), 25):
+            store.flush(events[i : i + 25], {("t", 0): i + 25})
+        live = {cid: store.head(cid) for cid in {e.campaign_id for e in events}}
+    with Store(path) as store:  # reopened: heads loaded from the tables
+        sql = (
+            "SELECT c.campaign_id, c.workspace_id, p.position "
+            "FROM campaigns c JOIN campaign_positions p USING (campaign_id)"
+        )
+        table = {cid: (ws, pos) for cid, ws, pos in store.con.execute(sql).fetchall()}
+        assert live == table
+        assert {cid: store.head(cid) for cid in table} == table
+        assert store.head("no-such-campaign") is None

@@ -10,10 +10,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from api import docs
 from api.deps import Caller, Context, RequestId
 from api.envelope import ok
 from api.errors import InsufficientScope, NotSwappable
 from api.keys import SCOPE_ADMIN
+from api.models import Envelope, ErrorEnvelope
 
 router = APIRouter(tags=["admin"], prefix="/admin")
 
@@ -22,8 +24,39 @@ class SwapRequest(BaseModel):
     db: str = Field(min_length=1, max_length=4096, description="Path of the rebuilt DuckDB file, as the server sees it.")
 
 
+class SwapResult(BaseModel):
+    db: str
+    previous_db: str
+    caught_up_events: int
+    start_offsets: dict[str, int]
+    offsets: dict[str, int]
+    seconds: float
+
+
+def _error(description: str, code: str, message: str) -> dict:
+    return {
+        "model": ErrorEnvelope,
+        "description": description,
+        "content": {"application/json": {"example": docs._err(code, message)}},
+    }
+
+
+SWAP_RESPONSES: dict[int | str, dict] = {
+    200: {"description": "Now serving the rebuilt database."},
+    401: _error("Missing or invalid X-API-Key.", "UNAUTHORIZED", "Missing or invalid X-API-Key."),
+    403: _error("The key lacks the admin scope.", "INSUFFICIENT_SCOPE",
+                "This API key lacks the admin scope."),
+    409: _error("Refused; the old database keeps serving.", "SWAP_REFUSED",
+                "/data/new.duckdb does not exist (give the path as the server sees it)"),
+    422: _error("Invalid body.", "VALIDATION_ERROR", "body.db: Field required"),
+    500: _error("Server error.", "INTERNAL_ERROR", "Internal server error; safe to retry with backoff."),
+}
+
+
 @router.post(
     "/swap",
+    response_model=Envelope[SwapResult],
+    responses=SWAP_RESPONSES,
     summary="Switch to a rebuilt database without failing requests",
     description=(
         "Catches the rebuilt database up from its stored offsets to the live position, "
