@@ -91,16 +91,44 @@ BATCH_COUNTERS = (
     "(SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY ALL"
 )
 
-# Recipients of a run in F11 order, filtered by F11 status (NULL = any).
+# Recipients of a run, filtered by F11 status (NULL = any).
 _RECIPIENT_FILTER = (
     f"FROM recipients rc WHERE rc.run_id = ? AND (CAST(? AS VARCHAR) IS NULL OR {_F11_STATUS} = ?)"
 )
-RECIPIENTS_PAGE = (
-    f"SELECT {_qualified('rc', RECIPIENTS.select_list)} {_RECIPIENT_FILTER} "
-    "ORDER BY rc.batch_sequence ASC NULLS LAST, rc.recipient_id ASC LIMIT ? OFFSET ?"
-)
-RECIPIENTS_COUNT = f"SELECT count(*) {_RECIPIENT_FILTER}"
-# Every attempt of the given recipients of a run, with its message's delivery state.
+# Paging without OFFSET: an anchor every ``stride`` recipients (F11 order, NULL sequence
+# last as the largest BIGINT), then a keyed top-N from the anchor at or before the offset.
+# Two variants each: any status, or one F11 status (the parameter-free filter is cheaper).
+_SEQ_KEY = "coalesce(rc.batch_sequence, 9223372036854775807)"
+_ANY = "FROM recipients rc WHERE rc.run_id = ?"
+_ONE = f"FROM recipients rc WHERE rc.run_id = ? AND {_F11_STATUS} = ?"
+
+
+def _anchors(where: str) -> str:
+    return (
+        "SELECT pos, seq_key, recipient_id, total FROM ("
+        f"SELECT {_SEQ_KEY} AS seq_key, rc.recipient_id, "
+        f"row_number() OVER (ORDER BY {_SEQ_KEY}, rc.recipient_id) - 1 AS pos, "
+        f"count(*) OVER () AS total {where}) WHERE pos % ? = 0 ORDER BY pos"
+    )
+
+
+def _from(where: str) -> str:
+    # The winning message's report joined on the page only (a hash join on <= limit rows).
+    return (
+        "SELECT p.*, m.status, m.reported_at FROM ("
+        f"SELECT {_qualified('rc', RECIPIENTS.select_list)}, {_SEQ_KEY} AS seq_key {where} "
+        f"AND ({_SEQ_KEY} > ? OR ({_SEQ_KEY} = ? AND rc.recipient_id >= ?)) "
+        f"ORDER BY {_SEQ_KEY}, rc.recipient_id LIMIT ?) p "
+        "LEFT JOIN messages m ON m.message_id = p.message_id ORDER BY p.seq_key, p.recipient_id"
+    )
+
+
+RECIPIENT_ANCHORS_ANY = _anchors(_ANY)
+RECIPIENT_ANCHORS_ONE = _anchors(_ONE)
+RECIPIENTS_FROM_ANY = _from(_ANY)
+RECIPIENTS_FROM_ONE = _from(_ONE)
+# Every attempt of the given recipients of a run, with its message's delivery state (asked
+# only for recipients whose winning attempt is above 1: attempt 1 is the winning submit).
 ATTEMPTS_OF = (
     "SELECT a.recipient_id, a.attempt, a.outcome, a.message_id, a.batch_id, a.submitted_at, "
     "a.reason, m.status, m.reported_at FROM attempts a "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -195,14 +196,30 @@ class ReadStore:
             out.setdefault(batch_id, {})[bucket] = int(n)
         return out
 
-    def recipients_page(
-        self, run_id: str, *, status: str | None, limit: int, offset: int
-    ) -> tuple[int, list[RecipientRow]]:
-        """Known recipients of a run with the F11 status (None: any), total and one page."""
-        params: list[Any] = [run_id, status, status]
-        total = self._one(q.RECIPIENTS_COUNT, params)
-        rows = self._all(q.RECIPIENTS_PAGE, [*params, limit, offset])
-        return (int(total[0]) if total else 0), [RECIPIENTS.from_tuple(t) for t in rows]
+    def recipient_anchors(
+        self, run_id: str, *, status: str | None, stride: int
+    ) -> RecipientAnchors:
+        """How many known recipients match, and the sort key of every ``stride``-th one."""
+        if status is None:
+            rows = self._all(q.RECIPIENT_ANCHORS_ANY, [run_id, stride])
+        else:
+            rows = self._all(q.RECIPIENT_ANCHORS_ONE, [run_id, status, stride])
+        total = int(rows[0][3]) if rows else 0
+        return RecipientAnchors(total, stride, [(int(t[1]), t[2]) for t in rows])
+
+    def recipients_from(
+        self, run_id: str, *, status: str | None, anchor: tuple[int, str], limit: int
+    ) -> list[tuple[RecipientRow, str | None, datetime | None]]:
+        """Up to ``limit`` recipients in F11 order from ``anchor`` (inclusive), each with
+        its winning message's report status and time."""
+        seq_key, recipient_id = anchor
+        if status is None:
+            sql, params = q.RECIPIENTS_FROM_ANY, [run_id]
+        else:
+            sql, params = q.RECIPIENTS_FROM_ONE, [run_id, status]
+        rows = self._all(sql, [*params, seq_key, seq_key, recipient_id, limit])
+        width = len(RECIPIENTS.columns)
+        return [(RECIPIENTS.from_tuple(t[:width]), t[width + 1], t[width + 2]) for t in rows]
 
     def attempts_of(
         self, run_id: str, recipient_ids: list[str]
@@ -270,3 +287,12 @@ class StatsAggregates(NamedTuple):
     retry_breakdown: dict[int, int]
     total_attempts: int
     batch_counts: dict[str, int]
+
+
+class RecipientAnchors(NamedTuple):
+    """Where each ``stride``-th recipient of a filtered run listing starts (paging without
+    OFFSET: a page reads at most ``stride - 1 + limit`` rows from its anchor)."""
+
+    total: int
+    stride: int
+    keys: list[tuple[int, str]]  # (batch_sequence or max BIGINT, recipient_id)

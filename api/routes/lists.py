@@ -44,6 +44,8 @@ router = APIRouter(tags=["lists"])
 
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
+# Recipient pages start from a cached anchor every this many recipients (no OFFSET scan).
+ANCHOR_STRIDE = 100
 
 Limit = Annotated[
     int, Query(ge=1, le=PAGE_MAX, description=f"Page size, 1-{PAGE_MAX} (422 above).")
@@ -302,14 +304,29 @@ def list_recipients(
         if csv_wanted:
             return _csv_export(ctx, reader, run_id, status)
         position = reader.position(campaign_id)
-        total, rows = reader.recipients_page(run_id, status=status, limit=limit, offset=offset)
-        attempts = reader.attempts_of(run_id, [r.recipient_id for r in rows])
-    items = [
-        views_extra.recipient_item(
-            r, [views_extra.attempt_item(*a) for a in attempts.get(r.recipient_id, ())],
-            show_phone=show_phone,
+        index = ctx.cache.get_or_build(
+            ("recipient-anchors", run_id, status), position,
+            lambda: reader.recipient_anchors(run_id, status=status, stride=ANCHOR_STRIDE),
         )
-        for r in rows
-    ]
+        rows: list[Any] = []
+        if offset < index.total:
+            anchor = offset // index.stride
+            skip = offset - anchor * index.stride
+            rows = reader.recipients_from(
+                run_id, status=status, anchor=index.keys[anchor], limit=skip + limit
+            )[skip:]
+        # A winning attempt 1 is the only attempt (F4: the highest attempt wins, and
+        # within one attempt the same event wins): read the attempts of the others only.
+        retried = [r.recipient_id for r, _s, _t in rows if (r.attempt or 0) > 1]
+        attempts = reader.attempts_of(run_id, retried)
+    items = []
+    for r, report_status, reported_at in rows:
+        if r.attempt == 1 and r.outcome is not None:
+            tried = [views_extra.attempt_item(
+                1, r.outcome, r.message_id, r.submit_batch_id, r.submitted_at, r.reason,
+                report_status, reported_at)]
+        else:
+            tried = [views_extra.attempt_item(*a) for a in attempts.get(r.recipient_id, ())]
+        items.append(views_extra.recipient_item(r, tried, show_phone=show_phone))
     return _paged(ctx, request, request_id, if_none_match, position,
-                  "pii" if show_phone else "masked", items, total, limit, offset)
+                  "pii" if show_phone else "masked", items, index.total, limit, offset)
