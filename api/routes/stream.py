@@ -12,11 +12,13 @@ before any byte of the stream). Then the stream sends
   then the response ends. A client reconnecting with the final position as
   ``Last-Event-ID`` gets ``204`` (EventSource stops reconnecting on 204).
 
-Memory per client is constant: the change feed's subscription keeps only the
-latest flush sequence, one payload is in flight at a time, and a client that
-cannot take a chunk within ``send_timeout`` seconds is dropped. Without a
-feed (``projector api`` over a file) the position is polled every
-``poll_interval`` seconds instead.
+All streams of one campaign share a ``Hub``: one change-feed subscription
+(which keeps only the latest flush sequence), one read and one encoding per
+change, however many clients. Memory per client is constant: an event, the
+position it last sent and one chunk in flight; a client that cannot take a
+chunk within ``send_timeout`` seconds is dropped, and one that fell behind
+skips to the newest payload. Without a feed (``projector api`` over a file)
+the hub polls the position every ``poll_interval`` seconds instead.
 
 The key comes from ``X-API-Key``; since a browser's ``EventSource`` cannot
 send headers, this endpoint alone also accepts ``?api_key=``. Query strings
@@ -36,7 +38,7 @@ import anyio
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from api.deps import ApiContext, CampaignId, Context
 from api.errors import CampaignNotFound, Forbidden, InsufficientScope, Unauthorized
@@ -97,47 +99,130 @@ async def _read(ctx: ApiContext, campaign_id: str) -> tuple[int, dict[str, Any]]
     return await anyio.to_thread.run_sync(read_status, ctx, campaign_id)
 
 
+class Hub:
+    """The streams of one campaign share one subscription, one read per change, one encoding.
+
+    A hub lives while it has clients. Its task waits on the change feed (or
+    polls without one), reads the status at most every ``min_interval``
+    seconds, and wakes its clients; each client holds only its own event and
+    the position it last sent (constant memory), and takes the hub's latest
+    chunk when it wakes, so a client that fell behind skips to the newest.
+    """
+
+    def __init__(self, hubs: dict[str, Hub], ctx: ApiContext, campaign_id: str,
+                 settings: StreamSettings) -> None:
+        self.hubs, self.ctx, self.campaign_id, self.settings = hubs, ctx, campaign_id, settings
+        self.sub = ctx.feed.subscribe(campaign_id) if ctx.feed is not None else None
+        self.clients: set[asyncio.Event] = set()
+        self.ready = asyncio.Event()
+        self.failed: BaseException | None = None
+        self.position = -1
+        self.payload: dict[str, Any] = {}
+        self.chunk = b""
+        self.missing = False  # the campaign is not (or no longer) in the database
+        hubs[campaign_id] = self
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def _set(self, current: tuple[int, dict[str, Any]] | None) -> bool:
+        if current is None:
+            self.missing = True
+            return True
+        if current[0] == self.position:
+            return False
+        self.position, self.payload = current
+        self.chunk = status_event(*current)
+        return True
+
+    async def _run(self) -> None:
+        settings = self.settings
+        try:
+            self._set(await _read(self.ctx, self.campaign_id))
+            self.ready.set()
+            last_read = time.monotonic()
+            while not self.missing and not is_terminal(self.payload):
+                if self.sub is not None:
+                    if not await self.sub.wait(settings.heartbeat):
+                        continue
+                    if self.sub.latest_seq <= self.position:
+                        continue
+                else:
+                    await asyncio.sleep(settings.poll_interval)
+                delay = last_read + settings.min_interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # coalesce: later flushes fold into this read
+                changed = self._set(await _read(self.ctx, self.campaign_id))
+                last_read = time.monotonic()
+                if changed:
+                    for ev in self.clients:
+                        ev.set()
+        except Exception as e:  # a read failed: end every stream of the campaign
+            log.warning("stream of a campaign stopped: %s", e)
+            self.failed = e
+            self.ready.set()
+            for ev in self.clients:
+                ev.set()
+
+    def join(self) -> asyncio.Event:
+        ev = asyncio.Event()
+        self.clients.add(ev)
+        return ev
+
+    def leave(self, ev: asyncio.Event) -> None:
+        self.clients.discard(ev)
+        if not self.clients:
+            self.close()
+
+    def close(self) -> None:
+        if self.hubs.get(self.campaign_id) is self:
+            del self.hubs[self.campaign_id]
+        self.task.cancel()
+        if self.sub is not None:
+            self.sub.close()
+
+
+def hub_for(request: Request, ctx: ApiContext, campaign_id: str) -> Hub:
+    hubs: dict[str, Hub] | None = getattr(request.app.state, "stream_hubs", None)
+    if hubs is None:
+        hubs = {}
+        request.app.state.stream_hubs = hubs
+    hub = hubs.get(campaign_id)
+    if hub is None or hub.failed is not None or hub.missing:
+        hub = Hub(hubs, ctx, campaign_id, settings_of(request))
+    return hub
+
+
 async def status_events(
-    ctx: ApiContext,
-    campaign_id: str,
-    first: tuple[int, dict[str, Any]],
-    last_event_id: str | None,
-    settings: StreamSettings,
-    sub: Any,
+    hub: Hub, ev: asyncio.Event, last_event_id: str | None, settings: StreamSettings
 ) -> AsyncIterator[bytes]:
-    """The chunks of one stream; ``first`` was read after ``sub`` subscribed."""
-    position, payload = first
+    """The chunks of one stream, taken from the campaign's hub."""
+    loop = asyncio.get_running_loop()
+    position = hub.position
     yield b"retry: %d\n\n" % settings.retry_ms
     last_io = time.monotonic()
-    last_send = 0.0
     if last_event_id != str(position):
-        yield status_event(position, payload)
-        last_send = last_io = time.monotonic()
-    if is_terminal(payload):
+        yield hub.chunk
+        last_io = time.monotonic()
+    if is_terminal(hub.payload):
         yield END_EVENT
         return
     while True:
         until_ping = max(0.0, last_io + settings.heartbeat - time.monotonic())
-        if sub is not None:
-            changed = await sub.wait(until_ping) and sub.latest_seq > position
-        else:
-            await asyncio.sleep(min(settings.poll_interval, until_ping))
-            changed = True  # cheap to check: one small query, payloads are cached
-        if changed:
-            delay = last_send + settings.min_interval - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)  # coalesce: later flushes fold into this read
-            current = await _read(ctx, campaign_id)
-            if current is None:  # the database was swapped under us: nothing more to say
+        timer = loop.call_later(until_ping, ev.set)  # a timer handle, not a task per wait
+        try:
+            await ev.wait()
+        finally:
+            timer.cancel()
+        ev.clear()
+        if hub.failed is not None or hub.missing:
+            return
+        if hub.position != position:
+            position = hub.position
+            yield hub.chunk
+            last_io = time.monotonic()
+            if is_terminal(hub.payload):
+                yield END_EVENT
                 return
-            if current[0] != position:
-                position, payload = current
-                yield status_event(position, payload)
-                last_send = last_io = time.monotonic()
-                if is_terminal(payload):
-                    yield END_EVENT
-                    return
-        if time.monotonic() - last_io >= settings.heartbeat:
+        elif time.monotonic() - last_io >= settings.heartbeat:
             yield PING
             last_io = time.monotonic()
 
@@ -162,8 +247,23 @@ class EventStreamResponse(Response):
         self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        timed_out = False
         try:
             async with anyio.create_task_group() as tg:
+
+                def too_slow() -> None:
+                    nonlocal timed_out
+                    timed_out = True
+                    tg.cancel_scope.cancel()
+
+                async def send_in_time(message: Message) -> None:
+                    # A timer handle per send (cheap), not a cancel scope per send.
+                    timer = loop.call_later(self.send_timeout, too_slow)
+                    try:
+                        await send(message)
+                    finally:
+                        timer.cancel()
 
                 async def watch_disconnect() -> None:
                     while (await receive())["type"] != "http.disconnect":
@@ -171,22 +271,20 @@ class EventStreamResponse(Response):
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(watch_disconnect)
-                with anyio.fail_after(self.send_timeout):
-                    await send({"type": "http.response.start", "status": self.status_code,
-                                "headers": self.raw_headers})
+                await send_in_time({"type": "http.response.start", "status": self.status_code,
+                                    "headers": self.raw_headers})
                 async for chunk in self.chunks:
-                    with anyio.fail_after(self.send_timeout):
-                        await send({"type": "http.response.body", "body": chunk,
-                                    "more_body": True})
-                with anyio.fail_after(self.send_timeout):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    await send_in_time({"type": "http.response.body", "body": chunk,
+                                        "more_body": True})
+                await send_in_time({"type": "http.response.body", "body": b"",
+                                    "more_body": False})
                 tg.cancel_scope.cancel()
-        except* TimeoutError:
-            log.warning("dropped a stream client that took no data for %.0fs", self.send_timeout)
         finally:
             await _aclose(self.chunks)
             if self.on_close is not None:
                 self.on_close()
+        if timed_out:
+            log.warning("dropped a stream client that took no data for %.0fs", self.send_timeout)
 
 
 async def _aclose(chunks: AsyncIterator[bytes]) -> None:
@@ -220,24 +318,22 @@ async def campaign_stream(
         raise Forbidden()
 
     settings = settings_of(request)
-    # Subscribe before the first read: a flush in between wakes the loop, never is lost.
-    sub = ctx.feed.subscribe(campaign_id) if ctx.feed is not None else None
+    hub = hub_for(request, ctx, campaign_id)
+    ev = hub.join()
     try:
-        first = await _read(ctx, campaign_id)
+        await hub.ready.wait()
+        if hub.failed is not None:
+            raise hub.failed
+        if hub.missing:
+            raise CampaignNotFound()
+        if last_event_id == str(hub.position) and is_terminal(hub.payload):
+            # The client holds the final payload: 204 tells EventSource not to reconnect.
+            hub.leave(ev)
+            return Response(status_code=204, headers={"Cache-Control": "no-cache"})
     except BaseException:
-        if sub is not None:
-            sub.close()
+        hub.leave(ev)
         raise
-    if first is None:
-        if sub is not None:
-            sub.close()
-        raise CampaignNotFound()
-    if last_event_id == str(first[0]) and is_terminal(first[1]):
-        # The client holds the final payload: 204 tells EventSource not to reconnect.
-        if sub is not None:
-            sub.close()
-        return Response(status_code=204, headers={"Cache-Control": "no-cache"})
-    chunks = status_events(ctx, campaign_id, first, last_event_id, settings, sub)
     return EventStreamResponse(
-        chunks, settings.send_timeout, on_close=sub.close if sub is not None else None
+        status_events(hub, ev, last_event_id, settings), settings.send_timeout,
+        on_close=lambda: hub.leave(ev),
     )

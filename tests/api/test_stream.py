@@ -198,6 +198,47 @@ def test_each_payload_equals_the_fold_at_its_flush_and_the_last_the_final_fold(l
     assert lv.feed.subscribers() == 0
 
 
+def test_many_clients_share_one_hub_and_each_sees_the_fold(live) -> None:
+    lv = live(StreamSettings(heartbeat=5, min_interval=0.1))
+    cid, ws, events = one_run(recipients=200, seed=8)
+    chunks = [events[i : i + 20] for i in range(0, len(events), 20)]
+    lv.flush(chunks[0], cid)
+    n = 25
+
+    async def one(http: httpx.AsyncClient, got: list[tuple[int, dict[str, Any]]]) -> None:
+        async with http.stream("GET", f"/v1/campaign/{cid}/stream",
+                               headers={"X-API-Key": key_for(ws)}) as r:
+            assert r.status_code == 200
+            lines: list[str] = [line async for line in r.aiter_lines()]
+        for ev in parse_sse(iter(lines)):
+            if ev.get("event") == "status":
+                got.append((int(ev["id"]), orjson.loads(ev["data"])))
+
+    async def go() -> list[list[tuple[int, dict[str, Any]]]]:
+        results: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in range(n)]
+        async with httpx.AsyncClient(base_url=lv.url, timeout=20) as http:
+            tasks = [asyncio.create_task(one(http, results[i])) for i in range(n)]
+            while lv.feed.subscribers() == 0:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # every client connected and has its first payload
+            assert lv.feed.subscribers() == 1  # one subscription for all of them
+            for chunk in chunks[1:]:
+                await asyncio.to_thread(lv.flush, chunk, cid)
+                await asyncio.sleep(0.02)
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        return results
+
+    results = asyncio.run(go())
+    final = views.status_payload(cid, views.latest_run(lv.state.runs_of(cid)))
+    for got in results:
+        assert len(got) >= 2
+        for position, payload in got:
+            assert payload == lv.expected[position], position
+        assert got[-1][1] == final
+    assert lv.feed.subscribers() == 0
+    assert lv.app.state.stream_hubs == {}
+
+
 def test_last_event_id_skips_the_current_payload_then_pushes_changes(live) -> None:
     lv = live()
     cid, ws, events = one_run(recipients=40, seed=8)
