@@ -64,10 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler_path=target)
         return p
 
-    p = command("broker", "projector.broker:run_cli", "run the embedded Tansu broker in the foreground")
+    p = command(
+        "broker", "projector.broker:run_cli", "run the embedded Tansu broker in the foreground"
+    )
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9092, help="listen port (default 9092; 0 = free port)")
-    p.add_argument("--partitions", type=int, help="also create the contract topics with N partitions")
+    p.add_argument(
+        "--port", type=int, default=9092, help="listen port (default 9092; 0 = free port)"
+    )
+    p.add_argument(
+        "--partitions", type=int, help="also create the contract topics with N partitions"
+    )
     p.add_argument("--no-topics", action="store_true", help="do not create the contract topics")
 
     p = command("topics", "projector.topics:run_cli", "create the contract topics (idempotent)")
@@ -84,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 once every partition is applied up to the log end seen at start",
     )
 
-    p = command("serve", "projector.serve:run_cli", "run the projector and the HTTP API in one process")
+    p = command(
+        "serve", "projector.serve:run_cli", "run the projector and the HTTP API in one process"
+    )
     _add_bootstrap(p)
     _add_db(p)
     _add_http(p)
@@ -94,49 +102,71 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     _add_http(p)
 
-    p = command("simulate", "projector.simulate:run_cli", "emit a realistic simulated campaign stream")
+    p = command(
+        "simulate", "projector.simulate:run_cli", "emit a realistic simulated campaign stream"
+    )
     _add_bootstrap(p)
     p.add_argument("--campaigns", type=int, default=3, help="number of campaigns (default 3)")
     p.add_argument("--recipients", type=int, default=2000, help="recipients per run (default 2000)")
-    p.add_argument("--rate", type=float, default=0.0, help="events per second (0 = as fast as possible)")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="events per second (0 = as fast as possible)"
+    )
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--out", help="write JSONL to this file instead of producing")
     p.add_argument("--array-size", type=int, default=1, help="events per Kafka record (default 1)")
 
-    p = command("produce", "projector.produce:run_cli", "validate a JSONL file of events and produce it")
+    p = command(
+        "produce", "projector.produce:run_cli", "validate a JSONL file of events and produce it"
+    )
     p.add_argument("file", help="JSONL file, one event per line")
     _add_bootstrap(p)
-    p.add_argument("--skip-invalid", action="store_true", help="send the valid lines, skip the bad ones")
+    p.add_argument(
+        "--skip-invalid", action="store_true", help="send the valid lines, skip the bad ones"
+    )
     p.add_argument("--array-size", type=int, default=1, help="events per Kafka record (default 1)")
 
-    p = command("demo", "projector.demo:run_cli", "broker + projector + API + simulated campaigns, live")
+    p = command(
+        "demo", "projector.demo:run_cli", "broker + projector + API + simulated campaigns, live"
+    )
     _add_http(p)
     p.add_argument("--no-sim", action="store_true", help="only serve: no simulated stream")
-    p.add_argument("--rate", type=float, default=200.0, help="simulated events per second (default 200)")
+    p.add_argument(
+        "--rate", type=float, default=200.0, help="simulated events per second (default 200)"
+    )
     p.add_argument("--campaigns", type=int, default=3, help="simulated campaigns (default 3)")
     p.add_argument("--recipients", type=int, default=3000, help="recipients per run (default 3000)")
 
-    p = command("replay", "projector.replay:run_cli", "rebuild a fresh database from Kafka or an archive")
+    p = command(
+        "replay", "projector.replay:run_cli", "rebuild a fresh database from Kafka or an archive"
+    )
     _add_bootstrap(p)
     p.add_argument("--db", required=True, help="the NEW DuckDB file to build (must not exist)")
     p.add_argument("--since", help="start from the offsets for this RFC 3339 timestamp")
     p.add_argument("--from-archive", help="rebuild from this Parquet archive folder first")
-    p.add_argument("--no-kafka", action="store_true", help="with --from-archive: do not continue from Kafka")
+    p.add_argument(
+        "--no-kafka", action="store_true", help="with --from-archive: do not continue from Kafka"
+    )
 
-    p = command("archive", "projector.archive:run_cli", "archive every accepted event to Parquet by date")
+    p = command(
+        "archive", "projector.archive:run_cli", "archive every accepted event to Parquet by date"
+    )
     _add_bootstrap(p)
     p.add_argument("--dir", required=True, help="archive folder")
     p.add_argument("--until-caught-up", action="store_true", help="exit once at the log end")
 
     p = command("verify", "projector.verify:run_cli", "compare the projections of two databases")
-    p.add_argument("--db", action="append", dest="dbs", required=True, help="give twice: --db A --db B")
+    p.add_argument(
+        "--db", action="append", dest="dbs", required=True, help="give twice: --db A --db B"
+    )
 
     p = command("swap", "projector.swap:run_cli", "switch a running serve to a rebuilt database")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the running serve's base URL")
     p.add_argument("--db", required=True, help="the rebuilt database file")
     p.add_argument("--admin-key", help="key holding the admin scope (env PROJECTOR_ADMIN_KEY)")
 
-    p = command("export-schemas", "schemas.export:run_cli", "write the events' JSON Schemas into docs/")
+    p = command(
+        "export-schemas", "schemas.export:run_cli", "write the events' JSON Schemas into docs/"
+    )
     p.add_argument("--out", default="docs/schemas", help="output folder (default docs/schemas)")
     p.add_argument("--check", action="store_true", help="exit 1 if the files on disk are stale")
     return parser

@@ -78,9 +78,7 @@ class ChangeFeed:
     def publish(self, result: FlushResult) -> None:
         """Pipeline flush listener: called after each committed flush."""
         with self._lock:
-            targets = [
-                sub for cid in result.changed_campaigns for sub in self._subs.get(cid, ())
-            ]
+            targets = [sub for cid in result.changed_campaigns for sub in self._subs.get(cid, ())]
         for sub in targets:
             try:
                 sub._notify(result.seq)

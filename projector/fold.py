@@ -16,7 +16,7 @@ change, so a change that does not happen adds nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -48,6 +48,48 @@ class Prior(Protocol):
     def snapshot(self, run_id: str) -> SnapshotRow | None: ...
     def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]: ...
     def attempt(self, key: AttemptKey) -> AttemptRow | None: ...
+
+
+class DictPrior:
+    """``Prior`` over plain dicts: a store's preloaded slice, or the whole state.
+
+    ``by_message`` maps a message id to the recipients whose winning submit
+    names it (the reverse index a delivery report needs).
+    """
+
+    def __init__(self) -> None:
+        self.campaigns: dict[str, CampaignRow] = {}
+        self.runs: dict[str, RunRow] = {}
+        self.batches: dict[BatchKey, BatchRow] = {}
+        self.recipients: dict[RecipientKey, RecipientRow] = {}
+        self.messages: dict[str, MessageRow] = {}
+        self.snapshots: dict[str, SnapshotRow] = {}
+        self.by_message: dict[str, Collection[RecipientKey]] = {}
+        self.attempts: dict[AttemptKey, AttemptRow] = {}
+
+    def campaign(self, campaign_id: str) -> CampaignRow | None:
+        return self.campaigns.get(campaign_id)
+
+    def run(self, run_id: str) -> RunRow | None:
+        return self.runs.get(run_id)
+
+    def batch(self, key: BatchKey) -> BatchRow | None:
+        return self.batches.get(key)
+
+    def recipient(self, key: RecipientKey) -> RecipientRow | None:
+        return self.recipients.get(key)
+
+    def message(self, message_id: str) -> MessageRow | None:
+        return self.messages.get(message_id)
+
+    def snapshot(self, run_id: str) -> SnapshotRow | None:
+        return self.snapshots.get(run_id)
+
+    def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]:
+        return self.by_message.get(message_id, ())
+
+    def attempt(self, key: AttemptKey) -> AttemptRow | None:
+        return self.attempts.get(key)
 
 
 @dataclass
@@ -146,9 +188,7 @@ def plan_loads(events: Iterable[Any]) -> LoadPlan:
 
 def submit_batch_keys(recipients: Iterable[RecipientRow]) -> set[BatchKey]:
     """Batches named by stored winning submits (second phase of a load)."""
-    return {
-        (r.run_id, r.submit_batch_id) for r in recipients if r.submit_batch_id is not None
-    }
+    return {(r.run_id, r.submit_batch_id) for r in recipients if r.submit_batch_id is not None}
 
 
 def _after(a_at: datetime, a_id: str, b_at: datetime | None, b_id: str | None) -> bool:
@@ -245,11 +285,7 @@ class _Fold:
         row = self.out.runs.get(rid)
         if row is None:
             prior = self.prior.run(rid)
-            row = (
-                RunRow(rid, ev.campaign_id, ev.workspace_id)
-                if prior is None
-                else prior.clone()
-            )
+            row = RunRow(rid, ev.campaign_id, ev.workspace_id) if prior is None else prior.clone()
             self.out.runs[rid] = row
         if row.updated_at is None or ev.occurred_at > row.updated_at:
             row.updated_at = ev.occurred_at
@@ -268,7 +304,9 @@ class _Fold:
         row = self.out.batches.get(key)
         if row is None:
             prior = self.prior.batch(key)
-            row = BatchRow(run.run_id, batch_id, run.campaign_id) if prior is None else prior.clone()
+            row = (
+                BatchRow(run.run_id, batch_id, run.campaign_id) if prior is None else prior.clone()
+            )
             self.out.batches[key] = row
         return row
 
@@ -332,8 +370,10 @@ class _Fold:
                 run.first_sent_at = new_sent
             if run.last_sent_at is None or new_sent > run.last_sent_at:
                 run.last_sent_at = new_sent
-        if old_sent is not None and old_sent != new_sent and (
-            old_sent == run.first_sent_at or old_sent == run.last_sent_at
+        if (
+            old_sent is not None
+            and old_sent != new_sent
+            and (old_sent == run.first_sent_at or old_sent == run.last_sent_at)
         ):
             self.out.sent_range_dirty.add(run.run_id)
 
@@ -397,7 +437,9 @@ class _Fold:
         run = self.run(ev)
         run.has_snapshot = True
         current = self.out.snapshots.get(ev.run_id) or self.prior.snapshot(ev.run_id)
-        if current is None or _after(ev.occurred_at, ev.event_id, current.event_at, current.event_id):
+        if current is None or _after(
+            ev.occurred_at, ev.event_id, current.event_at, current.event_id
+        ):
             self.out.snapshots[ev.run_id] = SnapshotRow(
                 run_id=ev.run_id,
                 campaign_id=ev.campaign_id,
@@ -466,7 +508,9 @@ class _Fold:
         """Every attempt is kept (paged recipient views list them all)."""
         key = (ev.run_id, ev.recipient_id, ev.attempt)
         current = self.out.attempts.get(key) or self.prior.attempt(key)
-        if current is None or _after(ev.occurred_at, ev.event_id, current.submitted_at, current.event_id):
+        if current is None or _after(
+            ev.occurred_at, ev.event_id, current.submitted_at, current.event_id
+        ):
             self.out.attempts[key] = AttemptRow(
                 run_id=ev.run_id,
                 recipient_id=ev.recipient_id,

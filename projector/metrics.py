@@ -39,9 +39,14 @@ class Metrics:
             registry=r,
         )
         self.lag = Gauge(
-            "projector_lag_records", "Records behind the log end", ["topic", "partition"], registry=r
+            "projector_lag_records",
+            "Records behind the log end",
+            ["topic", "partition"],
+            registry=r,
         )
-        self.lag_total = Gauge("projector_lag_records_total", "Records behind, all partitions", registry=r)
+        self.lag_total = Gauge(
+            "projector_lag_records_total", "Records behind, all partitions", registry=r
+        )
         self.inconsistent = Gauge(
             "projector_partition_inconsistent",
             "1 when a partition's log no longer holds the stored offset (replay needed)",

@@ -15,9 +15,9 @@ import threading
 
 from projector.errors import StoreError
 from projector.feed import ChangeFeed
-from projector.swap import SwapController
 from projector.settings import Settings
 from projector.store import Store
+from projector.swap import SwapController
 from projector.worker import Projector, run_worker
 
 log = logging.getLogger(__name__)

@@ -12,54 +12,21 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from projector.fold import AttemptKey, BatchKey, Changes, RecipientKey, fold
+from projector.fold import Changes, DictPrior, RecipientKey, fold
 from projector.rows import (
-    AttemptRow,
     BatchRow,
-    CampaignRow,
-    MessageRow,
     RecipientRow,
     RunRow,
-    SnapshotRow,
 )
 
 
-class State:
+class State(DictPrior):
+    """Every row, plus a recipients-by-run index; ``by_message`` kept complete."""
+
     def __init__(self) -> None:
-        self.campaigns: dict[str, CampaignRow] = {}
-        self.runs: dict[str, RunRow] = {}
-        self.batches: dict[BatchKey, BatchRow] = {}
-        self.recipients: dict[RecipientKey, RecipientRow] = {}
-        self.messages: dict[str, MessageRow] = {}
-        self.snapshots: dict[str, SnapshotRow] = {}
-        self.attempts: dict[AttemptKey, AttemptRow] = {}
-        self._by_message: dict[str, set[RecipientKey]] = defaultdict(set)
+        super().__init__()
+        self.by_message: dict[str, set[RecipientKey]] = defaultdict(set)
         self._by_run: dict[str, set[RecipientKey]] = defaultdict(set)
-
-    # -- Prior ---------------------------------------------------------------
-    def campaign(self, campaign_id: str) -> CampaignRow | None:
-        return self.campaigns.get(campaign_id)
-
-    def run(self, run_id: str) -> RunRow | None:
-        return self.runs.get(run_id)
-
-    def batch(self, key: BatchKey) -> BatchRow | None:
-        return self.batches.get(key)
-
-    def recipient(self, key: RecipientKey) -> RecipientRow | None:
-        return self.recipients.get(key)
-
-    def message(self, message_id: str) -> MessageRow | None:
-        return self.messages.get(message_id)
-
-    def snapshot(self, run_id: str) -> SnapshotRow | None:
-        return self.snapshots.get(run_id)
-
-    def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]:
-        return tuple(self._by_message.get(message_id, ()))
-
-    def attempt(self, key: AttemptKey) -> AttemptRow | None:
-        return self.attempts.get(key)
 
     # -- writing -------------------------------------------------------------
     def apply(self, events: Iterable[Any]) -> Changes:
@@ -76,9 +43,9 @@ class State:
         for key, row in changes.recipients.items():
             old = self.recipients.get(key)
             if old is not None and old.message_id is not None and old.message_id != row.message_id:
-                self._by_message[old.message_id].discard(key)
+                self.by_message[old.message_id].discard(key)
             if row.message_id is not None:
-                self._by_message[row.message_id].add(key)
+                self.by_message[row.message_id].add(key)
             self._by_run[key[0]].add(key)
             self.recipients[key] = row
         self.messages.update(changes.messages)

@@ -22,9 +22,8 @@ import pyarrow as pa
 
 from projector.errors import StoreError, StoreLockedError
 from projector.fold import (
-    AttemptKey,
-    BatchKey,
     Changes,
+    DictPrior,
     LoadPlan,
     RecipientKey,
     fold,
@@ -32,7 +31,6 @@ from projector.fold import (
     submit_batch_keys,
 )
 from projector.rowcache import MISSING, RowCache
-from projector.rows import AttemptRow, BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
 from projector.tables import (
     ATTEMPTS,
     BATCHES,
@@ -77,45 +75,9 @@ class FlushResult:
     changes: Changes = field(repr=False)
 
 
-class DictPrior:
-    """Rows preloaded from DuckDB for one flush, served through ``Prior``."""
-
-    def __init__(self) -> None:
-        self.campaigns: dict[str, CampaignRow] = {}
-        self.runs: dict[str, RunRow] = {}
-        self.batches: dict[BatchKey, BatchRow] = {}
-        self.recipients: dict[RecipientKey, RecipientRow] = {}
-        self.messages: dict[str, MessageRow] = {}
-        self.snapshots: dict[str, SnapshotRow] = {}
-        self.by_message: dict[str, list[RecipientKey]] = {}
-        self.attempts: dict[AttemptKey, AttemptRow] = {}
-
-    def campaign(self, campaign_id: str) -> CampaignRow | None:
-        return self.campaigns.get(campaign_id)
-
-    def run(self, run_id: str) -> RunRow | None:
-        return self.runs.get(run_id)
-
-    def batch(self, key: BatchKey) -> BatchRow | None:
-        return self.batches.get(key)
-
-    def recipient(self, key: RecipientKey) -> RecipientRow | None:
-        return self.recipients.get(key)
-
-    def message(self, message_id: str) -> MessageRow | None:
-        return self.messages.get(message_id)
-
-    def snapshot(self, run_id: str) -> SnapshotRow | None:
-        return self.snapshots.get(run_id)
-
-    def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]:
-        return self.by_message.get(message_id, ())
-
-    def attempt(self, key: AttemptKey) -> AttemptRow | None:
-        return self.attempts.get(key)
-
-
-def connect(path: Path | str, *, read_only: bool = False, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+def connect(
+    path: Path | str, *, read_only: bool = False, memory_limit: str = "2GB"
+) -> duckdb.DuckDBPyConnection:
     """Open DuckDB, turning its lock and I/O errors into ours."""
     # memory_limit goes in the connect config: WAL replay after a crash runs
     # before any SET statement could apply.
@@ -162,14 +124,20 @@ class Store:
             for ddl in (*BOOKKEEPING_DDL, *VIEWS_DDL):
                 self._con.execute(ddl)
             self._con.execute(
-                "INSERT OR IGNORE INTO projector_meta VALUES ('schema_version', ?), ('flush_seq', 0)",
+                "INSERT OR IGNORE INTO projector_meta "
+                "VALUES ('schema_version', ?), ('flush_seq', 0)",
                 [SCHEMA_VERSION],
             )
             self._con.execute("COMMIT")
-            row = self._con.execute("SELECT value FROM projector_meta WHERE key = 'flush_seq'").fetchone()
+            row = self._con.execute(
+                "SELECT value FROM projector_meta WHERE key = 'flush_seq'"
+            ).fetchone()
             self._seq = int(row[0]) if row else 0
             empty = all(
-                self._con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {t.name} LIMIT 1)").fetchone()[0] == 0
+                self._con.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM {t.name} LIMIT 1)"
+                ).fetchone()[0]
+                == 0
                 for t in PROJECTIONS
             )
             self._heads = {
@@ -216,7 +184,9 @@ class Store:
 
     # -- reads the writer needs ------------------------------------------------
     def offsets(self) -> dict[TopicPartition, int]:
-        rows = self.con.execute("SELECT topic, partition, next_offset FROM source_offsets").fetchall()
+        rows = self.con.execute(
+            "SELECT topic, partition, next_offset FROM source_offsets"
+        ).fetchall()
         return {(t, p): o for t, p, o in rows}
 
     def checkpoint(self) -> None:
@@ -246,7 +216,9 @@ class Store:
             # Not filtered by run: a report names its run, but the recipient
             # holding the message is the truth even if the report's run is wrong.
             mids = pa.table({"message_id": pa.array(ask, pa.string())})  # noqa: F841
-            sql = f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN mids USING (message_id)"
+            sql = (
+                f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN mids USING (message_id)"
+            )
             holders: dict[str, set[RecipientKey]] = {mid: set() for mid in ask}
             found = {}
             for t in self.con.execute(sql).fetchall():
@@ -272,7 +244,9 @@ class Store:
         prior.batches.update(self._load(BATCHES, batch_keys))
         return prior
 
-    def _load(self, table: Table, keys: Iterable[Any], *, runs: Iterable[str] = ()) -> dict[Any, Any]:
+    def _load(
+        self, table: Table, keys: Iterable[Any], *, runs: Iterable[str] = ()
+    ) -> dict[Any, Any]:
         found, unknown = self._cache.split(table.name, keys)
         if unknown:
             rows = _select_keys(self.con, table, unknown, runs=sorted(runs))
@@ -303,7 +277,7 @@ class Store:
                 if deadletters:
                     self._write_deadletters(deadletters)
                 if offsets:
-                    off = pa.table(
+                    off = pa.table(  # noqa: F841 (read by DuckDB by name)
                         {
                             "topic": [tp[0] for tp in offsets],
                             "partition": pa.array([tp[1] for tp in offsets], pa.int32()),
@@ -351,14 +325,16 @@ class Store:
                 }
             )
             con.execute(
-                "DELETE FROM batches WHERE (run_id, batch_id) IN (SELECT run_id, batch_id FROM gone)"
+                "DELETE FROM batches "
+                "WHERE (run_id, batch_id) IN (SELECT run_id, batch_id FROM gone)"
             )
         if changes.sent_range_dirty:
             dirty = sorted(changes.sent_range_dirty)
             marks = ", ".join("?" * len(dirty))
             con.execute(
                 f"""UPDATE runs SET first_sent_at = s.first, last_sent_at = s.last
-                FROM (SELECT r.run_id, min(rc.submitted_at) FILTER (WHERE rc.outcome = 'sent') AS first,
+                FROM (SELECT r.run_id,
+                             min(rc.submitted_at) FILTER (WHERE rc.outcome = 'sent') AS first,
                              max(rc.submitted_at) FILTER (WHERE rc.outcome = 'sent') AS last
                       FROM runs r LEFT JOIN recipients rc ON rc.run_id = r.run_id
                       WHERE r.run_id IN ({marks}) GROUP BY r.run_id) s
@@ -411,7 +387,8 @@ def _select_keys(
     key_table = pa.table(  # noqa: F841 (read by DuckDB by name)
         {name: pa.array(list(col)) for name, col in zip(table.key, columns, strict=True)}
     )
-    sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN key_table USING ({', '.join(table.key)})"
+    using = ", ".join(table.key)
+    sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN key_table USING ({using})"
     params: list[Any] = []
     if runs and "run_id" in table.key:
         # A constant run list lets DuckDB skip row groups of other runs (zone maps).

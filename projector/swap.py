@@ -106,8 +106,14 @@ class SwapController:
             GRACE_SECONDS, lambda: threading.Thread(target=old.close, daemon=True).start()
         )
         took = time.monotonic() - t0
-        log.warning("swapped to %s in %.2fs (%d events caught up); %s retires in %.0fs",
-                    path, took, caught, old.path, GRACE_SECONDS)
+        log.warning(
+            "swapped to %s in %.2fs (%d events caught up); %s retires in %.0fs",
+            path,
+            took,
+            caught,
+            old.path,
+            GRACE_SECONDS,
+        )
         return {
             "db": str(path),
             "previous_db": str(old.path),
@@ -140,7 +146,9 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     """``projector swap --url URL --db NEW``: ask a running serve to switch."""
     key = args.admin_key or os.environ.get("PROJECTOR_ADMIN_KEY")
     if not key:
-        print("projector swap: --admin-key (or PROJECTOR_ADMIN_KEY) with the admin scope is required")
+        print(
+            "projector swap: --admin-key (or PROJECTOR_ADMIN_KEY) with the admin scope is required"
+        )
         return 2
     db = str(Path(args.db).resolve())
     try:
@@ -156,9 +164,14 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
     if r.status_code != 200:
         errors = body.get("errors") or [{"code": str(r.status_code), "message": r.text[:200]}]
-        print(f"projector swap: refused ({r.status_code} {errors[0]['code']}): {errors[0]['message']}")
+        print(
+            f"projector swap: refused ({r.status_code} {errors[0]['code']}): {errors[0]['message']}"
+        )
         return 1
     data = body["data"]
-    print(f"swapped to {data['db']} in {data['seconds']}s ({data['caught_up_events']} events caught up); "
-          f"{data['previous_db']} is no longer used")
+    print(
+        f"swapped to {data['db']} in {data['seconds']}s "
+        f"({data['caught_up_events']} events caught up); "
+        f"{data['previous_db']} is no longer used"
+    )
     return 0

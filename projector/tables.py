@@ -15,7 +15,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from projector.rows import AttemptRow, BatchRow, CampaignRow, MessageRow, RecipientRow, RunRow, SnapshotRow
+from projector.rows import (
+    AttemptRow,
+    BatchRow,
+    CampaignRow,
+    MessageRow,
+    RecipientRow,
+    RunRow,
+    SnapshotRow,
+)
 
 SCHEMA_VERSION = 1
 
@@ -62,7 +70,8 @@ class Table:
         cols = ",\n  ".join(
             f"{c.name} {c.sql}{' NOT NULL' if c.name in self.key else ''}" for c in self.columns
         )
-        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.key)})\n)"
+        key = ", ".join(self.key)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n  PRIMARY KEY ({key})\n)"
 
     def to_arrow(self, rows: list[Any]) -> pa.Table:
         arrays = []

@@ -38,7 +38,11 @@ def latest_run(runs: Iterable[RunRow]) -> RunRow | None:
     best: RunRow | None = None
     best_key: tuple[Any, ...] = ()
     for run in runs:
-        key = (run.scheduled_at is not None, run.scheduled_at or datetime.min.replace(tzinfo=UTC), run.run_id)
+        key = (
+            run.scheduled_at is not None,
+            run.scheduled_at or datetime.min.replace(tzinfo=UTC),
+            run.run_id,
+        )
         if best is None or key > best_key:
             best, best_key = run, key
     return best
@@ -196,23 +200,25 @@ def run_detail_payload(
     more_recipients: bool,
 ) -> dict[str, Any]:
     """The composite run detail; ``recipients`` already sorted and capped by the caller."""
-    provider = snapshot.provider if snapshot is not None else (campaign.provider if campaign else None)
+    provider = (
+        snapshot.provider if snapshot is not None else (campaign.provider if campaign else None)
+    )
     return {
         "run": run_payload(run),
         "campaign_name": campaign.name if campaign is not None else None,
         "channel_name": campaign.channel_name if campaign is not None else None,
         "channel_provider": provider,
         "snapshot": snapshot_summary(snapshot),
-        "batches": [batch_payload(b) for b in sorted((b for b in batches if b.seen), key=batch_sort_key)],
+        "batches": [
+            batch_payload(b) for b in sorted((b for b in batches if b.seen), key=batch_sort_key)
+        ],
         "recipients": [recipient_payload(r) for r in recipients],
         "recipients_truncated": more_recipients,
         "recipient_summary": recipient_summary(run),
     }
 
 
-def snapshot_payload(
-    run: RunRow, s: SnapshotRow, include_recipients: bool
-) -> dict[str, Any]:
+def snapshot_payload(run: RunRow, s: SnapshotRow, include_recipients: bool) -> dict[str, Any]:
     data: dict[str, Any] = {
         "run_id": run.run_id,
         "campaign_id": run.campaign_id,
