@@ -55,6 +55,7 @@ def make_client(path: Path, workspace: str) -> Any:
 
     from api.app import create_app
     from api.keys import KeyRing
+    from api.limits import Limits
     from api.readstore import ReadStore
     from projector.health import PipelineStatus
     from projector.metrics import Metrics
@@ -64,7 +65,9 @@ def make_client(path: Path, workspace: str) -> Any:
                             flush_seq=reader.flush_seq())
     keys = KeyRing.from_dict({"keys": [{"key": KEY, "workspace_id": workspace,
                                         "scopes": ["campaigns:read", "pii:read"]}]})
-    app = create_app(reader, keys=keys, status=status.snapshot, metrics=Metrics())
+    # No rate limit: the walk measures the read path, not the limiter's 429s.
+    app = create_app(reader, keys=keys, status=status.snapshot, metrics=Metrics(),
+                     limits=Limits(rate=0, anon_rate=0))
     client = TestClient(app, raise_server_exceptions=True)
     client.__enter__()  # one event loop for every request, as in a running server
     return client

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
+from api.limits import Limits
 from api.readstore import ReadStore
 from api.routes import breakdowns
+from projector.metrics import Metrics
 from projector.simulate import generate
 from projector.store import Store
 from schemas import EVENT_ADAPTER
@@ -173,9 +176,14 @@ def extra_reader(tmp_path_factory, events) -> Iterator[ReadStore]:
 
 
 @pytest.fixture
-def xc(make_client: Callable[..., TestClient], extra_reader, monkeypatch) -> TestClient:
+def xc(keys, pipeline, extra_reader, monkeypatch) -> Iterator[TestClient]:
+    """A client of the scenario database; rate limits off (these tests send hundreds of
+    requests, some deliberately unauthenticated, from one address)."""
     monkeypatch.setattr(breakdowns, "now_utc", lambda: NOW)
-    return make_client(reader=extra_reader)
+    app = create_app(extra_reader, keys=keys, status=pipeline.snapshot, metrics=Metrics(),
+                     limits=Limits(rate=0, anon_rate=0))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
 
 
 def call(client: TestClient, path: str, key: str | None, **params: Any):
