@@ -51,7 +51,7 @@ def test_plain_and_sha256_entries(tmp_path):
         ({"keys": [{"key_sha256": "xyz", "workspace_id": "w", "scopes": []}]}, "64 hex"),
         ({"keys": [{"key": KEY, "scopes": []}]}, "workspace_id"),
         ({"keys": [{"key": KEY, "workspace_id": "w", "scopes": "campaigns:read"}]}, "list"),
-        ({"keys": [{"key": KEY, "workspace_id": "w", "scopes": ["admin"]}]}, "unknown scope"),
+        ({"keys": [{"key": KEY, "workspace_id": "w", "scopes": ["superuser"]}]}, "unknown scope"),
         ({"keys": [{"key": KEY, "workspace_id": "w", "scopes": []},
                    {"key": KEY, "workspace_id": "v", "scopes": []}]}, "twice"),
     ],
