@@ -166,7 +166,16 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
 
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        # The page's CSP forbids eval, so waits poll from Python (no wait_for_function).
         page = browser.new_page(viewport={"width": 1200, "height": 900})
+
+        def until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+            deadline = time.monotonic() + timeout
+            while not check():
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{what}: not seen within {timeout:.0f}s")
+                time.sleep(0.1)
+
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
@@ -176,10 +185,8 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
         page.fill("#key-input", key)
         page.click("#key-form button")
         page.wait_for_selector("#key-state:not([hidden])")
-        page.wait_for_function(
-            "!document.getElementById('list-note').hidden"
-            " || document.querySelectorAll('#campaigns tbody tr').length > 0"
-        )
+        until("the list or its note", lambda: page.is_visible("#list-note")
+              or page.locator("#campaigns tbody tr").count() > 0)
         rows = page.inner_text("#campaigns tbody") if page.is_visible("#campaigns") else ""
         assert cid in rows or "type a campaign id" in page.inner_text("#list-note"), rows
 
@@ -187,9 +194,9 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
         page.goto(f"{base}/ui/campaigns/{cid}")
         page.wait_for_selector("#key-state:not([hidden])")
         page.evaluate("window.__noReload = 'marker'")
-        page.wait_for_function("document.getElementById('c-live').textContent === 'live'")
+        until("the stream to be live", lambda: page.inner_text("#c-live") == "live")
         start.set()  # now the run goes on while the page watches
-        page.wait_for_function("/[0-9]/.test(document.getElementById('n-sent').textContent)")
+        until("a sent count", lambda: _number(page.inner_text("#n-sent")) is not None)
         seen = [_number(page.inner_text("#n-sent"))]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -210,14 +217,13 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
         assert _number(page.inner_text("#n-failed")) == final["failed"]
         assert page.inner_text("#c-batches") == f"{final['total_batches']} / " \
                                                 f"{final['total_batches']} batches"
-        page.wait_for_function("document.querySelectorAll('#batches tbody tr').length >= 2")
-        page.wait_for_function("document.querySelectorAll('#recipients tbody tr').length == 25")
-        page.wait_for_function("document.getElementById('r-delivery').textContent.includes('%')")
+        until("the batches", lambda: page.locator("#batches tbody tr").count() >= 2)
+        until("a page of recipients", lambda: page.locator("#recipients tbody tr").count() == 25)
+        until("the delivery rate", lambda: "%" in page.inner_text("#r-delivery"))
         # The last refresh of the run detail follows the final payload.
-        page.wait_for_function(
-            "document.getElementById('recipients-note').textContent.includes("
-            "'delivered ' + document.getElementById('n-delivered').textContent + ' ·')"
-        )
+        until("the run detail of the final payload", lambda: (
+            "delivered " + page.inner_text("#n-delivered") + " ·") in page.inner_text(
+            "#recipients-note"))
         assert page.locator("#chart path.line.sent").count() == 1
         first_page = page.inner_text("#recipients tbody")
         page.click("#recipients-pager button[data-step='1']")
