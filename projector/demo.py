@@ -321,10 +321,13 @@ class Demo:
             "Campaign analytics demo: broker + projector + API"
             + ("" if self.args.no_sim else " + simulated campaigns")
         )
-        say(f"  API docs    {self.base}/docs")
         status, _ = _http_get(f"{self.base}/ui", 1.0)
-        if status == 200:
+        if status == 200 and live is not None:
+            live_key = (keys or {}).get(live.workspace_id, "<your key>")
+            say(f"  dashboard   {self.base}/ui/campaigns/{live.campaign_id}  (key {live_key})")
+        elif status == 200:
             say(f"  dashboard   {self.base}/ui")
+        say(f"  API docs    {self.base}/docs")
         say(f"  broker      {bootstrap} (embedded, in memory)")
         say(f"  database    {self.db}")
         say(f"  serve log   {self.serve_log}")
