@@ -148,6 +148,13 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         broker_heartbeat_interval=1,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=16384,
+        # Don't wait for every delivered message to be acked before a stop or
+        # rebalance: with the noack stream a message is acked only by the
+        # flush that commits it, so faust's wait_empty() would hang until the
+        # next size- or time-triggered flush (or forever once the stream is
+        # stopped). Offsets live in DuckDB; whatever is not committed is
+        # simply read again.
+        stream_wait_empty=False,
         producer_acks=-1,
         logging_config=None,
     )
