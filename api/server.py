@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -53,7 +54,32 @@ class _CliServer(uvicorn.Server):
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+_QUERY_KEY = re.compile(r"(api_key=)[^&\s\"]+", re.IGNORECASE)
+
+
+class RedactQueryKeys(logging.Filter):
+    """Blanks ``api_key=`` values (the stream accepts a key in the query string)
+    in uvicorn's access lines, should an operator's logging config enable them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _QUERY_KEY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        elif isinstance(record.msg, str):
+            record.msg = _QUERY_KEY.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def _install_redaction() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryKeys) for f in access.filters):
+        access.addFilter(RedactQueryKeys())
+
+
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    _install_redaction()
     return uvicorn.Config(
         app,
         host=host,

@@ -9,7 +9,6 @@ their ETag also binds the execution state and they are not cached.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from api.routes.campaigns import (
     _owned_campaign,
     _owned_head,
     _require,
+    etag,
     etag_matches,
     freshness_headers,
 )
@@ -43,8 +43,7 @@ def now_utc() -> datetime:
 def variant_etag(ctx: ApiContext, position: int, request: Request, variant: str) -> str:
     """Weak ETag of ``api.routes.campaigns.etag`` plus a variant of the answer
     that the position alone does not determine (clock-dependent state, PII view)."""
-    asked = f"{ctx.instance}:{request.url.path}?{request.url.query}#{variant}".encode()
-    return f'W/"{position}-{hashlib.blake2b(asked, digest_size=8).hexdigest()}"'
+    return etag(ctx, position, request, variant)
 
 
 def answer_variant(

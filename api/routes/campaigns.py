@@ -37,6 +37,7 @@ from api.readstore import CampaignHead, ReadStore
 from projector import views
 from projector.health import PipelineSnapshot
 from projector.rows import CampaignRow, RunRow
+from projector.views_extra import mask_phone
 
 router = APIRouter(tags=["campaigns"])
 
@@ -77,9 +78,15 @@ def _run_of(reader: ReadStore, campaign_id: str, run_id: str) -> RunRow:
     return run
 
 
-def etag(ctx: ApiContext, position: int, request: Request) -> str:
-    """Weak ETag: the campaign's flush position and what was asked (path and query)."""
+def etag(ctx: ApiContext, position: int, request: Request, variant: str = "") -> str:
+    """Weak ETag: the campaign's flush position and what was asked (path and query).
+
+    ``variant`` names what else the answer depends on (the caller's PII view,
+    clock-dependent state), so a 304 never confirms another variant's body.
+    """
     asked = f"{ctx.instance}:{request.url.path}?{request.url.query}".encode()
+    if variant:
+        asked += f"#{variant}".encode()
     return f'W/"{position}-{hashlib.blake2b(asked, digest_size=8).hexdigest()}"'
 
 
@@ -109,13 +116,14 @@ def _answer(
     if_none_match: str | None,
     position: int,
     build: Callable[[], dict[str, Any]],
+    variant: str = "",
 ) -> Response:
     """304 when the client's ETag is current, else the payload; freshness headers on both.
 
     ``position`` must have been read before the data ``build`` reads.
     """
     headers = freshness_headers(ctx.status())
-    headers["ETag"] = etag(ctx, position, request)
+    headers["ETag"] = etag(ctx, position, request, variant)
     headers["Cache-Control"] = "no-cache"
     if etag_matches(if_none_match, headers["ETag"]):
         return Response(status_code=304, headers=headers)
@@ -246,9 +254,11 @@ def run_detail(
         position = reader.position(campaign_id)
         run = _run_of(reader, campaign_id, run_id)
 
+        show_phones = caller.has(SCOPE_PII)
+
         def build() -> dict[str, Any]:
             page = reader.recipients_of(run_id, views.RECIPIENTS_CAP + 1)
-            return views.run_detail_payload(
+            data = views.run_detail_payload(
                 campaign,
                 run,
                 reader.snapshot(run_id),
@@ -256,8 +266,13 @@ def run_detail(
                 page[: views.RECIPIENTS_CAP],
                 more_recipients=len(page) > views.RECIPIENTS_CAP,
             )
+            if not show_phones:  # phone numbers are PII: pii:read or masked
+                for r in data["recipients"]:
+                    r["phone_number"] = mask_phone(r["phone_number"])
+            return data
 
-        return _answer(ctx, request, request_id, if_none_match, position, build)
+        variant = "pii" if show_phones else "masked"
+        return _answer(ctx, request, request_id, if_none_match, position, build, variant)
 
 
 @router.get(
