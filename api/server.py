@@ -64,8 +64,7 @@ class RedactQueryKeys(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _QUERY_KEY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in record.args
+                _QUERY_KEY.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
             )
         elif isinstance(record.msg, str):
             record.msg = _QUERY_KEY.sub(r"\1[redacted]", record.msg)
@@ -139,11 +138,21 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(str(e))
     try:
         snapshot = read_only_status(reader)
-        app = create_app(reader, keys=keys, status=lambda: snapshot, metrics=Metrics())
+        app = create_app(
+            reader,
+            keys=keys,
+            status=lambda: snapshot,
+            metrics=Metrics(),
+            limits=settings.api_limits(),
+        )
         server = _CliServer(_config(app, settings.host, settings.port))
         log.info(
             "serving %s read-only on http://%s:%d (flush %d, %d keys)",
-            settings.db, settings.host, settings.port, snapshot.flush_seq, len(keys),
+            settings.db,
+            settings.host,
+            settings.port,
+            snapshot.flush_seq,
+            len(keys),
         )
         try:
             server.run()

@@ -59,6 +59,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             metrics=projector.metrics,
             feed=feed,
             admin=swapper,
+            limits=settings.api_limits(),
         )
         swapper.app = app
         server = build_uvicorn_server(app, settings.host, settings.port)

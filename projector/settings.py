@@ -8,9 +8,13 @@ settings drive a laptop demo, CI and the compose deployment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:  # the API is optional for the worker; imported where used
+    from api.limits import Limits
 
 
 class Topics(BaseSettings):
@@ -53,3 +57,21 @@ class Settings(BaseSettings):
     # DuckDB's memory limit, applied at connect time (WAL replay runs before any SET).
     duckdb_memory_limit: str = "2GB"
     log_level: str = "INFO"
+    # API protection: requests/s and burst per key, and per client address for
+    # requests without a valid key; 0 turns rate limiting off.
+    rate_limit: float = Field(default=50.0, ge=0)
+    rate_burst: int = Field(default=100, ge=1)
+    anon_rate_limit: float = Field(default=20.0, ge=0)
+    anon_rate_burst: int = Field(default=100, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1)
+
+    def api_limits(self) -> Limits:
+        from api.limits import Limits
+
+        return Limits(
+            rate=self.rate_limit,
+            burst=self.rate_burst,
+            anon_rate=self.anon_rate_limit,
+            anon_burst=self.anon_rate_burst,
+            max_body_bytes=self.max_body_bytes,
+        )
