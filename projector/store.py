@@ -31,6 +31,7 @@ from projector.fold import (
     submit_batch_keys,
 )
 from projector.rowcache import MISSING, RowCache
+from projector.rows import RecipientRow
 from projector.tables import (
     ATTEMPTS,
     BATCHES,
@@ -45,6 +46,7 @@ from projector.tables import (
     VIEWS_DDL,
     Table,
 )
+from projector.views import recipient_sort_key
 
 log = logging.getLogger(__name__)
 
@@ -312,8 +314,13 @@ class Store:
         ):
             if not rows:
                 continue
-            # Sorted by key: DuckDB's ART index upserts are much cheaper in order.
-            ordered = [rows[k] for k in sorted(rows)]
+            if table is RECIPIENTS:
+                # In list order (F11): run detail's top-500 then prunes row
+                # groups by zone maps (measured 78 -> 16 ms on a 1M run).
+                ordered = sorted(rows.values(), key=recipient_order)
+            else:
+                # By key: DuckDB's ART index upserts are much cheaper in order.
+                ordered = [rows[k] for k in sorted(rows)]
             changed.update(r.campaign_id for r in ordered)
             batch = table.to_arrow(ordered)  # noqa: F841 (read by DuckDB by name)
             con.execute(f"INSERT OR REPLACE INTO {table.name} SELECT * FROM batch")
@@ -376,6 +383,10 @@ class Store:
             }
         )
         self.con.execute("INSERT OR REPLACE INTO deadletters SELECT * FROM dl")
+
+
+def recipient_order(r: RecipientRow) -> tuple[Any, ...]:
+    return (r.run_id, *recipient_sort_key(r))
 
 
 def _select_keys(
