@@ -227,7 +227,7 @@ def build(path: Path) -> dict[str, Any]:
 
 def measure(reader: ReadStore, mode: str) -> dict[str, Any]:
     snapshot = read_only_status(reader)
-    app = create_app(reader, keys=KeyRing.from_entries([(KEY, WS, ["campaigns:read"])]),
+    app = create_app(reader, keys=KeyRing.from_entries([(KEY, WS, ["campaigns:read", "pii:read"])]),
                      status=lambda: snapshot, metrics=Metrics(),
                      limits=Limits(rate=1e6, burst=10**6))
     url = f"/v1/campaign/{CID}/runs/{RUN}"
