@@ -50,6 +50,9 @@ FlushListener = Callable[[FlushResult], None]
 # Dead-letter records carry at most this much of the raw value (plus its
 # SHA-256), so a 10 MB poison record cannot become a 10 MB dead letter.
 DEADLETTER_RAW_LIMIT = 64 * 1024
+# A partition still delivering past the expected offset this long after we
+# sought it back has been moved again: seek again.
+RESEEK_SECONDS = 1.0
 
 
 @dataclass
@@ -163,7 +166,9 @@ class Pipeline:
         self.flush_interval = flush_interval_ms / 1000
         self.expected: dict[TopicPartition, int] = {}
         self.applied: dict[TopicPartition, int] = {}
-        self.resyncing: set[TopicPartition] = set()
+        # Partitions we sought back, and when: records fetched before the seek
+        # may still drain for a moment and are dropped without a new seek.
+        self.resyncing: dict[TopicPartition, float] = {}
         self.last_seen: dict[TopicPartition, float] = {}
         # Partitions assigned but silent since: the only ones the stall watchdog
         # may re-seek (a partition that delivers anything is positioned sanely).
@@ -235,7 +240,7 @@ class Pipeline:
         if expected is not None and offset > expected:
             await self._resync(tp, expected, offset)
             return
-        self.resyncing.discard(tp)
+        self.resyncing.pop(tp, None)
         self.expected[tp] = offset + 1
         self.metrics.records_consumed.labels(topic).inc()
         if self._timer is None:
@@ -263,9 +268,13 @@ class Pipeline:
                 await self.flush()  # backpressure: at most two batches in memory
 
     async def _resync(self, tp: TopicPartition, expected: int, got: int) -> None:
-        if tp in self.resyncing:
+        sought = self.resyncing.get(tp)
+        if sought is not None and time.monotonic() - sought < RESEEK_SECONDS:
             return  # records fetched before our seek are still draining
-        self.resyncing.add(tp)
+        # First gap, or still ahead well after our seek: the consumer was moved
+        # again (a rebalance, faust re-seeking to committed offsets). Seek again,
+        # or the partition would drop every record from now on.
+        self.resyncing[tp] = time.monotonic()
         log.warning(
             "%s[%d]: consumer is at offset %d but DuckDB needs %d; seeking back",
             tp[0], tp[1], got, expected,
@@ -281,7 +290,7 @@ class Pipeline:
             self.last_seen[tp] = now
 
     def stalled(self, log_end: dict[TopicPartition, int], quiet_for: float) -> dict[TopicPartition, int]:
-        """Assigned partitions with records DuckDB lacks that delivered nothing at all.
+        """Assigned partitions with records DuckDB lacks that delivered nothing usable.
 
         That happens when the consumer group committed past DuckDB (a fresh or
         restored database) and no newer record arrives to reveal the gap. A
@@ -290,7 +299,11 @@ class Pipeline:
         """
         now = time.monotonic()
         out = {}
-        for tp in self.awaiting_first:
+        # Also partitions we sought back that never delivered the expected
+        # record since: the records after our seek may have been drained (and
+        # dropped) up to the log end before a re-seek, and nothing newer comes.
+        pending = {tp for tp, at in self.resyncing.items() if now - at > quiet_for}
+        for tp in self.awaiting_first | pending:
             expected = self.expected.get(tp)
             if (
                 expected is not None
@@ -299,6 +312,8 @@ class Pipeline:
                 and now - self.last_seen.get(tp, 0.0) > quiet_for
             ):
                 out[tp] = expected
+                if tp in self.resyncing:
+                    self.resyncing[tp] = now  # the caller seeks it now
         return out
 
     def mark_inconsistent(self, tp: TopicPartition, reason: str) -> None:
