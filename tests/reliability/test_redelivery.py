@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -130,10 +131,14 @@ async def _storm(bootstrap, topics, db, rng):
     pipeline.seeker = seeker
     delivered = rewinds = jumps = 0
     total = sum(end.values())
+    deadline = time.monotonic() + 60
     try:
         while delivered < 3 * total or any(
             pipeline.applied.get(k, 0) < v for k, v in end.items() if v
         ):
+            assert time.monotonic() < deadline, (
+                f"stalled: applied {pipeline.applied} of {end}, resyncing {pipeline.resyncing}"
+            )
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for r in records:
@@ -148,6 +153,17 @@ async def _storm(bootstrap, topics, db, rng):
                 else:
                     consumer.seek(tp, rng.randrange(0, top))  # anywhere, maybe past the gap
                     jumps += 1
+            if pipeline.resyncing and rng.random() < 0.3 and delivered < 3 * total:
+                # Moved again while the pipeline's own seek back is pending
+                # (a rebalance re-seeking to committed offsets does this).
+                topic, partition = next(iter(pipeline.resyncing))
+                top = end[(topic, partition)]
+                need = pipeline.expected[(topic, partition)]
+                if need + 1 < top:
+                    consumer.seek(TopicPartition(topic, partition), rng.randrange(need + 1, top))
+                    jumps += 1
+            for (topic, partition), offset in pipeline.stalled(end, 1.0).items():
+                consumer.seek(TopicPartition(topic, partition), offset)  # the worker's watchdog
             await pipeline.flush()
         await pipeline.flush()
     finally:
