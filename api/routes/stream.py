@@ -81,17 +81,21 @@ def is_terminal(payload: dict[str, Any]) -> bool:
 
 
 def read_status(ctx: ApiContext, campaign_id: str) -> tuple[int, dict[str, Any]] | None:
-    """(position, status payload); the position is read first (see api.routes.campaigns)."""
+    """(position, status payload), both from one committed state.
+
+    An event's ``id`` must name exactly the flush its data comes from
+    (``Last-Event-ID`` relies on it), so position and runs are read in one
+    read transaction, not from the writer's in-memory heads or the shared
+    payload cache: those may run one flush ahead of each other for a moment.
+    One read per change per campaign, shared by all its clients.
+    """
     reader = ctx.reader
-    head = reader.campaign_head(campaign_id)
-    if head is None:
+    if reader.campaign_head(campaign_id) is None:
         return None
-    payload = ctx.cache.get_or_build(
-        ("status", campaign_id),
-        head.position,
-        lambda: views.status_payload(campaign_id, views.latest_run(reader.runs_of(campaign_id))),
-    )
-    return head.position, payload
+    with reader.consistent():
+        position = reader.position(campaign_id)
+        runs = reader.runs_of(campaign_id)
+    return position, views.status_payload(campaign_id, views.latest_run(runs))
 
 
 async def _read(ctx: ApiContext, campaign_id: str) -> tuple[int, dict[str, Any]] | None:

@@ -205,22 +205,33 @@ def test_many_clients_share_one_hub_and_each_sees_the_fold(live) -> None:
     lv.flush(chunks[0], cid)
     n = 25
 
+    first_payloads = 0
+
     async def one(http: httpx.AsyncClient, got: list[tuple[int, dict[str, Any]]]) -> None:
+        nonlocal first_payloads
         async with http.stream("GET", f"/v1/campaign/{cid}/stream",
                                headers={"X-API-Key": key_for(ws)}) as r:
             assert r.status_code == 200
-            lines: list[str] = [line async for line in r.aiter_lines()]
-        for ev in parse_sse(iter(lines)):
-            if ev.get("event") == "status":
-                got.append((int(ev["id"]), orjson.loads(ev["data"])))
+            event: dict[str, Any] = {}
+            async for line in r.aiter_lines():
+                if line:
+                    name, _, value = line.partition(":")
+                    event[name] = value.removeprefix(" ")
+                    continue
+                if event.get("event") == "status":
+                    got.append((int(event["id"]), orjson.loads(event["data"])))
+                    if len(got) == 1:
+                        first_payloads += 1
+                event = {}
 
     async def go() -> list[list[tuple[int, dict[str, Any]]]]:
         results: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in range(n)]
         async with httpx.AsyncClient(base_url=lv.url, timeout=20) as http:
             tasks = [asyncio.create_task(one(http, results[i])) for i in range(n)]
-            while lv.feed.subscribers() == 0:
+            deadline = time.monotonic() + 20
+            while first_payloads < n:  # every client connected and has its first payload
+                assert time.monotonic() < deadline, f"{first_payloads} of {n} clients connected"
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.3)  # every client connected and has its first payload
             assert lv.feed.subscribers() == 1  # one subscription for all of them
             for chunk in chunks[1:]:
                 await asyncio.to_thread(lv.flush, chunk, cid)
