@@ -37,8 +37,15 @@ STALL_SECONDS = 3.0
 class Projector:
     """Everything a running projector holds, whatever process hosts it."""
 
-    def __init__(self, settings: Settings, store: Store, *, status: PipelineStatus | None = None,
-                 metrics: Metrics | None = None, exit_when_caught_up: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        status: PipelineStatus | None = None,
+        metrics: Metrics | None = None,
+        exit_when_caught_up: bool = False,
+    ) -> None:
         self.settings = settings
         self.exit_when_caught_up = exit_when_caught_up
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -64,7 +71,9 @@ class Projector:
         sources = list(self.settings.topics.sources)
 
         async def _prepare() -> dict[tuple[str, int], int]:
-            await ensure_topics(self.settings.bootstrap, self.settings.topics.all, self.settings.partitions)
+            await ensure_topics(
+                self.settings.bootstrap, self.settings.topics.all, self.settings.partitions
+            )
             return await beginning_offsets(self.settings.bootstrap, sources)
 
         self.pipeline.prepare(asyncio.run(_prepare()))
@@ -93,8 +102,12 @@ class ProjectorService(mode.Service):
         assigned = {(tp.topic, tp.partition) for tp in p.app.consumer.assignment()}
         for (topic, partition), offset in p.pipeline.stalled(end, STALL_SECONDS).items():
             if (topic, partition) in assigned:
-                log.warning("%s[%d] delivers nothing below the log end; seeking to %d",
-                            topic, partition, offset)
+                log.warning(
+                    "%s[%d] delivers nothing below the log end; seeking to %d",
+                    topic,
+                    partition,
+                    offset,
+                )
                 p.pipeline.last_seen[(topic, partition)] = time.monotonic()
                 await p.app.consumer.seek_wait({TP(topic, partition): offset})
 
