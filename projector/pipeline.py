@@ -256,7 +256,13 @@ class Pipeline:
         decoded = _decode(value if value is not None else b"")
         batch.events.extend(decoded.events)
         for reject in decoded.rejects:
-            dl = DeadLetter(topic, partition, offset, -1 if reject.index is None else reject.index, reject.reason)
+            dl = DeadLetter(
+                topic,
+                partition,
+                offset,
+                -1 if reject.index is None else reject.index,
+                reject.reason,
+            )
             batch.deadletters.append((dl, key, reject.raw))
         if len(batch) >= self.flush_max_events:
             if not self._flush_lock.locked():
@@ -277,7 +283,10 @@ class Pipeline:
         self.resyncing[tp] = time.monotonic()
         log.warning(
             "%s[%d]: consumer is at offset %d but DuckDB needs %d; seeking back",
-            tp[0], tp[1], got, expected,
+            tp[0],
+            tp[1],
+            got,
+            expected,
         )
         if self.seeker is not None:
             await self.seeker(tp[0], tp[1], expected)
@@ -289,7 +298,9 @@ class Pipeline:
             self.awaiting_first.add(tp)
             self.last_seen[tp] = now
 
-    def stalled(self, log_end: dict[TopicPartition, int], quiet_for: float) -> dict[TopicPartition, int]:
+    def stalled(
+        self, log_end: dict[TopicPartition, int], quiet_for: float
+    ) -> dict[TopicPartition, int]:
         """Assigned partitions with records DuckDB lacks that delivered nothing usable.
 
         That happens when the consumer group committed past DuckDB (a fresh or
@@ -322,7 +333,9 @@ class Pipeline:
                 "%s[%d] is inconsistent: %s. Its records are no longer applied; reads keep "
                 "serving the last projections. Operator action: rebuild with `projector replay` "
                 "(see docs/operations.md).",
-                tp[0], tp[1], reason,
+                tp[0],
+                tp[1],
+                reason,
             )
         self.inconsistent[tp] = reason
         self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(1)

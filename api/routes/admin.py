@@ -21,7 +21,11 @@ router = APIRouter(tags=["admin"], prefix="/admin")
 
 
 class SwapRequest(BaseModel):
-    db: str = Field(min_length=1, max_length=4096, description="Path of the rebuilt DuckDB file, as the server sees it.")
+    db: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="Path of the rebuilt DuckDB file, as the server sees it.",
+    )
 
 
 class SwapResult(BaseModel):
@@ -44,12 +48,20 @@ def _error(description: str, code: str, message: str) -> dict:
 SWAP_RESPONSES: dict[int | str, dict] = {
     200: {"description": "Now serving the rebuilt database."},
     401: _error("Missing or invalid X-API-Key.", "UNAUTHORIZED", "Missing or invalid X-API-Key."),
-    403: _error("The key lacks the admin scope.", "INSUFFICIENT_SCOPE",
-                "This API key lacks the admin scope."),
-    409: _error("Refused; the old database keeps serving.", "SWAP_REFUSED",
-                "/data/new.duckdb does not exist (give the path as the server sees it)"),
+    403: _error(
+        "The key lacks the admin scope.",
+        "INSUFFICIENT_SCOPE",
+        "This API key lacks the admin scope.",
+    ),
+    409: _error(
+        "Refused; the old database keeps serving.",
+        "SWAP_REFUSED",
+        "/data/new.duckdb does not exist (give the path as the server sees it)",
+    ),
     422: _error("Invalid body.", "VALIDATION_ERROR", "body.db: Field required"),
-    500: _error("Server error.", "INTERNAL_ERROR", "Internal server error; safe to retry with backoff."),
+    500: _error(
+        "Server error.", "INTERNAL_ERROR", "Internal server error; safe to retry with backoff."
+    ),
 }
 
 
