@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -186,7 +185,7 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.noack().events():
             m = event.message
-            await pipeline.add(m.topic, m.partition, m.offset, m.key, m.value, _acker(event))
+            await pipeline.add(m.topic, m.partition, m.offset, m.key, m.value, event.ack)
 
     app.agent(channel, name="projector", concurrency=1)(project)
 
@@ -206,10 +205,6 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
 
     app.service(_Service)
     return app
-
-
-def _acker(event: Any) -> Callable[[], Any]:
-    return event.ack
 
 
 def run_worker(app: faust.App) -> int:

@@ -16,8 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api import docs
-from api.deps import ApiContext, Caller, CampaignId, Context, Reader, RequestId
-from api.envelope import ok
+from api.deps import Caller, CampaignId, Context, Reader, RequestId
 from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS
 from api.models import CampaignExecution, CampaignMetrics, CampaignStats, CampaignSummary, Envelope
 from api.routes.campaigns import (
@@ -26,9 +25,6 @@ from api.routes.campaigns import (
     _owned_campaign,
     _owned_head,
     _require,
-    etag,
-    etag_matches,
-    freshness_headers,
 )
 from projector import views_extra
 
@@ -38,30 +34,6 @@ router = APIRouter(tags=["breakdowns"])
 def now_utc() -> datetime:
     """The server clock (a seam for tests)."""
     return datetime.now(UTC)
-
-
-def variant_etag(ctx: ApiContext, position: int, request: Request, variant: str) -> str:
-    """Weak ETag of ``api.routes.campaigns.etag`` plus a variant of the answer
-    that the position alone does not determine (clock-dependent state, PII view)."""
-    return etag(ctx, position, request, variant)
-
-
-def answer_variant(
-    ctx: ApiContext,
-    request: Request,
-    request_id: str,
-    if_none_match: str | None,
-    position: int,
-    variant: str,
-    body: dict[str, Any],
-) -> Response:
-    """Like ``_answer`` for a payload already built, whose ETag binds ``variant``."""
-    headers = freshness_headers(ctx.status())
-    headers["ETag"] = variant_etag(ctx, position, request, variant)
-    headers["Cache-Control"] = "no-cache"
-    if etag_matches(if_none_match, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    return ok(body, request_id, headers=headers)
 
 
 @router.get(
@@ -161,8 +133,8 @@ def campaign_summary(
         campaign = _owned_campaign(reader, caller, campaign_id)
         position = reader.position(campaign_id)
         body = views_extra.summary_payload(campaign, reader.runs_of(campaign_id), now_utc())
-    return answer_variant(ctx, request, request_id, if_none_match, position,
-                          body["latest_execution"]["state"], body)
+    return _answer(ctx, request, request_id, if_none_match, position, lambda: body,
+                   body["latest_execution"]["state"])
 
 
 @router.get(
@@ -191,4 +163,4 @@ def campaign_execution(
         body = views_extra.execution_payload(
             campaign_id, campaign, reader.runs_of(campaign_id), now_utc()
         )
-    return answer_variant(ctx, request, request_id, if_none_match, position, body["state"], body)
+    return _answer(ctx, request, request_id, if_none_match, position, lambda: body, body["state"])

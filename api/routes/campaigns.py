@@ -122,12 +122,24 @@ def _answer(
 
     ``position`` must have been read before the data ``build`` reads.
     """
+    headers, not_modified = conditional(ctx, request, if_none_match, position, variant)
+    return not_modified or ok(build(), request_id, headers=headers)
+
+
+def conditional(
+    ctx: ApiContext,
+    request: Request,
+    if_none_match: str | None,
+    position: int,
+    variant: str = "",
+) -> tuple[dict[str, str], Response | None]:
+    """Freshness and ETag headers, and the 304 to send when the client's tag is current."""
     headers = freshness_headers(ctx.status())
     headers["ETag"] = etag(ctx, position, request, variant)
     headers["Cache-Control"] = "no-cache"
     if etag_matches(if_none_match, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    return ok(build(), request_id, headers=headers)
+        return headers, Response(status_code=304, headers=headers)
+    return headers, None
 
 
 def _status(

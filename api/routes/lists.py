@@ -29,13 +29,12 @@ from api.models import (
     RunHistoryItem,
 )
 from api.readstore import ReadStore
-from api.routes.breakdowns import variant_etag
 from api.routes.campaigns import (
     IfNoneMatch,
     _owned_campaign,
     _require,
     _run_of,
-    etag_matches,
+    conditional,
     freshness_headers,
 )
 from projector import views_extra
@@ -73,11 +72,9 @@ def _paged(
     limit: int,
     offset: int,
 ) -> Response:
-    headers = freshness_headers(ctx.status())
-    headers["ETag"] = variant_etag(ctx, position, request, variant)
-    headers["Cache-Control"] = "no-cache"
-    if etag_matches(if_none_match, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
+    headers, not_modified = conditional(ctx, request, if_none_match, position, variant)
+    if not_modified:
+        return not_modified
     body = {
         "success": True,
         "data": items,
