@@ -200,6 +200,7 @@ class Readiness(_Model):
     lag: int | None
     watermark: str
     inconsistent: dict[str, str]
+    last_error: str | None = None
 
 
 # -- breakdowns, pages and lists ------------------------------------------------------------

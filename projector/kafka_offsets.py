@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+
+from projector.logmark import digest
 
 Offsets = dict[tuple[str, int], int]
 
@@ -126,5 +128,74 @@ async def beginning_offsets(
         return {(tp.topic, tp.partition): int(off) for tp, off in got.items()}
     except (KafkaError, TimeoutError) as e:
         raise OffsetsError(f"reading log-start offsets from {bootstrap} failed: {e!r}") from e
+    finally:
+        await consumer.stop()
+
+
+async def record_digests(
+    bootstrap: str, wanted: Mapping[tuple[str, int], int], *, timeout: float = 10.0
+) -> dict[tuple[str, int], int | None]:
+    """Digest of the record value at one offset per partition (see ``projector.logmark``).
+
+    Returns:
+        ``{(topic, partition): digest}``, or None for a partition whose log has
+        no record at that offset (below the log start, at or past the log end,
+        or a gap).
+
+    Raises:
+        OffsetsError: A topic is unknown, the broker is unreachable, or no
+            answer arrived in time for every partition.
+    """
+    if not wanted:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        # Out of range (log start moved past it, or the log is shorter): read
+        # from the start, which shows the wanted offset is not there.
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=1024 * 1024,
+        request_timeout_ms=10_000,
+    )
+    found: dict[tuple[str, int], int | None] = {}
+    try:
+        await consumer.start()
+        known = set(await _partitions(consumer, sorted({t for t, _ in wanted})))
+        tps = [TopicPartition(t, p) for t, p in wanted]
+        for tp in tps:
+            if tp not in known:
+                found[(tp.topic, tp.partition)] = None  # the partition itself is gone
+        tps = [tp for tp in tps if tp in known]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, wanted[(tp.topic, tp.partition)])
+        deadline = time.monotonic() + timeout
+        pending = set(tps)
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OffsetsError(
+                    f"no record fetched within {timeout:.1f}s for "
+                    f"{', '.join(f'{tp.topic}[{tp.partition}]' for tp in sorted(pending))}"
+                )
+            batches = await consumer.getmany(*pending, timeout_ms=int(min(remaining, 0.2) * 1000))
+            for tp in list(pending):
+                want = wanted[(tp.topic, tp.partition)]
+                record = next((r for r in batches.get(tp, ()) if r.offset >= want), None)
+                if record is not None:
+                    found[(tp.topic, tp.partition)] = (
+                        digest(record.value) if record.offset == want else None
+                    )
+                elif (high := consumer.highwater(tp)) is not None and high <= want:
+                    found[(tp.topic, tp.partition)] = None
+                else:
+                    continue
+                pending.discard(tp)
+                consumer.pause(tp)
+        return found
+    except KafkaError as e:
+        raise OffsetsError(f"reading records from {bootstrap} failed: {e!r}") from e
     finally:
         await consumer.stop()

@@ -34,6 +34,7 @@ import orjson
 
 from projector.errors import StoreError
 from projector.health import PipelineStatus
+from projector.logmark import LogMark, digest, mismatch
 from projector.metrics import Metrics
 from projector.store import DeadLetter, FlushResult, Store
 from schemas import decode_value
@@ -59,6 +60,8 @@ RESEEK_SECONDS = 1.0
 class _Batch:
     events: list[Any] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    # Last record per partition (offset, value): digested into a LogMark at commit.
+    last: dict[TopicPartition, tuple[int, bytes | None]] = field(default_factory=dict)
     deadletters: list[tuple[DeadLetter, bytes | None, bytes]] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
     records: int = 0
@@ -166,6 +169,9 @@ class Pipeline:
         self.flush_interval = flush_interval_ms / 1000
         self.expected: dict[TopicPartition, int] = {}
         self.applied: dict[TopicPartition, int] = {}
+        # The last record applied per partition, checked against the log on
+        # every poll (projector.logmark): offsets alone miss a replaced log.
+        self.marks: dict[TopicPartition, LogMark] = {}
         # Partitions we sought back, and when: records fetched before the seek
         # may still drain for a moment and are dropped without a new seek.
         self.resyncing: dict[TopicPartition, float] = {}
@@ -192,6 +198,7 @@ class Pipeline:
         """
         stored = self.store.offsets()
         self.applied = dict(stored)
+        self.marks = self.store.marks()
         self.expected = {**(log_start or {}), **stored}
         self.status.update(offsets=dict(self.applied), flush_seq=self.store.seq)
 
@@ -251,6 +258,7 @@ class Pipeline:
             self._wakeup.set()
         batch.records += 1
         batch.offsets[tp] = offset + 1
+        batch.last[tp] = (offset, value)
         if ack is not None:
             batch.acks.append(ack)
         decoded = _decode(value if value is not None else b"")
@@ -402,6 +410,7 @@ class Pipeline:
         batch.deadletters.extend(newer.deadletters)
         batch.acks.extend(newer.acks)
         batch.offsets.update(newer.offsets)
+        batch.last.update(newer.last)
         batch.records += newer.records
         self._batch = batch
 
@@ -409,10 +418,16 @@ class Pipeline:
         if batch.deadletters and self.sink is not None:
             await self.sink.start()
             await self.sink.send(batch.deadletters)
+        marks = {tp: LogMark(off, digest(value)) for tp, (off, value) in batch.last.items()}
         t0 = time.perf_counter()
         result: FlushResult = await self._in_thread(
-            self.store.flush, batch.events, batch.offsets, [d for d, _, _ in batch.deadletters]
+            self.store.flush,
+            batch.events,
+            batch.offsets,
+            [d for d, _, _ in batch.deadletters],
+            marks,
         )
+        self.marks.update(marks)
         self.metrics.flush_seconds.observe(time.perf_counter() - t0)
         self.metrics.flush_events.observe(result.events)
         self.metrics.flushes.inc()
@@ -422,6 +437,24 @@ class Pipeline:
         return result
 
     # -- lag and consistency ------------------------------------------------------
+    def observe_marks(
+        self, checked: dict[TopicPartition, LogMark], found: dict[TopicPartition, int | None]
+    ) -> None:
+        """Flag partitions whose log holds another record where we applied one.
+
+        ``found`` is what the log holds at the offset of each ``checked`` mark
+        (a copy of ``self.marks`` taken before reading the log: flushes move
+        the marks on meanwhile, and a newer mark must not be compared with
+        the record at an older one's offset).
+        """
+        for tp, got in found.items():
+            mark = checked.get(tp)
+            if mark is None or tp in self.inconsistent:
+                continue
+            reason = mismatch(tp, mark, got)
+            if reason is not None:
+                self.mark_inconsistent(tp, reason)
+
     def observe_log(
         self, log_start: dict[TopicPartition, int], log_end: dict[TopicPartition, int]
     ) -> None:

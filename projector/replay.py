@@ -46,6 +46,7 @@ from rich.progress import (
 )
 
 from projector.errors import ProjectorError, StoreError
+from projector.logmark import LogMark, digest
 from projector.settings import Settings
 from projector.store import DeadLetter, FlushResult, Store
 from schemas import decode_value
@@ -87,6 +88,8 @@ class Batcher:
         self.events: list[Any] = []
         self.deadletters: list[DeadLetter] = []
         self.offsets: dict[TopicPartition, int] = {}
+        # Last record per partition, for the log marks (projector.logmark).
+        self.last: dict[TopicPartition, tuple[int, bytes | None]] = {}
         self.stats = Stats()
         self._inflight: Future[FlushResult] | None = None
 
@@ -97,6 +100,7 @@ class Batcher:
             index = -1 if reject.index is None else reject.index
             self.deadletters.append(DeadLetter(topic, partition, offset, index, reject.reason))
         self.offsets[(topic, partition)] = offset + 1
+        self.last[(topic, partition)] = (offset, value)
         self.stats.records += 1
 
     @property
@@ -107,11 +111,12 @@ class Batcher:
         if not (self.events or self.deadletters or self.offsets):
             return None
         events, dls, offsets = self.events, self.deadletters, self.offsets
-        self.events, self.deadletters, self.offsets = [], [], {}
+        marks = {tp: LogMark(off, digest(value)) for tp, (off, value) in self.last.items()}
+        self.events, self.deadletters, self.offsets, self.last = [], [], {}, {}
         self.stats.events += len(events)
         self.stats.deadletters += len(dls)
         self.stats.flushes += 1
-        return self.executor.submit(self.store.flush, events, offsets, dls)
+        return self.executor.submit(self.store.flush, events, offsets, dls, marks)
 
     def flush(self) -> None:
         """Start flushing the buffer once the previous flush is done (synchronous callers)."""

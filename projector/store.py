@@ -30,6 +30,7 @@ from projector.fold import (
     plan_loads,
     submit_batch_keys,
 )
+from projector.logmark import LogMark
 from projector.rowcache import MISSING, RowCache
 from projector.rows import RecipientRow
 from projector.tables import (
@@ -191,6 +192,14 @@ class Store:
         ).fetchall()
         return {(t, p): o for t, p, o in rows}
 
+    def marks(self) -> dict[TopicPartition, LogMark]:
+        """The last record applied per partition, where known (``projector.logmark``)."""
+        rows = self.con.execute(
+            "SELECT topic, partition, last_offset, last_digest FROM source_offsets "
+            "WHERE last_offset IS NOT NULL AND last_digest IS NOT NULL"
+        ).fetchall()
+        return {(t, p): LogMark(o, d) for t, p, o, d in rows}
+
     def checkpoint(self) -> None:
         try:
             self.con.execute("CHECKPOINT")
@@ -262,11 +271,13 @@ class Store:
         events: list[Any],
         offsets: Mapping[TopicPartition, int],
         deadletters: Iterable[DeadLetter] = (),
+        marks: Mapping[TopicPartition, LogMark] | None = None,
     ) -> FlushResult:
         """Apply a micro-batch and advance offsets atomically.
 
         ``offsets`` maps each source partition to the offset of the next
-        record to read after this batch.
+        record to read after this batch; ``marks`` names the last record
+        applied from each (``projector.logmark``), where the caller knows it.
         """
         deadletters = list(deadletters)
         with self._lock:
@@ -279,14 +290,7 @@ class Store:
                 if deadletters:
                     self._write_deadletters(deadletters)
                 if offsets:
-                    off = pa.table(  # noqa: F841 (read by DuckDB by name)
-                        {
-                            "topic": [tp[0] for tp in offsets],
-                            "partition": pa.array([tp[1] for tp in offsets], pa.int32()),
-                            "next_offset": list(offsets.values()),
-                        }
-                    )
-                    con.execute("INSERT OR REPLACE INTO source_offsets SELECT * FROM off")
+                    self._write_offsets(offsets, marks or {})
                 con.execute("UPDATE projector_meta SET value = ? WHERE key = 'flush_seq'", [seq])
                 con.execute("COMMIT")
                 self._cache.apply(changes)
@@ -369,6 +373,31 @@ class Store:
             else:  # unreachable: a campaign's first flush writes its row
                 continue
             self._heads[cid] = (ws, seq)
+
+    def _write_offsets(
+        self, offsets: Mapping[TopicPartition, int], marks: Mapping[TopicPartition, LogMark]
+    ) -> None:
+        tps = list(offsets)
+        off = pa.table(  # noqa: F841 (read by DuckDB by name)
+            {
+                "topic": [tp[0] for tp in tps],
+                "partition": pa.array([tp[1] for tp in tps], pa.int32()),
+                "next_offset": pa.array([offsets[tp] for tp in tps], pa.int64()),
+                "last_offset": pa.array(
+                    [m.offset if (m := marks.get(tp)) else None for tp in tps], pa.int64()
+                ),
+                "last_digest": pa.array(
+                    [m.digest if (m := marks.get(tp)) else None for tp in tps], pa.int64()
+                ),
+            }
+        )
+        # A partition flushed without a mark (a rebuild from the archive, which
+        # keeps no record values) loses its old one: it would name an older record.
+        self.con.execute(
+            "INSERT OR REPLACE INTO source_offsets "
+            "(topic, partition, next_offset, last_offset, last_digest) "
+            "SELECT topic, partition, next_offset, last_offset, last_digest FROM off"
+        )
 
     def _write_deadletters(self, deadletters: list[DeadLetter]) -> None:
         unique = {(d.topic, d.partition, d.offset, d.item_index): d for d in deadletters}

@@ -95,6 +95,9 @@ class SwapController:
                         pipeline.expected[tp] = offset
                     if offset > pipeline.applied.get(tp, 0):
                         pipeline.applied[tp] = offset
+                for tp, mark in new.marks().items():
+                    if tp not in pipeline.marks or mark.offset > pipeline.marks[tp].offset:
+                        pipeline.marks[tp] = mark
                 pipeline.store = new
                 replace_reader(self.app, ReadStore(new.cursor, heads=new.head))
                 p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)

@@ -111,12 +111,21 @@ PROJECTIONS = (CAMPAIGNS, RUNS, BATCHES, RECIPIENTS, MESSAGES, SNAPSHOTS, ATTEMP
 BOOKKEEPING_DDL = (
     # The source of truth for where to resume: written in the same transaction
     # as the rows that the records up to next_offset produced.
+    # last_offset/last_digest name the last record applied (its offset and a
+    # digest of its value): a log that holds another record there was replaced
+    # under us (a broker that restarted empty and was refilled), which offsets
+    # alone cannot see once the new log grew past next_offset.
     """CREATE TABLE IF NOT EXISTS source_offsets (
   topic VARCHAR NOT NULL,
   partition INTEGER NOT NULL,
   next_offset BIGINT NOT NULL,
+  last_offset BIGINT,
+  last_digest BIGINT,
   PRIMARY KEY (topic, partition)
 )""",
+    # Databases written before the log marks existed.
+    "ALTER TABLE source_offsets ADD COLUMN IF NOT EXISTS last_offset BIGINT",
+    "ALTER TABLE source_offsets ADD COLUMN IF NOT EXISTS last_digest BIGINT",
     # One row per rejected record or array item; keyed by source position so a
     # reprocessed record after a crash is not counted twice.
     """CREATE TABLE IF NOT EXISTS deadletters (

@@ -20,7 +20,12 @@ import faust
 import mode
 
 from projector.health import PipelineStatus
-from projector.kafka_offsets import beginning_offsets, log_end_offsets
+from projector.kafka_offsets import (
+    OffsetsError,
+    beginning_offsets,
+    log_end_offsets,
+    record_digests,
+)
 from projector.metrics import Metrics
 from projector.pipeline import DeadLetterSink, Pipeline
 from projector.settings import Settings
@@ -76,7 +81,22 @@ class Projector:
             return await beginning_offsets(self.settings.bootstrap, sources)
 
         self.pipeline.prepare(asyncio.run(_prepare()))
+        try:
+            asyncio.run(self.check_marks())
+        except OffsetsError as e:  # the log poll checks again every second
+            log.warning("could not check the stored log marks at start: %s", e)
         log.info("projector resumes at %s", self.status.snapshot().watermark or "log start")
+
+    async def check_marks(self) -> None:
+        """Flag partitions whose log no longer holds the last record we applied."""
+        pipeline = self.pipeline
+        checked = {
+            tp: mark for tp, mark in pipeline.marks.items() if tp not in pipeline.inconsistent
+        }
+        if checked:
+            wanted = {tp: mark.offset for tp, mark in checked.items()}
+            found = await record_digests(self.settings.bootstrap, wanted, timeout=5.0)
+            pipeline.observe_marks(checked, found)
 
 
 class ProjectorService(mode.Service):
@@ -120,6 +140,7 @@ class ProjectorService(mode.Service):
                 end = await log_end_offsets(p.settings.bootstrap, sources, timeout=5.0)
                 start = await beginning_offsets(p.settings.bootstrap, sources, timeout=5.0)
                 p.pipeline.observe_log(start, end)
+                await p.check_marks()
                 await self._unstall(end)
                 if self._ready_target is None:
                     self._ready_target = end

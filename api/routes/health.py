@@ -27,7 +27,8 @@ def healthz(request_id: RequestId) -> Response:
 
 
 _READY = {"ready": True, "mode": "live", "flush_seq": 42, "lag": 0,
-          "watermark": "campaign.runs:0=120,campaign.batches:0=340", "inconsistent": {}}
+          "watermark": "campaign.runs:0=120,campaign.batches:0=340", "inconsistent": {},
+          "last_error": None}
 
 
 @router.get(
@@ -56,6 +57,8 @@ def readyz(ctx: Context, request_id: RequestId) -> Response:
         "inconsistent": {
             f"{t}:{p}": reason for (t, p), reason in sorted(snap.inconsistent.items())
         },
+        # Why the lag is unknown or the flushes stall (broker down, disk full).
+        "last_error": snap.last_error,
     }
     if details["ready"]:
         return ok(details, request_id)

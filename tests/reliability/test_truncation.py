@@ -12,10 +12,12 @@ past the stored offsets.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
+from projector.kafka_offsets import log_end_offsets
 from projector.simulate import generate
 from projector.topics import ensure_topics_sync
 from tests.fixtures.processes import projector_env
@@ -88,6 +90,92 @@ def test_broker_restarted_empty_flags_partitions_and_applies_nothing(own_broker,
         f"{len(stored)} partitions flagged inconsistent {detected:.1f}s after the restart; "
         f"{more} later records of another stream refused"
     )
+
+
+def test_log_replaced_while_down_is_flagged_at_start(own_broker, procs, tmp_path):
+    """The new log has grown past every stored offset: only the log marks can tell.
+
+    Offsets alone see nothing wrong here (log start 0, log end past the stored
+    offset), so without the marks the projector would resume mid-way through
+    another history. The stored mark names the last record applied; the new
+    log holds another record at that offset. (A log end equal to the stored
+    offset looks just as healthy to offsets.)
+    """
+    bootstrap = own_broker.bootstrap
+    topics = make_topics(bootstrap)
+    env = projector_env(bootstrap, topics, flush_max_events=500, flush_interval_ms=20)
+    db = tmp_path / "p.duckdb"
+    events = list(generate(campaigns=3, recipients=150, seed=41))
+    serve = Serve(procs, env, db, tmp_path)
+    serve.wait_listening()
+    records = produce_sync(bootstrap, topics, events, array_size=5)
+    serve.wait_applied(records, 60)
+    stored = _applied_partitions(serve.readyz()[1]["watermark"])
+    serve.stop()
+
+    own_broker.restart()
+    ensure_topics_sync(bootstrap, topics.all, 4)
+    # Same campaigns, same partitions, a longer and different history.
+    other = list(generate(campaigns=3, recipients=300, seed=41))
+    produce_sync(bootstrap, topics, other, array_size=5)
+    ends = asyncio.run(log_end_offsets(bootstrap, topics.sources))
+    for tp, offset in stored.items():
+        topic, partition = tp.rsplit(":", 1)
+        assert ends[(topic, int(partition))] >= offset, (tp, offset, ends)
+
+    t0 = time.monotonic()
+    again = Serve(procs, env, db, tmp_path, log_name="serve-again")
+    again.wait_listening()
+    code, data = again.wait(
+        "/readyz to flag every partition that had records",
+        lambda: (r := again.readyz())[0] == 503 and set(r[1]["inconsistent"]) == set(stored) and r,
+        30,
+    )
+    detected = time.monotonic() - t0
+    for reason in data["inconsistent"].values():
+        assert "another record" in reason, reason
+    assert "projector replay" in again.log()
+    assert again.applied_records() == records
+    again.stop()
+    assert read_db(db) == dump(fold_dicts(events))
+    print(
+        f"\nlog replaced while the projector was down, new log past every stored offset: "
+        f"{len(stored)} partitions flagged {detected:.1f}s after start, nothing applied"
+    )
+
+
+def test_log_replaced_and_refilled_under_running_serve_is_flagged(own_broker, procs, tmp_path):
+    """The refill races the 1 s log poll: whichever check wins, every partition is flagged."""
+    bootstrap = own_broker.bootstrap
+    topics = make_topics(bootstrap)
+    env = projector_env(bootstrap, topics, flush_max_events=500, flush_interval_ms=20)
+    events = list(generate(campaigns=3, recipients=150, seed=41))
+    serve = Serve(procs, env, tmp_path / "p.duckdb", tmp_path)
+    serve.wait_listening()
+    records = produce_sync(bootstrap, topics, events, array_size=5)
+    serve.wait_applied(records, 60)
+    stored = _applied_partitions(
+        serve.wait("/readyz 200", lambda: serve.readyz()[0] == 200 and serve.readyz()[1], 30)[
+            "watermark"
+        ]
+    )
+
+    own_broker.restart()
+    ensure_topics_sync(bootstrap, topics.all, 4)
+    produce_sync(bootstrap, topics, list(generate(campaigns=3, recipients=300, seed=41)), 5)
+    data = serve.wait(
+        "/readyz to flag every partition that had records",
+        lambda: (
+            (r := serve.readyz())[0] == 503 and set(r[1]["inconsistent"]) == set(stored) and r[1]
+        ),
+        30,
+    )
+    reasons = sorted(data["inconsistent"].values())
+    assert all("another record" in r or "behind the stored offset" in r for r in reasons), reasons
+    assert serve.alive() is None
+    serve.stop()
+    by_marks = sum("another record" in r for r in reasons)
+    print(f"\nrefilled under a running serve: {len(stored)} flagged, {by_marks} by the log marks")
 
 
 pytestmark = pytest.mark.timeout(200)
