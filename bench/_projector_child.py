@@ -15,38 +15,67 @@ group join and startup are outside it (reported separately). The worker's own
 exit-when-caught-up check polls once a second, which is why it is not used as
 the end mark.
 
-Usage: python -m bench._projector_child --target ends.json --out result.json
+With ``--freshness``, the same worker also records, for every record it
+commits, the commit time minus the record's Kafka timestamp (the producer's
+send time): the values ``projector_event_freshness_seconds`` observes,
+captured one by one instead of in buckets. The target file may then appear
+later (the parent writes it once its paced producer stops).
+
+Usage: python -m bench._projector_child --target ends.json --out result.json [--freshness]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
+from projector.fold import Changes
 from projector.logs import configure_logging
 from projector.settings import Settings
 from projector.store import FlushResult, Store
 from projector.worker import Projector, run_worker
 
 
+class _Recorder:
+    """Stands in for the freshness histogram: keeps (commit wall time, seconds) per record."""
+
+    def __init__(self) -> None:
+        self.values: list[tuple[float, float]] = []
+
+    def observe(self, seconds: float) -> None:
+        self.values.append((time.time(), seconds))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True, help="JSON [[topic, partition, end], ...]")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--freshness", action="store_true",
+                    help="record per-record freshness; --target may appear later")
     args = ap.parse_args()
     began = time.monotonic()
     settings = Settings()
     configure_logging(settings.log_level)
-    target = {(t, p): o for t, p, o in json.loads(open(args.target).read())}
+    target_path = Path(args.target)
+    target: dict[tuple[str, int], int] | None = None
+    fresh = _Recorder()
     store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
     marks: dict[str, Any] = {"first": None, "cpu0": None, "caught_up": None, "cpu1": None,
                              "flushes": 0, "events": 0, "first_flush": None, "flush_wall": []}
     try:
-        projector = Projector(settings, store, exit_when_caught_up=True)
+        # In freshness mode the log is empty at start, so "caught up with the
+        # ends seen at start" would hold at once: this child stops itself instead.
+        projector = Projector(settings, store, exit_when_caught_up=not args.freshness)
         projector.prepare()
         pipeline = projector.pipeline
+        if args.freshness:
+            projector.metrics.freshness = fresh  # type: ignore[assignment]
         real_add = pipeline.add
 
         async def first_add(*a: Any, **kw: Any) -> None:
@@ -58,17 +87,38 @@ def main() -> int:
         pipeline.add = first_add  # type: ignore[method-assign]
 
         def on_flush(result: FlushResult) -> None:
+            nonlocal target
             now = time.monotonic()
             if marks["first_flush"] is None:
                 marks["first_flush"] = now
+                marks["first_flush_wall"] = time.time()
+                if args.freshness:  # tells the parent the group has joined
+                    target_path.with_name("first_flush").touch()
+            if target is None and target_path.exists():
+                target = {(t, p): o for t, p, o in json.loads(target_path.read_text())}
             if marks["caught_up"] is None:
                 marks["flushes"] += 1
                 marks["events"] += result.events
-                if all(pipeline.applied.get(tp, 0) >= end for tp, end in target.items()):
+                if target is not None and all(
+                    pipeline.applied.get(tp, 0) >= end for tp, end in target.items()
+                ):
                     marks["caught_up"] = now
                     marks["cpu1"] = time.process_time()
+                    if args.freshness:
+                        os.kill(os.getpid(), signal.SIGTERM)  # faust stops cleanly
 
         pipeline.listeners.append(on_flush)
+        if args.freshness:
+            # The projector may have applied everything before the target file
+            # appears, and then no flush comes to notice it: check on a timer.
+            def watch_target() -> None:
+                while marks["caught_up"] is None:
+                    time.sleep(0.05)
+                    if target_path.exists() and marks["first_flush"] is not None:
+                        projector.loop.call_soon_threadsafe(
+                            on_flush, FlushResult(0, 0, 0, frozenset(), Changes()))
+
+            threading.Thread(target=watch_target, daemon=True).start()
         code = run_worker(projector.app)
         m = projector.metrics
         flush_sum = m.flush_seconds._sum.get()  # noqa: SLF001 - read-only peek at the histogram
@@ -84,6 +134,8 @@ def main() -> int:
         "first_flush_after_first_record_s": (marks["first_flush"] - marks["first"])
         if marks["first_flush"] and marks["first"] else None,
         "flush_seconds_total": flush_sum,
+        "first_flush_wall": marks.get("first_flush_wall"),
+        "freshness": fresh.values if args.freshness else None,
         "settings": {"flush_max_events": settings.flush_max_events,
                      "flush_interval_ms": settings.flush_interval_ms},
     }

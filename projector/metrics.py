@@ -32,6 +32,15 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        # Producer send time (the record's Kafka timestamp) to the commit that
+        # applied it: what a reader of the API waits for. Redeliveries after a
+        # crash count with their old timestamps, so a recovery shows up here.
+        self.freshness = Histogram(
+            "projector_event_freshness_seconds",
+            "Record timestamp to the DuckDB commit that applied it",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )
         self.flush_events = Histogram(
             "projector_flush_events",
             "Events per flush",

@@ -64,6 +64,8 @@ class _Batch:
     last: dict[TopicPartition, tuple[int, bytes | None]] = field(default_factory=dict)
     deadletters: list[tuple[DeadLetter, bytes | None, bytes]] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
+    # Kafka timestamps (epoch seconds) of the records, for the freshness histogram.
+    stamps: list[float] = field(default_factory=list)
     records: int = 0
     started: float = 0.0
 
@@ -233,6 +235,7 @@ class Pipeline:
         key: bytes | None,
         value: bytes | None,
         ack: Ack | None = None,
+        timestamp: float | None = None,
     ) -> None:
         tp = (topic, partition)
         if tp in self.awaiting_first:
@@ -261,6 +264,8 @@ class Pipeline:
         batch.last[tp] = (offset, value)
         if ack is not None:
             batch.acks.append(ack)
+        if timestamp is not None:
+            batch.stamps.append(timestamp)
         decoded = _decode(value if value is not None else b"")
         batch.events.extend(decoded.events)
         for reject in decoded.rejects:
@@ -389,6 +394,9 @@ class Pipeline:
                     delay = min(delay * 2, 5.0)
             for ack in batch.acks:
                 ack()
+            now = time.time()
+            for stamp in batch.stamps:
+                self.metrics.freshness.observe(now - stamp)
             self.applied.update(batch.offsets)
             self.status.update(
                 offsets=dict(self.applied),
@@ -409,6 +417,7 @@ class Pipeline:
         batch.events.extend(newer.events)
         batch.deadletters.extend(newer.deadletters)
         batch.acks.extend(newer.acks)
+        batch.stamps.extend(newer.stamps)
         batch.offsets.update(newer.offsets)
         batch.last.update(newer.last)
         batch.records += newer.records

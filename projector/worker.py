@@ -163,6 +163,24 @@ class ProjectorService(mode.Service):
             await self.sleep(LAG_POLL_SECONDS)
 
 
+def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
+    """Give faust's Kafka consumer our fetch wait instead of its hard-coded 1500 ms.
+
+    faust offers no setting for it (``AIOKafkaConsumerThread._create_worker_consumer``
+    passes a literal), so the consumer it builds is adjusted before it starts:
+    aiokafka hands ``_fetch_max_wait_ms`` to its fetcher in ``start()``.
+    """
+    thread = app.consumer._thread  # noqa: SLF001 - no public hook exists
+    create = thread._create_worker_consumer  # noqa: SLF001
+
+    def create_with_wait(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._fetch_max_wait_ms = ms  # noqa: SLF001
+        return consumer
+
+    thread._create_worker_consumer = create_with_wait  # noqa: SLF001
+
+
 def create_app(settings: Settings, projector: Projector) -> faust.App:
     app = faust.App(
         settings.group_id,
@@ -191,6 +209,7 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         producer_acks=-1,
         logging_config=None,
     )
+    _set_fetch_max_wait(app, settings.fetch_max_wait_ms)
     pipeline = projector.pipeline
     channel = app.topic(*settings.topics.sources, value_serializer="raw", key_serializer="raw")
 
@@ -206,7 +225,9 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.noack().events():
             m = event.message
-            await pipeline.add(m.topic, m.partition, m.offset, m.key, m.value, event.ack)
+            await pipeline.add(
+                m.topic, m.partition, m.offset, m.key, m.value, event.ack, m.timestamp
+            )
 
     app.agent(channel, name="projector", concurrency=1)(project)
 
