@@ -41,16 +41,22 @@ async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[Top
     return tps
 
 
-def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+def _consumer(bootstrap: str, *, fetch_bytes: int = 64 * 1024) -> AIOKafkaConsumer:
+    """A group-less consumer for one quick look at the log.
+
+    ``fetch_bytes`` stays small where only watermarks matter (20 partitions
+    answer quickly); reading a record's value needs room for it.
+    """
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
+        # Out of range (log start moved past it, or the log is shorter): read
+        # from the start.
         auto_offset_reset="earliest",
         # Empty partitions make the broker hold a fetch this long; keep it short.
         fetch_max_wait_ms=20,
-        # Only the watermarks matter; a small fetch keeps 20 partitions quick.
-        max_partition_fetch_bytes=64 * 1024,
+        max_partition_fetch_bytes=fetch_bytes,
         request_timeout_ms=10_000,
     )
 
@@ -148,17 +154,8 @@ async def record_digests(
     """
     if not wanted:
         return {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        # Out of range (log start moved past it, or the log is shorter): read
-        # from the start, which shows the wanted offset is not there.
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=20,
-        max_partition_fetch_bytes=1024 * 1024,
-        request_timeout_ms=10_000,
-    )
+    # Reset to the log start when out of range shows the offset is not there.
+    consumer = _consumer(bootstrap, fetch_bytes=1024 * 1024)
     found: dict[tuple[str, int], int | None] = {}
     try:
         await consumer.start()

@@ -34,6 +34,7 @@ import orjson
 
 from projector.errors import StoreError
 from projector.health import PipelineStatus
+from projector.kafka_offsets import OffsetsError
 from projector.logmark import LogMark, digest, mismatch
 from projector.metrics import Metrics
 from projector.store import DeadLetter, FlushResult, Store
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 Ack = Callable[[], Any]
 Seeker = Callable[[str, int, int], Awaitable[None]]
+# What the log holds at given offsets (kafka_offsets.record_digests): digests, None if absent.
+Verifier = Callable[[dict[TopicPartition, int]], Awaitable[dict[TopicPartition, int | None]]]
 FlushListener = Callable[[FlushResult], None]
 
 # Dead-letter records carry at most this much of the raw value (plus its
@@ -62,6 +65,8 @@ class _Batch:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     # Last record per partition (offset, value): digested into a LogMark at commit.
     last: dict[TopicPartition, tuple[int, bytes | None]] = field(default_factory=dict)
+    # First offset per partition: where to read again if the batch is dropped.
+    first: dict[TopicPartition, int] = field(default_factory=dict)
     deadletters: list[tuple[DeadLetter, bytes | None, bytes]] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
     # Kafka timestamps (epoch seconds) of the records, for the freshness histogram.
@@ -184,6 +189,7 @@ class Pipeline:
         self._flush_task: asyncio.Task[Any] | None = None
         self.inconsistent: dict[TopicPartition, str] = {}
         self.seeker: Seeker | None = None
+        self.verifier: Verifier | None = None
         self.listeners: list[FlushListener] = []
         self._batch = _Batch()
         self._flush_lock = asyncio.Lock()
@@ -262,6 +268,7 @@ class Pipeline:
         batch.records += 1
         batch.offsets[tp] = offset + 1
         batch.last[tp] = (offset, value)
+        batch.first.setdefault(tp, offset)
         if ack is not None:
             batch.acks.append(ack)
         if timestamp is not None:
@@ -381,9 +388,12 @@ class Pipeline:
             delay = 0.1
             while True:
                 try:
+                    if await self._replaced(batch):
+                        await self._rewind(batch)
+                        return None
                     result = await self._commit(batch)
                     break
-                except StoreError as e:
+                except (StoreError, OffsetsError) as e:
                     self.metrics.flush_failures.inc()
                     self.status.update(last_error=str(e))
                     if not retry:
@@ -411,6 +421,43 @@ class Pipeline:
                     log.exception("flush listener failed")
             return result
 
+    async def _replaced(self, batch: _Batch) -> bool:
+        """Does any partition of ``batch`` come from a log other than the one applied so far?
+
+        Checked before every commit: a broker that restarted empty and was
+        refilled hands out the offsets we expect next, so nothing in the
+        records themselves shows it, and once committed the marks would name
+        records of the new log. The log poll alone (1 s) came too late for
+        that in tests. Flags the replaced partitions.
+        """
+        checked = {tp: self.marks[tp] for tp in batch.offsets if tp in self.marks}
+        if not checked or self.verifier is None:
+            return False
+        found = await self.verifier({tp: mark.offset for tp, mark in checked.items()})
+        before = set(self.inconsistent)
+        self.observe_marks(checked, found)
+        return bool(set(self.inconsistent) - before)
+
+    async def _rewind(self, batch: _Batch) -> None:
+        """Drop ``batch`` and what came after it (nothing of it is acked) and read again.
+
+        Partitions flagged inconsistent refuse their records from now on; the
+        others are read again from the batch's first offsets.
+        """
+        newer, self._batch = self._batch, _Batch()
+        starts = dict(newer.first)
+        starts.update(batch.first)  # the older batch starts earlier
+        for tp, offset in starts.items():
+            if tp in self.inconsistent:
+                continue
+            self.expected[tp] = offset
+            self.resyncing[tp] = time.monotonic()
+            if self.seeker is not None:
+                await self.seeker(tp[0], tp[1], offset)
+        log.warning(
+            "dropped %d uncommitted records; reading them again", batch.records + newer.records
+        )
+
     def _restore(self, batch: _Batch) -> None:
         """Put an uncommitted batch back in front of what arrived meanwhile."""
         newer = self._batch
@@ -420,6 +467,8 @@ class Pipeline:
         batch.stamps.extend(newer.stamps)
         batch.offsets.update(newer.offsets)
         batch.last.update(newer.last)
+        for tp, offset in newer.first.items():
+            batch.first.setdefault(tp, offset)
         batch.records += newer.records
         self._batch = batch
 

@@ -222,6 +222,11 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
 
     pipeline.seeker = seek
 
+    async def verify(wanted: dict[tuple[str, int], int]) -> dict[tuple[str, int], int | None]:
+        return await record_digests(settings.bootstrap, wanted, timeout=5.0)
+
+    pipeline.verifier = verify
+
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.noack().events():
             m = event.message
