@@ -22,7 +22,12 @@ from projector.views import api_status, iso, latest_run, recipient_summary
 RECIPIENT_BUCKETS = ("pending", "sent", "delivered", "failed", "skipped", "retrying")
 BATCH_STATUSES = ("pending", "running", "completed", "failed")
 EXECUTION_STATES = (
-    "not_scheduled", "scheduled", "pending_or_overdue", "running", "completed", "failed",
+    "not_scheduled",
+    "scheduled",
+    "pending_or_overdue",
+    "running",
+    "completed",
+    "failed",
     "cancelled",
 )
 RUN_HISTORY_MAX = 50
@@ -54,7 +59,7 @@ def mask_phone(phone: str | None) -> str | None:
     if phone is None:
         return None
     keep = 3 if len(phone) > 3 else 0
-    return "*" * (len(phone) - keep) + phone[len(phone) - keep:]
+    return "*" * (len(phone) - keep) + phone[len(phone) - keep :]
 
 
 # -- stats ---------------------------------------------------------------------
@@ -167,18 +172,37 @@ def recipient_item(
 
 
 CSV_COLUMNS = (
-    "recipient_id", "phone_number", "batch_sequence", "batch_id", "recipient_status", "attempt",
-    "attempts", "outcome", "reason", "message_id", "message_status", "submitted_at", "sent_at",
+    "recipient_id",
+    "phone_number",
+    "batch_sequence",
+    "batch_id",
+    "recipient_status",
+    "attempt",
+    "attempts",
+    "outcome",
+    "reason",
+    "message_id",
+    "message_status",
+    "submitted_at",
+    "sent_at",
 )
 
 
 def recipient_csv_row(r: RecipientRow, attempts: int) -> list[Any]:
     """One CSV line (``CSV_COLUMNS``); ``attempts`` = submit attempts recorded."""
     return [
-        r.recipient_id, r.display_phone or "", r.batch_sequence if r.batch_sequence is not None
-        else "", r.created_batch_id or r.submit_batch_id or "", r.recipient_status,
-        r.attempt if r.attempt is not None else "", attempts, r.outcome or "", r.reason or "",
-        r.message_id or "", r.message_status or "", iso(r.submitted_at) or "",
+        r.recipient_id,
+        r.display_phone or "",
+        r.batch_sequence if r.batch_sequence is not None else "",
+        r.created_batch_id or r.submit_batch_id or "",
+        r.recipient_status,
+        r.attempt if r.attempt is not None else "",
+        attempts,
+        r.outcome or "",
+        r.reason or "",
+        r.message_id or "",
+        r.message_status or "",
+        iso(r.submitted_at) or "",
         iso(r.sent_at) or "",
     ]
 
@@ -257,7 +281,7 @@ def run_history(runs: Sequence[RunRow], limit: int, offset: int) -> list[dict[st
     """Newest first (highest run number first), one page."""
     numbers = run_numbers(runs)
     ordered = sorted(runs, key=lambda r: numbers[r.run_id], reverse=True)
-    return [run_history_item(r, numbers[r.run_id]) for r in ordered[offset:offset + limit]]
+    return [run_history_item(r, numbers[r.run_id]) for r in ordered[offset : offset + limit]]
 
 
 def execution_state(run: RunRow | None, now: datetime) -> str:
@@ -308,9 +332,7 @@ def execution_payload(
     }
 
 
-def summary_payload(
-    campaign: CampaignRow, runs: Sequence[RunRow], now: datetime
-) -> dict[str, Any]:
+def summary_payload(campaign: CampaignRow, runs: Sequence[RunRow], now: datetime) -> dict[str, Any]:
     """Setup as known from the events; nothing private (no recipients, no phones, no body)."""
     execution = execution_payload(campaign.campaign_id, campaign, runs, now)
     return {

@@ -21,7 +21,9 @@ GOLDEN = SHARED_GOLDEN if (SHARED_GOLDEN / "expected.json").exists() else LOCAL_
 
 @cache
 def golden_lines() -> tuple[str, ...]:
-    return tuple(line for line in (GOLDEN / "events.jsonl").read_text().splitlines() if line.strip())
+    return tuple(
+        line for line in (GOLDEN / "events.jsonl").read_text().splitlines() if line.strip()
+    )
 
 
 def golden_events() -> list[Any]:

@@ -24,10 +24,14 @@ from tests.golden import golden_events
 def read_all(store: Store) -> dict:
     out = {}
     for table in PROJECTIONS:
-        rows = [table.from_tuple(t) for t in store.con.execute(f"SELECT {table.select_list} FROM {table.name}").fetchall()]
+        rows = [
+            table.from_tuple(t)
+            for t in store.con.execute(f"SELECT {table.select_list} FROM {table.name}").fetchall()
+        ]
         out[table.name] = {
-            tuple(getattr(r, k) for k in table.key) if len(table.key) > 1 else getattr(r, table.key[0]):
-            dataclasses.asdict(r)
+            tuple(getattr(r, k) for k in table.key)
+            if len(table.key) > 1
+            else getattr(r, table.key[0]): dataclasses.asdict(r)
             for r in rows
         }
     return out
@@ -81,7 +85,9 @@ def test_deadletters_are_counted_once_per_source_position(tmp_path):
         dl = [DeadLetter("campaign.runs", 1, 5, -1, "invalid_json: Expecting value")]
         store.flush([], {("campaign.runs", 1): 6}, dl)
         store.flush([], {("campaign.runs", 1): 6}, dl)  # reprocessed after a crash
-        rows = store.con.execute("SELECT reason_code, count(*) FROM deadletters GROUP BY 1").fetchall()
+        rows = store.con.execute(
+            "SELECT reason_code, count(*) FROM deadletters GROUP BY 1"
+        ).fetchall()
     assert rows == [("invalid_json", 1)]
 
 
@@ -91,7 +97,10 @@ def test_a_failed_flush_leaves_rows_and_offsets_untouched(tmp_path):
         before = read_all(store)
         # Make the offsets write fail after the projection rows were written.
         store.con.execute("DROP TABLE source_offsets")
-        store.con.execute("CREATE TABLE source_offsets (topic VARCHAR, partition INTEGER CHECK (partition < 0), next_offset BIGINT)")
+        store.con.execute(
+            "CREATE TABLE source_offsets (topic VARCHAR, partition INTEGER CHECK (partition < 0), "
+            "next_offset BIGINT, last_offset BIGINT, last_digest BIGINT)"
+        )
         with pytest.raises(Exception, match="rolled back"):
             store.flush(golden_events()[20:], {("t", 0): 147})
         assert read_all(store) == before

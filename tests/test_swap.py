@@ -35,8 +35,17 @@ def test_swap_under_polling_and_ingestion_fails_no_request(
     first, second = events[: len(events) // 2], events[len(events) // 2 :]
     port = free_port()
     live_db, new_db = tmp_path / "live.duckdb", tmp_path / "new.duckdb"
-    serve = procs.start("serve", "--db", str(live_db), "--port", str(port),
-                        "--api-keys", str(tmp_path / "keys.json"), env=env, log_name="serve")
+    serve = procs.start(
+        "serve",
+        "--db",
+        str(live_db),
+        "--port",
+        str(port),
+        "--api-keys",
+        str(tmp_path / "keys.json"),
+        env=env,
+        log_name="serve",
+    )
 
     def alive() -> str | None:
         code = serve.poll()
@@ -44,6 +53,7 @@ def test_swap_under_polling_and_ingestion_fails_no_request(
 
     records = asyncio.run(produce(bootstrap, topics, first))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
         def at(total: int) -> Callable[[], bool]:
             return lambda: watermark_total(http.get("/readyz").json()["data"]["watermark"]) == total
 
@@ -75,11 +85,23 @@ def test_swap_under_polling_and_ingestion_fails_no_request(
         poller.start()
         # More events arrive while the swap catches NEW up.
         more: list[int] = []
-        producer = threading.Thread(target=lambda: more.append(asyncio.run(produce(bootstrap, topics, second))))
+        producer = threading.Thread(
+            target=lambda: more.append(asyncio.run(produce(bootstrap, topics, second)))
+        )
         producer.start()
         try:
-            out = procs.run("swap", "--url", f"http://127.0.0.1:{port}", "--db", str(new_db),
-                            "--admin-key", keys[workspace], env=env, timeout=120, log_name="swap")
+            out = procs.run(
+                "swap",
+                "--url",
+                f"http://127.0.0.1:{port}",
+                "--db",
+                str(new_db),
+                "--admin-key",
+                keys[workspace],
+                env=env,
+                timeout=120,
+                log_name="swap",
+            )
             assert "swapped to" in out, out
             producer.join(60)
             wait_until("every event applied", at(records + more[0]), 90, alive)
@@ -109,4 +131,6 @@ def test_swap_under_polling_and_ingestion_fails_no_request(
     assert serve.wait(15) == 0, tail(serve)
     fresh = tmp_path / "fresh.duckdb"
     procs.run("replay", "--db", str(fresh), env=env, timeout=120, log_name="replay2")
-    procs.run("verify", "--db", str(new_db), "--db", str(fresh), env=env, timeout=60, log_name="verify")
+    procs.run(
+        "verify", "--db", str(new_db), "--db", str(fresh), env=env, timeout=60, log_name="verify"
+    )

@@ -43,7 +43,9 @@ async def produce(bootstrap, topics, events, array_size=1):
         await em.flush()
 
 
-def test_sigkill_at_random_moments_loses_and_double_counts_nothing(bootstrap, topics_factory, procs, tmp_path):
+def test_sigkill_at_random_moments_loses_and_double_counts_nothing(
+    bootstrap, topics_factory, procs, tmp_path
+):
     topics = topics_factory()
     db = tmp_path / "p.duckdb"
     env = projector_env(bootstrap, topics, flush_max_events=500, flush_interval_ms=50)
@@ -51,8 +53,19 @@ def test_sigkill_at_random_moments_loses_and_double_counts_nothing(bootstrap, to
     assert len(events) > 2000
     # A steady stream from another process while the worker keeps dying
     # (4,421 events at 130/s: every kill lands while events are flowing).
-    sim = procs.start("simulate", "--campaigns", "4", "--recipients", "250", "--seed", "3",
-                      "--rate", "130", env=env, log_name="simulate")  # ~34 s: spans every kill
+    sim = procs.start(
+        "simulate",
+        "--campaigns",
+        "4",
+        "--recipients",
+        "250",
+        "--seed",
+        "3",
+        "--rate",
+        "130",
+        env=env,
+        log_name="simulate",
+    )  # ~34 s: spans every kill
     rng = random.Random(11)
     kills = 0
     while kills < 6:
@@ -64,18 +77,26 @@ def test_sigkill_at_random_moments_loses_and_double_counts_nothing(bootstrap, to
         worker.wait()
         kills += 1
     assert sim.wait(timeout=120) == 0, tail(sim)
-    procs.run("worker", "--db", str(db), "--until-caught-up", env=env, timeout=120, log_name="final")
+    procs.run(
+        "worker", "--db", str(db), "--until-caught-up", env=env, timeout=120, log_name="final"
+    )
     assert read_db(db) == dump(fold_dicts(events))
 
 
-def test_poison_records_go_to_the_deadletter_topic_and_the_stream_moves_on(bootstrap, topics_factory, procs, tmp_path):
+def test_poison_records_go_to_the_deadletter_topic_and_the_stream_moves_on(
+    bootstrap, topics_factory, procs, tmp_path
+):
     topics = topics_factory()
     db = tmp_path / "p.duckdb"
     env = projector_env(bootstrap, topics)
     valid = list(generate(campaigns=2, recipients=60, seed=8))
     rng = random.Random(5)
     poison = [
-        b"{not json", b"\xff\xfe\x00", b"[]", b"42", b'{"type": "run.exploded", "event_id": "x"}',
+        b"{not json",
+        b"\xff\xfe\x00",
+        b"[]",
+        b"42",
+        b'{"type": "run.exploded", "event_id": "x"}',
         orjson.dumps({**valid[0], "occurred_at": "2026-05-12T10:00:00"}),  # naive timestamp
         orjson.dumps({**valid[0], "event_id": 7}),
         b"[" * 5000 + b"]" * 5000,
@@ -101,7 +122,9 @@ def test_poison_records_go_to_the_deadletter_topic_and_the_stream_moves_on(boots
             await producer.stop()
 
     asyncio.run(send_all())
-    procs.run("worker", "--db", str(db), "--until-caught-up", env=env, timeout=120, log_name="worker")
+    procs.run(
+        "worker", "--db", str(db), "--until-caught-up", env=env, timeout=120, log_name="worker"
+    )
     assert read_db(db) == dump(fold_dicts(valid))
     with Store(db) as store:
         counted = store.con.execute("SELECT count(*) FROM deadletters").fetchone()[0]
@@ -111,8 +134,14 @@ def test_poison_records_go_to_the_deadletter_topic_and_the_stream_moves_on(boots
     for letter in letters:
         assert letter["source_topic"] == topics.submits
         assert letter["reason"].split(":")[0] in {
-            "invalid_json", "not_an_object", "empty_array", "unknown_type", "missing_field",
-            "invalid_field", "too_large", "too_deep",
+            "invalid_json",
+            "not_an_object",
+            "empty_array",
+            "unknown_type",
+            "missing_field",
+            "invalid_field",
+            "too_large",
+            "too_deep",
         }, letter["reason"]
         assert letter["raw_size"] > 0
 
@@ -123,9 +152,16 @@ def _topic_of(topics, event_type: str) -> str:
     return getattr(topics, TOPIC_KIND_OF_TYPE[event_type])
 
 
-async def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[dict]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024)
+async def _consume_all(
+    bootstrap: str, topic: str, expected: int, timeout: float = 20.0
+) -> list[dict]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
     await consumer.start()
     out: list[dict] = []
     try:
@@ -152,8 +188,12 @@ def test_a_fresh_database_rebuilds_all_history_even_when_the_group_committed_the
     asyncio.run(produce(bootstrap, topics, events, array_size=5))
     expected = dump(fold_dicts(events))
     first, second = tmp_path / "first.duckdb", tmp_path / "second.duckdb"
-    procs.run("worker", "--db", str(first), "--until-caught-up", env=env, timeout=120, log_name="w1")
+    procs.run(
+        "worker", "--db", str(first), "--until-caught-up", env=env, timeout=120, log_name="w1"
+    )
     assert read_db(first) == expected
     # Same group, which has now committed the log end; a new, empty database.
-    procs.run("worker", "--db", str(second), "--until-caught-up", env=env, timeout=120, log_name="w2")
+    procs.run(
+        "worker", "--db", str(second), "--until-caught-up", env=env, timeout=120, log_name="w2"
+    )
     assert read_db(second) == expected

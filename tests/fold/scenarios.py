@@ -35,53 +35,112 @@ def histories(draw: st.DrawFn, max_runs: int = 3, max_recipients: int = 6) -> li
 
     def emit(kind: str, cid: str, ws: str, **fields: Any) -> None:
         events.append(
-            {"type": kind, "event_id": eid(), "occurred_at": _ts(draw(t)), "workspace_id": ws,
-             "campaign_id": cid, **fields}
+            {
+                "type": kind,
+                "event_id": eid(),
+                "occurred_at": _ts(draw(t)),
+                "workspace_id": ws,
+                "campaign_id": cid,
+                **fields,
+            }
         )
 
     for c in range(draw(st.integers(1, 2))):
         cid, ws = f"camp-{c}", f"ws-{c}"
         for _ in range(draw(st.integers(0, 2))):
-            emit("campaign.defined", cid, ws, name=f"name-{draw(st.integers(0, 3))}", channel="SMS",
-                 provider=draw(st.sampled_from(["mock", "carrier-x"])))
+            emit(
+                "campaign.defined",
+                cid,
+                ws,
+                name=f"name-{draw(st.integers(0, 3))}",
+                channel="SMS",
+                provider=draw(st.sampled_from(["mock", "carrier-x"])),
+            )
         for r in range(draw(st.integers(0, max_runs))):
             rid = f"run-{c}-{r}"
             n = draw(st.integers(0, max_recipients))
             size = draw(st.integers(1, 3))
             max_attempts = draw(st.integers(1, 3))
             for _ in range(draw(st.integers(0, 2))):
-                emit("run.scheduled", cid, ws, run_id=rid, scheduled_at=_ts(draw(t)),
-                     recipient_count=draw(st.integers(0, max_recipients)), batch_size=size,
-                     max_attempts=max_attempts)
+                emit(
+                    "run.scheduled",
+                    cid,
+                    ws,
+                    run_id=rid,
+                    scheduled_at=_ts(draw(t)),
+                    recipient_count=draw(st.integers(0, max_recipients)),
+                    batch_size=size,
+                    max_attempts=max_attempts,
+                )
             for _ in range(draw(st.integers(0, 2))):
                 emit("run.claimed", cid, ws, run_id=rid)
             for _ in range(draw(st.integers(0, 1))):
-                emit("run.snapshot_frozen", cid, ws, run_id=rid, frozen_at=_ts(draw(t)), channel="SMS",
-                     provider="mock", sender_id="BRIQ", template=None, personalized=False, body="hi",
-                     cost={"total_cost": n, "currency_units": "sms_parts"}, recipient_count=n,
-                     recipients=[f"2557{i:08d}" for i in range(n)])
-            for kind in draw(st.lists(st.sampled_from(["run.completed", "run.failed", "run.cancelled"]), max_size=2)):
+                emit(
+                    "run.snapshot_frozen",
+                    cid,
+                    ws,
+                    run_id=rid,
+                    frozen_at=_ts(draw(t)),
+                    channel="SMS",
+                    provider="mock",
+                    sender_id="BRIQ",
+                    template=None,
+                    personalized=False,
+                    body="hi",
+                    cost={"total_cost": n, "currency_units": "sms_parts"},
+                    recipient_count=n,
+                    recipients=[f"2557{i:08d}" for i in range(n)],
+                )
+            for kind in draw(
+                st.lists(
+                    st.sampled_from(["run.completed", "run.failed", "run.cancelled"]), max_size=2
+                )
+            ):
                 extra = {"error": {"code": "E", "message": "boom"}} if kind == "run.failed" else {}
                 emit(kind, cid, ws, run_id=rid, **extra)
             batches = [f"b-{c}-{r}-{i}" for i in range(max(1, -(-n // size)))]
             for i, bid in enumerate(batches):
-                members = [{"recipient_id": f"rcp-{j}", "phone_number": f"2557{j:08d}"}
-                           for j in range(i * size, min(n, (i + 1) * size))]
+                members = [
+                    {"recipient_id": f"rcp-{j}", "phone_number": f"2557{j:08d}"}
+                    for j in range(i * size, min(n, (i + 1) * size))
+                ]
                 if draw(st.booleans()):
-                    emit("batch.created", cid, ws, run_id=rid, batch_id=bid, batch_sequence=i + 1,
-                         recipients=members)
+                    emit(
+                        "batch.created",
+                        cid,
+                        ws,
+                        run_id=rid,
+                        batch_id=bid,
+                        batch_sequence=i + 1,
+                        recipients=members,
+                    )
                 if draw(st.booleans()):
                     emit("batch.started", cid, ws, run_id=rid, batch_id=bid)
-                for kind in draw(st.lists(st.sampled_from(["batch.completed", "batch.failed"]), max_size=2)):
-                    extra = {"error_detail": {"code": "PROVIDER_DOWN"}} if kind == "batch.failed" else {}
+                for kind in draw(
+                    st.lists(st.sampled_from(["batch.completed", "batch.failed"]), max_size=2)
+                ):
+                    extra = (
+                        {"error_detail": {"code": "PROVIDER_DOWN"}}
+                        if kind == "batch.failed"
+                        else {}
+                    )
                     emit(kind, cid, ws, run_id=rid, batch_id=bid, **extra)
             for j in range(n):
                 for attempt in range(1, draw(st.integers(0, max_attempts)) + 1):
                     outcome = draw(st.sampled_from(["sent", "failed", "skipped"]))
                     mid = f"msg-{c}-{r}-{j}-{attempt}" if outcome == "sent" else None
-                    emit("message.submitted", cid, ws, run_id=rid, batch_id=draw(st.sampled_from(batches)),
-                         recipient_id=f"rcp-{j}", phone_number=f"2557{j:08d}", outcome=outcome,
-                         message_id=mid, attempt=attempt)
+                    emit(
+                        "message.submitted",
+                        cid,
+                        ws,
+                        run_id=rid,
+                        batch_id=draw(st.sampled_from(batches)),
+                        recipient_id=f"rcp-{j}",
+                        phone_number=f"2557{j:08d}",
+                        outcome=outcome,
+                        message_id=mid,
+                        attempt=attempt,
+                    )
                     if mid is not None:
                         for status in draw(st.lists(st.sampled_from(DLR_STATUSES), max_size=2)):
                             emit("message.dlr", cid, ws, run_id=rid, message_id=mid, status=status)

@@ -29,7 +29,9 @@ def dump(state: State) -> dict:
         "snapshots": state.snapshots,
         "attempts": state.attempts,
     }
-    return {name: {k: dataclasses.asdict(v) for k, v in rows.items()} for name, rows in tables.items()}
+    return {
+        name: {k: dataclasses.asdict(v) for k, v in rows.items()} for name, rows in tables.items()
+    }
 
 
 def fold_in_batches(events, cuts) -> State:
@@ -60,7 +62,9 @@ def recount(state: State) -> None:
         assert run.first_sent_at == min((r.sent_at for r in sent), default=None)
         assert run.last_sent_at == max((r.sent_at for r in sent), default=None)
         for r in rs:  # the winning submit is the highest attempt on record (F4)
-            attempts = [n for (rid, rcp, n) in state.attempts if rid == run.run_id and rcp == r.recipient_id]
+            attempts = [
+                n for (rid, rcp, n) in state.attempts if rid == run.run_id and rcp == r.recipient_id
+            ]
             assert r.attempt == (max(attempts) if attempts else None)
         batches = state.batches_of(run.run_id)
         assert run.batches_seen == sum(b.seen for b in batches)
@@ -80,7 +84,11 @@ def test_any_permutation_duplicates_and_batching_fold_to_the_same_state(data, ev
     recount(reference)
 
     shuffled = data.draw(st.permutations(events), label="order")
-    dups = data.draw(st.lists(st.sampled_from(events), max_size=len(events)), label="dups") if events else []
+    dups = (
+        data.draw(st.lists(st.sampled_from(events), max_size=len(events)), label="dups")
+        if events
+        else []
+    )
     stream = list(shuffled)
     for d in dups:  # redeliveries at random positions, interleaved with the rest
         stream.insert(data.draw(st.integers(0, len(stream)), label="pos"), d)
@@ -108,10 +116,20 @@ def test_a_retry_in_another_batch_leaves_no_ghost_batch_row():
 
     def submit(eid, batch, outcome, attempt):
         return EVENT_ADAPTER.validate_python(
-            {"type": "message.submitted", "event_id": eid, "occurred_at": "2026-05-12T09:00:00Z",
-             "workspace_id": "w", "campaign_id": "c", "run_id": "r", "batch_id": batch,
-             "recipient_id": "x", "phone_number": "2557", "outcome": outcome,
-             "message_id": "m" if outcome == "sent" else None, "attempt": attempt}
+            {
+                "type": "message.submitted",
+                "event_id": eid,
+                "occurred_at": "2026-05-12T09:00:00Z",
+                "workspace_id": "w",
+                "campaign_id": "c",
+                "run_id": "r",
+                "batch_id": batch,
+                "recipient_id": "x",
+                "phone_number": "2557",
+                "outcome": outcome,
+                "message_id": "m" if outcome == "sent" else None,
+                "attempt": attempt,
+            }
         )
 
     first, retry = submit("e1", "b1", "failed", 1), submit("e2", "b0", "sent", 2)
