@@ -217,9 +217,10 @@ class Pipeline:
         self._closed = True
         try:
             await asyncio.wait_for(self.flush(retry=False), timeout)
-        except (TimeoutError, StoreError):
+        except (TimeoutError, StoreError, OffsetsError):
             # Abandoning is safe: nothing buffered was acked or stored, so the
-            # records are read again on the next start.
+            # records are read again on the next start. (OffsetsError: the
+            # broker is gone, so the log marks cannot be checked before the commit.)
             log.warning("final flush abandoned; buffered records will be re-read on restart")
         if self._timer is not None:
             self._timer.cancel()
