@@ -1,0 +1,127 @@
+"""The log marks in the pipeline, without Kafka: what is stored, and what a replaced log does.
+
+The broker-level proofs are in tests/reliability/test_truncation.py; these pin
+the pipeline's own rules with a verifier that answers what a test wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from projector.health import PipelineStatus
+from projector.kafka_offsets import OffsetsError
+from projector.logmark import LogMark, digest
+from projector.metrics import Metrics
+from projector.pipeline import Pipeline
+from projector.store import Store
+from tests.golden import golden_lines
+
+RUNS = ("campaign.runs", 0)
+DLRS = ("campaign.dlrs", 0)
+
+
+def _pipeline(store: Store) -> Pipeline:
+    pipeline = Pipeline(
+        store,
+        executor=ThreadPoolExecutor(max_workers=1),
+        deadletters=None,
+        status=PipelineStatus(),
+        metrics=Metrics(),
+        flush_max_events=10_000,
+        flush_interval_ms=60_000,  # flushes only when the test asks
+    )
+    pipeline.prepare({RUNS: 0, DLRS: 0})
+    return pipeline
+
+
+def _records() -> list[bytes]:
+    return [line.encode() for line in golden_lines()]
+
+
+def test_a_flush_stores_the_last_record_of_each_partition(tmp_path):
+    values = _records()
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = _pipeline(store)
+            for offset, value in enumerate(values[:5]):
+                await p.add(*RUNS, offset, None, value)
+            await p.add(*DLRS, 0, None, values[5])
+            await p.flush()
+            assert store.marks() == {
+                RUNS: LogMark(4, digest(values[4])),
+                DLRS: LogMark(0, digest(values[5])),
+            }
+            assert p.marks == store.marks()
+
+    asyncio.run(go())
+
+
+def test_a_replaced_log_is_flagged_before_the_commit_and_the_rest_read_again(tmp_path):
+    values = _records()
+    seeks: list[tuple[str, int, int]] = []
+    asked: list[dict] = []
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = _pipeline(store)
+            for offset, value in enumerate(values[:3]):
+                await p.add(*RUNS, offset, None, value)
+            await p.add(*DLRS, 0, None, values[3])
+            await p.flush()
+            seq = store.seq
+
+            async def verify(wanted):
+                asked.append(dict(wanted))
+                # runs[0] still holds what we applied at offset 2; dlrs[0] now
+                # holds another record at offset 0.
+                return {
+                    tp: (digest(values[2]) if tp == RUNS else digest(b"other")) for tp in wanted
+                }
+
+            async def seek(topic, partition, offset):
+                seeks.append((topic, partition, offset))
+
+            p.verifier, p.seeker = verify, seek
+            await p.add(*RUNS, 3, None, values[4])
+            await p.add(*DLRS, 1, None, values[5])
+            assert await p.flush() is None  # dropped, nothing committed
+            assert store.seq == seq
+            assert asked == [{RUNS: 2, DLRS: 0}]
+            assert set(p.inconsistent) == {DLRS}
+            assert "another record at offset 0" in p.inconsistent[DLRS]
+            assert seeks == [(*RUNS, 3)]  # the consistent partition is read again
+            assert p.expected[RUNS] == 3 and p.applied[RUNS] == 3
+            # Read again, runs[0] is applied; dlrs[0] is refused from now on.
+            await p.add(*RUNS, 3, None, values[4])
+            await p.add(*DLRS, 1, None, values[5])
+            await p.flush()
+            assert store.offsets() == {RUNS: 4, DLRS: 1}
+
+    asyncio.run(go())
+
+
+def test_the_final_flush_is_abandoned_when_the_broker_cannot_be_asked(tmp_path):
+    values = _records()
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = _pipeline(store)
+            await p.add(*RUNS, 0, None, values[0])
+            await p.flush()
+
+            async def unreachable(wanted):
+                raise OffsetsError("broker unreachable")
+
+            p.verifier = unreachable
+            await p.add(*RUNS, 1, None, values[1])
+            await p.close(timeout=5)  # logged, not raised
+            assert store.offsets() == {RUNS: 1}
+
+    asyncio.run(go())
+
+
+pytestmark = pytest.mark.timeout(60)
