@@ -177,7 +177,8 @@ class Pipeline:
         self.expected: dict[TopicPartition, int] = {}
         self.applied: dict[TopicPartition, int] = {}
         # The last record applied per partition, checked against the log on
-        # every poll (projector.logmark): offsets alone miss a replaced log.
+        # every poll and before every commit (projector.logmark): offsets
+        # alone miss a replaced log.
         self.marks: dict[TopicPartition, LogMark] = {}
         # Partitions we sought back, and when: records fetched before the seek
         # may still drain for a moment and are dropped without a new seek.
