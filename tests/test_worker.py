@@ -197,3 +197,22 @@ def test_a_fresh_database_rebuilds_all_history_even_when_the_group_committed_the
         "worker", "--db", str(second), "--until-caught-up", env=env, timeout=120, log_name="w2"
     )
     assert read_db(second) == expected
+
+
+def test_the_consumer_faust_builds_gets_our_fetch_wait(tmp_path):
+    """faust hard-codes fetch_max_wait_ms=1500; Tansu then delays records by up to 1.5 s."""
+    from projector.settings import Settings
+    from projector.worker import Projector
+
+    settings = Settings(db=tmp_path / "p.duckdb", bootstrap="127.0.0.1:1", fetch_max_wait_ms=77)
+
+    async def build() -> int:
+        with Store(settings.db) as store:
+            app = Projector(settings, store).app
+            consumer = app.consumer._thread._create_worker_consumer(app.transport)
+            try:
+                return consumer._fetch_max_wait_ms
+            finally:
+                await consumer.stop()  # never started; closes its client
+
+    assert asyncio.run(build()) == 77
