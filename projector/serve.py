@@ -38,6 +38,11 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     except KeysFileError as e:
         print(f"projector serve: {e}")
         return 2
+    from projector.swap import retired_note
+
+    if (note := retired_note(settings.db)) is not None:
+        print(f"projector serve: {note}")
+        return 2
     try:
         store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
     except StoreError as e:

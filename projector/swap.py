@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,32 @@ SWAP_TIMEOUT = 3600.0
 
 class SwapError(ProjectorError):
     """The swap was refused or failed; the old database keeps serving."""
+
+
+def retired_marker(db: Path | str) -> Path:
+    """Written beside a database that a swap replaced: ``<db>.retired``."""
+    return Path(f"{db}.retired")
+
+
+def retired_note(db: Path | str) -> str | None:
+    """Why ``db`` should not be served again, or None.
+
+    After a swap the server runs on the new file, but ``PROJECTOR_DB`` still
+    names the old one: a restart would quietly bring the old projections back
+    (the bug the rebuild fixed, say). The marker turns that into a clear refusal.
+    """
+    marker = retired_marker(db)
+    if not marker.exists():
+        return None
+    try:
+        info = json.loads(marker.read_text())
+        new, at = info["replaced_by"], info["at"]
+    except (OSError, ValueError, KeyError, TypeError):
+        new, at = "another database", "an unknown time"
+    return (
+        f"{db} was swapped out for {new} at {at}; start with --db {new} "
+        f"(or delete {marker} to serve this file anyway)"
+    )
 
 
 class SwapController:
@@ -108,6 +136,18 @@ class SwapController:
         asyncio.get_running_loop().call_later(
             GRACE_SECONDS, lambda: threading.Thread(target=old.close, daemon=True).start()
         )
+        retired_marker(path).unlink(missing_ok=True)  # live again, if it was retired once
+        try:
+            retired_marker(old.path).write_text(
+                json.dumps(
+                    {
+                        "replaced_by": str(path),
+                        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    }
+                )
+            )
+        except OSError as e:  # the swap itself stands; only the guard is missing
+            log.error("could not write %s: %s", retired_marker(old.path), e)
         took = time.monotonic() - t0
         log.warning(
             "swapped to %s in %.2fs (%d events caught up); %s retires in %.0fs",

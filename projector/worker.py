@@ -267,7 +267,11 @@ def run_worker(app: faust.App) -> int:
 def run_cli(args: Any, settings: Settings) -> int:
     """``projector worker``: the projector alone, Kafka in, DuckDB out."""
     from projector.errors import StoreError
+    from projector.swap import retired_note
 
+    if (note := retired_note(settings.db)) is not None:
+        print(f"projector worker: {note}")
+        return 2
     try:
         store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
     except StoreError as e:

@@ -129,6 +129,11 @@ def test_swap_under_polling_and_ingestion_fails_no_request(
     # The swapped-in file kept receiving flushes: it equals a fresh rebuild.
     serve.terminate()
     assert serve.wait(15) == 0, tail(serve)
+    # A restart on the old file (PROJECTOR_DB still names it) is refused, clearly.
+    again = procs.start("worker", "--db", str(live_db), env=env, log_name="old-db")
+    assert again.wait(30) == 2
+    said = Path(again.log_path).read_text()
+    assert f"was swapped out for {new_db}" in said and f"--db {new_db}" in said, said
     fresh = tmp_path / "fresh.duckdb"
     procs.run("replay", "--db", str(fresh), env=env, timeout=120, log_name="replay2")
     procs.run(
