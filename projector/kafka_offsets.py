@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -39,6 +40,31 @@ async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[Top
         parts = consumer.partitions_for_topic(topic) or set()
         tps.extend(TopicPartition(topic, p) for p in sorted(parts))
     return tps
+
+
+async def _fetch_until(
+    consumer: AIOKafkaConsumer,
+    tps: Iterable[TopicPartition],
+    timeout: float,
+    what: str,
+    answered: Callable[[Any, set[TopicPartition]], set[TopicPartition]],
+) -> None:
+    """Fetch until ``answered(batches, pending)`` has settled every partition.
+
+    Raises:
+        OffsetsError: Some partition got no answer within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    pending = set(tps)
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise OffsetsError(
+                f"no {what} within {timeout:.1f}s for "
+                f"{', '.join(f'{tp.topic}[{tp.partition}]' for tp in sorted(pending))}"
+            )
+        batches = await consumer.getmany(*pending, timeout_ms=int(min(remaining, 0.2) * 1000))
+        pending -= answered(batches, pending)
 
 
 def _consumer(bootstrap: str, *, fetch_bytes: int = 64 * 1024) -> AIOKafkaConsumer:
@@ -91,18 +117,14 @@ async def log_end_offsets(
         claimed = await consumer.end_offsets(tps)  # ListOffsets: a lower bound on Tansu
         for tp in tps:
             consumer.seek(tp, max(0, claimed[tp] - 1))
-        deadline = time.monotonic() + timeout
-        pending = set(tps)
-        while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise OffsetsError(
-                    f"no fetch response within {timeout:.1f}s for "
-                    f"{', '.join(f'{tp.topic}[{tp.partition}]' for tp in sorted(pending))}"
-                )
-            # Records are discarded; the fetch is only for its high watermarks.
-            await consumer.getmany(timeout_ms=int(min(remaining, 0.2) * 1000))
-            pending = {tp for tp in pending if consumer.highwater(tp) is None}
+        # Records are discarded; the fetch is only for its high watermarks.
+        await _fetch_until(
+            consumer,
+            tps,
+            timeout,
+            "fetch response",
+            lambda _batches, pending: {tp for tp in pending if consumer.highwater(tp) is not None},
+        )
         return {(tp.topic, tp.partition): int(consumer.highwater(tp)) for tp in tps}  # type: ignore[arg-type]
     except KafkaError as e:
         raise OffsetsError(f"reading log-end offsets from {bootstrap} failed: {e!r}") from e
@@ -168,17 +190,10 @@ async def record_digests(
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, wanted[(tp.topic, tp.partition)])
-        deadline = time.monotonic() + timeout
-        pending = set(tps)
-        while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise OffsetsError(
-                    f"no record fetched within {timeout:.1f}s for "
-                    f"{', '.join(f'{tp.topic}[{tp.partition}]' for tp in sorted(pending))}"
-                )
-            batches = await consumer.getmany(*pending, timeout_ms=int(min(remaining, 0.2) * 1000))
-            for tp in list(pending):
+
+        def answered(batches: Any, pending: set[TopicPartition]) -> set[TopicPartition]:
+            done = set()
+            for tp in pending:
                 want = wanted[(tp.topic, tp.partition)]
                 record = next((r for r in batches.get(tp, ()) if r.offset >= want), None)
                 if record is not None:
@@ -189,8 +204,11 @@ async def record_digests(
                     found[(tp.topic, tp.partition)] = None
                 else:
                     continue
-                pending.discard(tp)
+                done.add(tp)
                 consumer.pause(tp)
+            return done
+
+        await _fetch_until(consumer, tps, timeout, "record fetched", answered)
         return found
     except KafkaError as e:
         raise OffsetsError(f"reading records from {bootstrap} failed: {e!r}") from e
