@@ -67,11 +67,11 @@ async def _fetch_until(
         pending -= answered(batches, pending)
 
 
-def _consumer(bootstrap: str, *, fetch_bytes: int = 64 * 1024) -> AIOKafkaConsumer:
+def _consumer(bootstrap: str) -> AIOKafkaConsumer:
     """A group-less consumer for one quick look at the log.
 
-    ``fetch_bytes`` stays small where only watermarks matter (20 partitions
-    answer quickly); reading a record's value needs room for it.
+    Fetches stay small (64 KB per partition): only watermarks or one record
+    are wanted, and a broker returns a first batch larger than that whole.
     """
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -82,7 +82,7 @@ def _consumer(bootstrap: str, *, fetch_bytes: int = 64 * 1024) -> AIOKafkaConsum
         auto_offset_reset="earliest",
         # Empty partitions make the broker hold a fetch this long; keep it short.
         fetch_max_wait_ms=20,
-        max_partition_fetch_bytes=fetch_bytes,
+        max_partition_fetch_bytes=64 * 1024,
         request_timeout_ms=10_000,
     )
 
@@ -177,7 +177,11 @@ async def record_digests(
     if not wanted:
         return {}
     # Reset to the log start when out of range shows the offset is not there.
-    consumer = _consumer(bootstrap, fetch_bytes=1024 * 1024)
+    # 64 KB per partition is plenty: a broker returns the first record batch
+    # whole even when it is larger (measured on Tansu: 2-10 MB records on 8
+    # partitions at once), and 1 MB made a check behind a backlog cost 149 ms
+    # of CPU instead of 31 ms (16 partitions).
+    consumer = _consumer(bootstrap)
     found: dict[tuple[str, int], int | None] = {}
     try:
         await consumer.start()

@@ -18,7 +18,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projector.broker import BrokerPortInUseError, EmbeddedBroker
-from projector.kafka_offsets import OffsetsError, beginning_offsets, log_end_offsets
+from projector.kafka_offsets import (
+    OffsetsError,
+    beginning_offsets,
+    log_end_offsets,
+    record_digests,
+)
+from projector.logmark import digest
 from projector.settings import Topics
 from projector.topics import ensure_topics
 
@@ -150,6 +156,33 @@ async def test_log_end_offsets_fast_for_20_partitions(
     elapsed = time.monotonic() - began
     assert ends == {(topics.submits, p): (0 if p == 19 else 50) for p in range(20)}
     assert elapsed < 1.0, f"log_end_offsets took {elapsed:.3f}s"
+
+
+async def test_record_digests_read_records_far_larger_than_the_fetch_size(
+    bootstrap: str, topics_factory: TopicsFactory
+) -> None:
+    """The log-mark check fetches 64 KB per partition; a 2 MB record there must still be read.
+
+    Kafka (and Tansu, measured) return a first batch larger than the limit
+    whole; several partitions at once must each get theirs. Also: an offset
+    past the log end and an absent partition read as "no record".
+    """
+    topics = topics_factory(partitions=4)
+    t = topics.submits
+    big = {q: bytes([65 + q]) * (2 * 1024 * 1024 + q) for q in range(4)}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=12 * 1024 * 1024)
+    await producer.start()
+    try:
+        for q, value in big.items():
+            for v in (b"before", value, b"after"):
+                await producer.send_and_wait(t, v, partition=q)
+    finally:
+        await producer.stop()
+    got = await record_digests(bootstrap, {**{(t, q): 1 for q in range(4)}, (topics.dlrs, 0): 0})
+    assert {q: got[(t, q)] for q in range(4)} == {q: digest(v) for q, v in big.items()}
+    assert got[(topics.dlrs, 0)] is None  # empty partition: nothing at offset 0
+    past = await record_digests(bootstrap, {(t, 0): 3, (t, 99): 0})
+    assert past == {(t, 0): None, (t, 99): None}
 
 
 async def test_log_end_offsets_unknown_topic_does_not_create_it(bootstrap: str) -> None:
