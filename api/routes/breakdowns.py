@@ -22,6 +22,7 @@ from api.models import CampaignExecution, CampaignMetrics, CampaignStats, Campai
 from api.routes.campaigns import (
     IfNoneMatch,
     _answer,
+    _answer_cached,
     _owned_campaign,
     _owned_head,
     _require,
@@ -74,9 +75,8 @@ def campaign_stats(
                 total_attempts=agg.total_attempts,
             )
 
-        return _answer(
-            ctx, request, request_id, if_none_match, head.position,
-            lambda: ctx.cache.get_or_build(("stats", campaign_id), head.position, build),
+        return _answer_cached(
+            ctx, request, request_id, if_none_match, "stats", campaign_id, head, build
         )
 
 
@@ -101,12 +101,9 @@ def campaign_metrics(
 ) -> Response:
     _require(caller, SCOPE_ANALYTICS)
     head = _owned_head(reader, caller, campaign_id)
-    return _answer(
-        ctx, request, request_id, if_none_match, head.position,
-        lambda: ctx.cache.get_or_build(
-            ("metrics", campaign_id), head.position,
-            lambda: views_extra.metrics_payload(campaign_id, reader.runs_of(campaign_id)),
-        ),
+    return _answer_cached(
+        ctx, request, request_id, if_none_match, "metrics", campaign_id, head,
+        lambda: views_extra.metrics_payload(campaign_id, reader.runs_of(campaign_id)),
     )
 
 

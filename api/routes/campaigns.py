@@ -126,6 +126,24 @@ def _answer(
     return not_modified or ok(build(), request_id, headers=headers)
 
 
+def _answer_cached(
+    ctx: ApiContext,
+    request: Request,
+    request_id: str,
+    if_none_match: str | None,
+    kind: str,
+    campaign_id: str,
+    head: CampaignHead,
+    build: Callable[[], dict[str, Any]],
+) -> Response:
+    """``_answer`` for payloads that depend on the campaign's rows alone: built
+    once per campaign position (polls of an unchanged campaign cost no read)."""
+    return _answer(
+        ctx, request, request_id, if_none_match, head.position,
+        lambda: ctx.cache.get_or_build((kind, campaign_id), head.position, build),
+    )
+
+
 def conditional(
     ctx: ApiContext,
     request: Request,
@@ -153,14 +171,9 @@ def _status(
 ) -> Response:
     _require(caller, SCOPE_CAMPAIGNS)
     head = _owned_head(reader, caller, campaign_id)
-    return _answer(
-        ctx, request, request_id, if_none_match, head.position,
-        lambda: ctx.cache.get_or_build(
-            ("status", campaign_id), head.position,
-            lambda: views.status_payload(
-                campaign_id, views.latest_run(reader.runs_of(campaign_id))
-            ),
-        ),
+    return _answer_cached(
+        ctx, request, request_id, if_none_match, "status", campaign_id, head,
+        lambda: views.status_payload(campaign_id, views.latest_run(reader.runs_of(campaign_id))),
     )
 
 
@@ -228,13 +241,10 @@ def campaign_analytics(
 ) -> Response:
     _require(caller, SCOPE_ANALYTICS)
     head = _owned_head(reader, caller, campaign_id)
-    return _answer(
-        ctx, request, request_id, if_none_match, head.position,
-        lambda: ctx.cache.get_or_build(
-            ("analytics", campaign_id), head.position,
-            lambda: views.analytics_payload(
-                campaign_id, head.workspace_id, reader.runs_of(campaign_id)
-            ),
+    return _answer_cached(
+        ctx, request, request_id, if_none_match, "analytics", campaign_id, head,
+        lambda: views.analytics_payload(
+            campaign_id, head.workspace_id, reader.runs_of(campaign_id)
         ),
     )
 
