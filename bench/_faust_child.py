@@ -1,10 +1,11 @@
 """Child process of ``faust_ceiling``: a bare faust agent that only decodes records.
 
-Same faust settings as ``projector.worker.create_app`` (raw serializers,
-session/rebalance timeouts 6 s, heartbeat 1 s, ...). It counts decoded events
-and writes, when the expected count is reached, the monotonic times of the
-first and last record seen (so the group join is not in the measured window),
-then stops itself the way the projector does (SIGTERM to its own worker).
+The faust app is the projector's own (``projector.worker.new_faust_app``:
+raw serializers, session/rebalance timeouts 6 s, heartbeat 1 s, fetch wait).
+It counts decoded events and writes, when the expected count is reached,
+the monotonic times of the first and last record seen (so the group join is
+not in the measured window), then stops itself the way the projector does
+(SIGTERM to its own worker).
 
 Usage: python -m bench._faust_child --bootstrap H:P --topic T --expect N --out F
 """
@@ -20,7 +21,8 @@ import uuid
 
 import faust
 
-from projector.worker import run_worker
+from projector.settings import Settings
+from projector.worker import new_faust_app, run_worker
 from schemas import decode_value
 
 
@@ -34,24 +36,11 @@ def main() -> int:
     args = ap.parse_args()
     began = time.monotonic()
 
-    app = faust.App(
+    app = new_faust_app(
         f"bench-ceiling-{uuid.uuid4().hex[:8]}",
-        broker=f"kafka://{args.bootstrap}",
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        web_enabled=False,
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        topic_partitions=args.partitions,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=6,
-        broker_rebalance_timeout=6,
-        broker_heartbeat_interval=1,
-        broker_commit_interval=1.0,
-        stream_buffer_maxsize=16384,
-        producer_acks=-1,
-        logging_config=None,
+        args.bootstrap,
+        partitions=args.partitions,
+        fetch_max_wait_ms=Settings().fetch_max_wait_ms,
     )
     channel = app.topic(args.topic, value_serializer="raw", key_serializer="raw")
     state = {"records": 0, "events": 0, "first": 0.0, "last": 0.0, "cpu0": 0.0, "done": False}

@@ -181,17 +181,20 @@ def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
     thread._create_worker_consumer = create_with_wait  # noqa: SLF001
 
 
-def create_app(settings: Settings, projector: Projector) -> faust.App:
+def new_faust_app(
+    group_id: str, bootstrap: str, *, partitions: int, fetch_max_wait_ms: int
+) -> faust.App:
+    """The faust app as the projector configures it (the ceiling benchmark uses it too)."""
     app = faust.App(
-        settings.group_id,
-        broker=f"kafka://{settings.bootstrap}",
+        group_id,
+        broker=f"kafka://{bootstrap}",
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
         web_enabled=False,
         topic_allow_declare=False,  # topics are created by projector.topics, once
         topic_disable_leader=True,
-        topic_partitions=settings.partitions,
+        topic_partitions=partitions,
         consumer_auto_offset_reset="earliest",
         # Measured on Tansu (BROKER.md): faust's defaults wait ~30 s per join.
         broker_session_timeout=6,
@@ -209,7 +212,17 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         producer_acks=-1,
         logging_config=None,
     )
-    _set_fetch_max_wait(app, settings.fetch_max_wait_ms)
+    _set_fetch_max_wait(app, fetch_max_wait_ms)
+    return app
+
+
+def create_app(settings: Settings, projector: Projector) -> faust.App:
+    app = new_faust_app(
+        settings.group_id,
+        settings.bootstrap,
+        partitions=settings.partitions,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
     pipeline = projector.pipeline
     channel = app.topic(*settings.topics.sources, value_serializer="raw", key_serializer="raw")
 
