@@ -63,23 +63,14 @@ async def _produce(bootstrap: str, topics: Any, events: list[dict], array_size: 
 
 
 async def _raw(bootstrap: str, topics: list[str]) -> tuple[float, int]:
-    from aiokafka import AIOKafkaConsumer
     from aiokafka import TopicPartition as KTP
 
     from projector.archive import stop_consumer
     from projector.kafka_offsets import log_end_offsets
+    from projector.replay import bulk_consumer
 
     end = await log_end_offsets(bootstrap, topics)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_wait_ms=100,
-        check_crcs=False,
-    )
+    consumer = bulk_consumer(bootstrap)
     await consumer.start()
     try:
         tps = [KTP(t, p) for (t, p), e in end.items() if e > 0]

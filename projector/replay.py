@@ -270,6 +270,26 @@ async def start_offsets(
     return start, end
 
 
+def bulk_consumer(bootstrap: str) -> Any:
+    """A group-less consumer that reads whole partitions fast (big fetches, no CRC checks).
+
+    The replay reads with it, and so does the raw-consumption baseline of
+    ``bench.replay_bench``, so that baseline measures the same reads.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_wait_ms=100,
+        check_crcs=False,
+    )
+
+
 async def replay_kafka(
     batcher: Batcher,
     bootstrap: str,
@@ -280,7 +300,6 @@ async def replay_kafka(
     bar: Bar | None = None,
 ) -> None:
     """Fold every record from ``start`` up to ``end`` (exclusive) of each partition."""
-    from aiokafka import AIOKafkaConsumer
     from aiokafka import TopicPartition as KTP
     from aiokafka.errors import KafkaError
 
@@ -298,16 +317,7 @@ async def replay_kafka(
     # offsets_for_times may answer with a batch's base offset on some brokers:
     # skip records older than --since until the first one at or after it.
     waiting = set(active) if since_ms is not None else set()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_wait_ms=100,
-        check_crcs=False,
-    )
+    consumer = bulk_consumer(bootstrap)
     try:
         await consumer.start()
         if active:
