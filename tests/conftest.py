@@ -6,14 +6,13 @@ and are registered by appending the module path to ``pytest_plugins`` below.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from projector.broker import EmbeddedBroker
 from projector.settings import Topics
-from projector.topics import ensure_topics_sync
+from tests.fixtures.topics import make_topics
 
 # Append fixture modules here, e.g. "tests.fixtures.store".
 pytest_plugins: list[str] = ["tests.fixtures.processes"]
@@ -41,15 +40,6 @@ def topics_factory(broker: EmbeddedBroker) -> Callable[..., Topics]:
     """
 
     def make(partitions: int = 4) -> Topics:
-        prefix = f"t{uuid.uuid4().hex[:12]}"
-        topics = Topics(
-            runs=f"{prefix}.campaign.runs",
-            batches=f"{prefix}.campaign.batches",
-            submits=f"{prefix}.campaign.submits",
-            dlrs=f"{prefix}.campaign.dlrs",
-            deadletter=f"{prefix}.campaign.deadletter",
-        )
-        ensure_topics_sync(broker.bootstrap, topics.all, partitions)
-        return topics
+        return make_topics(broker.bootstrap, partitions)
 
     return make

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from projector.kafka_offsets import log_end_offsets
 from projector.simulate import generate
 from tests.fixtures.processes import projector_env
-from tests.reliability.conftest import make_topics
+from tests.fixtures.topics import make_topics
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, read_db
 from tests.test_worker import _topic_of
 

@@ -21,7 +21,7 @@ from projector.kafka_offsets import log_end_offsets
 from projector.simulate import generate
 from projector.topics import ensure_topics_sync
 from tests.fixtures.processes import projector_env
-from tests.reliability.conftest import make_topics
+from tests.fixtures.topics import make_topics
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, produce_sync, read_db
 
 
