@@ -6,6 +6,10 @@ from these files and continues from Kafka where they end.
 Layout: ``DIR/date=YYYY-MM-DD/part-<topic>-<partition>-<first_offset>.parquet``,
 one file per (event date, topic, partition) of a *chunk* (what the archiver
 buffered for ~100k events or 5 s). Rows are sorted by (offset, item_index).
+Each row holds the validated event as JSON (``event``) and, in files written
+since rebuilds became set-based, the same event as a typed struct
+(``fields``, ``projector.setfold.EVENT_STRUCT``) that rebuilds read without
+parsing JSON; older files without it are still read.
 
 Crash safety and exactly-once, with the archive as the only source of truth for
 its own position (no consumer group):
@@ -40,12 +44,14 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
+import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import AwareDatetime, BaseModel
 
 from projector.errors import ProjectorError
+from projector.setfold import EVENT_STRUCT
 from projector.settings import Settings
 from schemas import EVENT_MODELS, MODEL_OF_TYPE, Event, decode_value
 from schemas.union import EVENT_LIST_ADAPTER
@@ -195,6 +201,7 @@ class ArchiveWriter:
         self._started = time.monotonic()
         self.events_written = 0
         self.rejected = 0
+        self._duck: duckdb.DuckDBPyConnection | None = None
 
     def add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         """Decode one record like the live path and buffer its accepted events."""
@@ -218,6 +225,20 @@ class ArchiveWriter:
             rows.occurred_at.append(occurred)
             rows.event.append(ev.model_dump_json())
         self._events += len(decoded.events)
+
+    def _with_fields(self, table: pa.Table) -> pa.Table:
+        """Add ``fields``: the typed struct a rebuild folds (``projector.setfold``).
+
+        Parsed once here, in DuckDB, so rebuilds read typed columns instead of
+        parsing every event's JSON again (the JSON stays: it is the record of
+        what was accepted, and readers of older files use it).
+        """
+        if self._duck is None:
+            self._duck = duckdb.connect(config={"threads": 1})
+            self._duck.execute("SET TimeZone = 'UTC'")
+        rel = self._duck.from_arrow(table.select(["event"]))
+        fields = rel.select(f"json_transform(event, '{EVENT_STRUCT}') AS fields")
+        return table.append_column("fields", fields.to_arrow_table().column("fields"))
 
     def due(self) -> bool:
         return self._events >= self.chunk_events or (
@@ -249,8 +270,9 @@ class ArchiveWriter:
                         "occurred_at": pa.array(rows.occurred_at, pa.timestamp("us", tz="UTC")),
                         "event": rows.event,
                     },
-                    schema=ARCHIVE_SCHEMA.with_metadata(meta),
+                    schema=ARCHIVE_SCHEMA,
                 )
+                table = self._with_fields(table).replace_schema_metadata(meta)
                 # Records arrive in offset order per partition, so rows are sorted already.
                 folder = self.root / f"date={date}"
                 folder.mkdir(exist_ok=True)

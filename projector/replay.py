@@ -188,40 +188,60 @@ class Bar:
 def replay_archive(
     batcher: Batcher, root: Path | str, bar: Bar | None = None
 ) -> dict[TopicPartition, int]:
-    """Fold every archived event; returns the archive's next offset per partition."""
-    import pyarrow.parquet as pq
+    """Fold the whole archive at once; returns the archive's next offset per partition.
 
-    from projector.archive import positions, read_archive, scan
+    The archive holds validated events only, and the database is new, so the
+    set-based fold (``projector.setfold``) does it in one transaction instead
+    of micro-batches through the Python fold: ~30x faster, and the rows are
+    the same (tests/fold/test_setfold.py). Offsets are the archive's own
+    positions, so rejected records after the last archived event count too.
+    """
+    from projector.archive import positions, scan
 
     files = scan(root)
-    total = sum(pq.read_metadata(f.path).num_rows for f in files)
-    parts = {(f.topic, f.partition) for f in files}
-    if bar is not None:
-        bar.phase("archive", total, len(parts))
-    done: set[TopicPartition] = set()
-    read = 0
-    current: TopicPartition | None = None
-    for topic, partition, offset, _index, event in read_archive(root):
-        tp = (topic, partition)
-        if tp != current:
-            if current is not None:
-                done.add(current)
-            current = tp
-        batcher.events.append(event)
-        batcher.offsets[tp] = offset + 1
-        read += 1
-        if batcher.full:
-            batcher.flush()
-            if bar is not None:
-                bar.update(read, batcher.stats, len(done))
     ends = positions(root)
-    # Rejected records after the last archived event leave no rows: the
-    # archive's own positions cover them.
-    batcher.offsets.update(ends)
-    batcher.flush()
+    parts = len({(f.topic, f.partition) for f in files})
+    source, parsed = _archive_source(files)
     if bar is not None:
-        bar.update(read, batcher.stats, len(parts))
+        bar.phase("archive (set-based fold, steps)", 0, parts)
+
+    def step(done: int, total: int) -> None:
+        if bar is not None and bar.task is not None:
+            bar.progress.update(bar.task, total=total)
+            bar.update(done, batcher.stats, parts if done == total else 0)
+
+    batcher.stats.events += batcher.store.rebuild(source, ends, on_step=step, materialise=parsed)
+    batcher.stats.flushes += 1
+    step(1, 1)
     return ends
+
+
+def _archive_source(files: list[Any]) -> tuple[str, bool]:
+    """The archive as one (event_type, fields) relation for ``projector.setfold``.
+
+    Files written since the archive stores ``fields`` are read as typed
+    columns; older ones are parsed from their event JSON (then the relation is
+    worth materialising: the second flag).
+    """
+    import pyarrow.parquet as pq
+
+    from projector.setfold import typed
+
+    def listed(paths: list[Any]) -> str:
+        quoted = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+        return f"read_parquet([{quoted}])"
+
+    with_fields = [f.path for f in files if "fields" in pq.read_schema(f.path).names]
+    old = [f.path for f in files if f.path not in set(with_fields)]
+    parts = []
+    if with_fields:
+        parts.append(f"SELECT event_type, fields FROM {listed(with_fields)}")
+    if old:
+        parts.append(f"SELECT * FROM {typed(listed(old))}")
+    if not parts:
+        empty = "(SELECT NULL::VARCHAR AS event_type, NULL::VARCHAR AS event WHERE false)"
+        return typed(empty), False
+    return "(" + " UNION ALL ".join(parts) + ")", bool(old)
 
 
 # -- the Kafka phase -----------------------------------------------------------------

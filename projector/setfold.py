@@ -26,63 +26,44 @@ what the archive stores.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import duckdb
 
 from projector.rows import DLR_TERMINAL
+from projector.tables import PROJECTIONS, VIEWS_DDL
 
-# One JSON parse per event: every scalar any rule needs, by position.
-_PATHS = (
-    "event_id", "occurred_at", "workspace_id", "campaign_id", "run_id", "batch_id",
-    "name", "channel", "channel_name", "provider", "campaign_type",
-    "scheduled_at", "recipient_count", "batch_size", "total_batches", "max_attempts",
-    "error.code", "error.message",
-    "frozen_at", "sender_id", "template", "personalized", "body",
-    "cost.total_cost", "cost.currency_units",
-    "batch_sequence", "recipient_id", "phone_number", "outcome", "message_id", "attempt",
-    "reason", "status", "error_code",
-)  # fmt: skip
-_AT = {p: i + 1 for i, p in enumerate(_PATHS)}
-
-
-def _j(path: str, cast: str | None = None) -> str:
-    expr = f"j[{_AT[path]}]"
-    return f"CAST({expr} AS {cast})" if cast else expr
-
+# Every field any rule reads, typed: ``json_transform(event, EVENT_STRUCT)``.
+# Nested values (recipient lists, error details) stay JSON text. The archive
+# stores this struct beside the event JSON (column ``fields``), so a rebuild
+# reads typed columns instead of parsing JSON.
+EVENT_FIELDS: dict[str, object] = {
+    "event_id": "VARCHAR", "occurred_at": "TIMESTAMPTZ", "workspace_id": "VARCHAR",
+    "campaign_id": "VARCHAR", "run_id": "VARCHAR", "batch_id": "VARCHAR",
+    "name": "VARCHAR", "channel": "VARCHAR", "channel_name": "VARCHAR",
+    "provider": "VARCHAR", "campaign_type": "VARCHAR",
+    "scheduled_at": "TIMESTAMPTZ", "recipient_count": "BIGINT", "batch_size": "BIGINT",
+    "total_batches": "BIGINT", "max_attempts": "BIGINT",
+    "error": {"code": "VARCHAR", "message": "VARCHAR"},
+    "frozen_at": "TIMESTAMPTZ", "sender_id": "VARCHAR", "template": "VARCHAR",
+    "personalized": "BOOLEAN", "body": "VARCHAR",
+    "cost": {"total_cost": "DOUBLE", "currency_units": "VARCHAR"},
+    "batch_sequence": "BIGINT", "recipient_id": "VARCHAR", "phone_number": "VARCHAR",
+    "outcome": "VARCHAR", "message_id": "VARCHAR", "attempt": "BIGINT", "reason": "VARCHAR",
+    "status": "VARCHAR", "error_code": "VARCHAR",
+    "recipients": "VARCHAR", "error_detail": "VARCHAR",
+}  # fmt: skip
+EVENT_STRUCT = json.dumps(EVENT_FIELDS)
 
 _TERMINAL_DLR = ", ".join(f"'{s}'" for s in sorted(DLR_TERMINAL))
 _FAILED_DLR = ", ".join(f"'{s}'" for s in sorted(DLR_TERMINAL - {"delivered"}))
-# Types whose nested values (lists, objects) are read from the document later.
-_NESTED = ("batch.created", "batch.failed", "run.snapshot_frozen")
 
 
-def _events_sql(source: str) -> str:
-    paths = ", ".join(f"'$.{p}'" for p in _PATHS)
-    nested = ", ".join(f"'{t}'" for t in _NESTED)
-    return f"""
-CREATE OR REPLACE TEMP TABLE sf_e AS
-SELECT type, {_j("event_id")} AS event_id, {_j("occurred_at", "TIMESTAMPTZ")} AS ev_at,
-  {_j("workspace_id")} AS workspace_id, {_j("campaign_id")} AS campaign_id,
-  {_j("run_id")} AS run_id, {_j("batch_id")} AS batch_id,
-  {_j("name")} AS name, {_j("channel")} AS channel, {_j("channel_name")} AS channel_name,
-  {_j("provider")} AS provider, {_j("campaign_type")} AS campaign_type,
-  {_j("scheduled_at", "TIMESTAMPTZ")} AS scheduled_at,
-  {_j("recipient_count", "BIGINT")} AS recipient_count,
-  {_j("batch_size", "BIGINT")} AS batch_size, {_j("total_batches", "BIGINT")} AS total_batches,
-  {_j("max_attempts", "BIGINT")} AS max_attempts,
-  {_j("error.code")} AS error_code_, {_j("error.message")} AS error_message,
-  {_j("frozen_at", "TIMESTAMPTZ")} AS frozen_at, {_j("sender_id")} AS sender_id,
-  {_j("template")} AS template, {_j("personalized", "BOOLEAN")} AS personalized,
-  {_j("body")} AS body, {_j("cost.total_cost", "DOUBLE")} AS total_cost,
-  {_j("cost.currency_units")} AS currency_units,
-  {_j("batch_sequence", "BIGINT")} AS batch_sequence, {_j("recipient_id")} AS recipient_id,
-  {_j("phone_number")} AS phone_number, {_j("outcome")} AS outcome,
-  {_j("message_id")} AS message_id, {_j("attempt", "BIGINT")} AS attempt,
-  {_j("reason")} AS reason, {_j("status")} AS status, {_j("error_code")} AS error_code,
-  CASE WHEN type IN ({nested}) THEN event END AS doc
-FROM (SELECT event_type AS type, event, json_extract_string(event, [{paths}]) AS j
-      FROM {source})
-"""
+def typed(json_source: str) -> str:
+    """A relation with (event_type, event JSON) as the (event_type, fields) one fold_into reads."""
+    return (
+        f"(SELECT event_type, json_transform(event, '{EVENT_STRUCT}') AS fields FROM {json_source})"
+    )
 
 
 def _latest(where: str, key: str) -> str:
@@ -101,52 +82,90 @@ def _earliest(where: str, key: str) -> str:
     )
 
 
-_STEPS = (
-    # The run each run-bearing event names; identity from its events (F3: a run
-    # known only from later events exists).
-    """CREATE OR REPLACE TEMP TABLE sf_runs AS
-SELECT run_id, min(campaign_id) AS campaign_id, min(workspace_id) AS workspace_id,
-       max(ev_at) AS updated_at
-FROM sf_e WHERE run_id IS NOT NULL GROUP BY run_id""",
-    # Every submit attempt is kept; within an attempt the later, then larger id (F4).
-    """CREATE OR REPLACE TEMP TABLE sf_sub AS
-SELECT * FROM sf_e WHERE type = 'message.submitted'
+def _first(table: str, key: str, order: str) -> str:
+    """One row of ``table`` per ``key``: the first by ``order``.
+
+    Most keys have one row (one attempt per recipient): those skip the sort.
+    Measured on a 1M-event archive: 0.16 s instead of 0.28 s for the window alone.
+    """
+    return f"""(WITH d AS (SELECT {key} FROM {table} GROUP BY ALL HAVING count(*) > 1)
+SELECT * FROM {table} ANTI JOIN d USING ({key})
+UNION ALL
+SELECT * FROM (SELECT * FROM {table} SEMI JOIN d USING ({key}))
+QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1)"""
+
+
+def _reads(source: str) -> tuple[str, ...]:
+    """Statements that split ``source`` into narrow working tables, one pass per family.
+
+    Submits and reports are nearly every event: they get tables of just the
+    columns their rules read. The rest (a few per run and batch) is kept whole.
+    """
+    return (
+        # Every submit attempt is kept; within an attempt the later, then larger id (F4).
+        f"""CREATE OR REPLACE TEMP TABLE sf_sub AS
+SELECT * FROM (
+  SELECT fields.run_id AS run_id, fields.recipient_id AS recipient_id,
+         fields.attempt AS attempt, fields.campaign_id AS campaign_id,
+         fields.occurred_at AS ev_at, fields.event_id AS event_id, fields.outcome AS outcome,
+         fields.message_id AS message_id, fields.batch_id AS batch_id,
+         fields.reason AS reason, fields.phone_number AS phone_number
+  FROM {source} WHERE event_type = 'message.submitted')
 QUALIFY row_number() OVER (PARTITION BY run_id, recipient_id, attempt
                            ORDER BY ev_at DESC, event_id DESC) = 1""",
+        # F5: terminal beats non-terminal, then later, then larger id.
+        f"""INSERT INTO messages BY NAME
+SELECT * FROM (
+  SELECT fields.message_id AS message_id, fields.run_id AS run_id,
+         fields.campaign_id AS campaign_id, fields.status AS status,
+         fields.occurred_at AS reported_at, fields.event_id AS event_id,
+         fields.error_code AS error_code
+  FROM {source} WHERE event_type = 'message.dlr')
+QUALIFY row_number() OVER (PARTITION BY message_id
+    ORDER BY status IN ({_TERMINAL_DLR}) DESC, reported_at DESC, event_id DESC) = 1""",
+        f"""CREATE OR REPLACE TEMP TABLE sf_e AS
+SELECT event_type AS type, fields.occurred_at AS ev_at, fields.*
+FROM {source} WHERE event_type NOT IN ('message.submitted', 'message.dlr')""",
+        # The run each run-bearing event names; identity from its events (F3: a
+        # run known only from later events exists).
+        f"""CREATE OR REPLACE TEMP TABLE sf_runs AS
+SELECT fields.run_id AS run_id, min(fields.campaign_id) AS campaign_id,
+       min(fields.workspace_id) AS workspace_id, max(fields.occurred_at) AS updated_at
+FROM {source} WHERE fields.run_id IS NOT NULL GROUP BY 1""",
+        # A campaign's tenant (smallest id if events disagree, as in the Python
+        # fold), its latest event, and how many events it has.
+        f"""CREATE OR REPLACE TEMP TABLE sf_campaigns AS
+SELECT fields.campaign_id AS campaign_id, min(fields.workspace_id) AS workspace_id,
+       max(fields.occurred_at) AS updated_at, count(*) AS events
+FROM {source} GROUP BY 1""",
+    )
+
+
+_STEPS = (
     """INSERT INTO attempts BY NAME
 SELECT run_id, recipient_id, attempt, campaign_id, ev_at AS submitted_at, event_id, outcome,
        message_id, batch_id, reason
 FROM sf_sub""",
-    # F5: terminal beats non-terminal, then later, then larger id.
-    f"""INSERT INTO messages BY NAME
-SELECT message_id, run_id, campaign_id, status, ev_at AS reported_at, event_id, error_code
-FROM sf_e WHERE type = 'message.dlr'
-QUALIFY row_number() OVER (PARTITION BY message_id
-    ORDER BY status IN ({_TERMINAL_DLR}) DESC, ev_at DESC, event_id DESC) = 1""",
     # F11 membership: the smallest (batch_sequence, batch_id) naming a recipient.
-    """CREATE OR REPLACE TEMP TABLE sf_members AS
+    """CREATE OR REPLACE TEMP TABLE sf_named AS
 SELECT run_id, m.recipient_id AS recipient_id, m.phone_number AS phone_number,
        batch_sequence, batch_id
 FROM (SELECT run_id, batch_id, batch_sequence,
-             unnest(from_json(json_extract(doc, '$.recipients'),
+             unnest(from_json(recipients,
                               '[{"recipient_id": "VARCHAR", "phone_number": "VARCHAR"}]')) AS m
-      FROM sf_e WHERE type = 'batch.created')
-QUALIFY row_number() OVER (PARTITION BY run_id, recipient_id
-                           ORDER BY batch_sequence, batch_id) = 1""",
-    # F4: the highest attempt wins, then the later, then the larger id.
-    """INSERT INTO recipients BY NAME
-WITH w AS (
-  SELECT * FROM sf_sub QUALIFY row_number() OVER (PARTITION BY run_id, recipient_id
-      ORDER BY attempt DESC, ev_at DESC, event_id DESC) = 1),
-keys AS (SELECT run_id, recipient_id FROM sf_members
-         UNION SELECT run_id, recipient_id FROM w)
-SELECT k.run_id, k.recipient_id, r.campaign_id, m.phone_number, m.batch_sequence,
+      FROM sf_e WHERE type = 'batch.created')""",
+    f"""CREATE OR REPLACE TEMP TABLE sf_members AS
+SELECT * FROM {_first("sf_named", "run_id, recipient_id", "batch_sequence, batch_id")}""",
+    # F4: the highest attempt wins, then the later, then the larger id. A
+    # recipient is named by a batch, a submit, or both (F11).
+    f"""INSERT INTO recipients BY NAME
+WITH w AS {_first("sf_sub", "run_id, recipient_id", "attempt DESC, ev_at DESC, event_id DESC")}
+SELECT run_id, recipient_id, r.campaign_id, m.phone_number, m.batch_sequence,
        m.batch_id AS created_batch_id, w.attempt, w.ev_at AS submitted_at,
        w.event_id AS submit_event_id, w.outcome, w.message_id, w.batch_id AS submit_batch_id,
        w.phone_number AS submit_phone, w.reason, msg.status AS delivery_status
-FROM keys k JOIN sf_runs r USING (run_id)
-LEFT JOIN sf_members m USING (run_id, recipient_id)
-LEFT JOIN w USING (run_id, recipient_id)
+FROM sf_members m FULL JOIN w USING (run_id, recipient_id)
+JOIN sf_runs r USING (run_id)
 LEFT JOIN messages msg ON msg.message_id = w.message_id""",
     # F6: created latest, started and terminal earliest; counts by winning submits.
     f"""INSERT INTO batches BY NAME
@@ -161,12 +180,12 @@ cnt AS (SELECT run_id, submit_batch_id AS batch_id,
 keys AS (SELECT run_id, batch_id FROM seen
          UNION SELECT run_id, batch_id FROM cnt WHERE sent_count > 0 OR failed_count > 0)
 SELECT k.run_id, k.batch_id, r.campaign_id, seen.run_id IS NOT NULL AS seen,
-       cr.batch_sequence, coalesce(json_array_length(cr.doc, '$.recipients'), 0)
+       cr.batch_sequence, coalesce(json_array_length(cr.recipients), 0)
            AS recipient_count,
        cr.ev_at AS created_at, cr.event_id AS created_event_id,
        st.ev_at AS started_at, st.event_id AS started_event_id,
        substr(te.type, 7) AS terminal_status, te.ev_at AS terminal_at,
-       te.event_id AS terminal_event_id, json_extract(te.doc, '$.error_detail') AS error_detail,
+       te.event_id AS terminal_event_id, te.error_detail,
        coalesce(cnt.sent_count, 0) AS sent_count, coalesce(cnt.failed_count, 0) AS failed_count
 FROM keys k JOIN sf_runs r USING (run_id)
 LEFT JOIN seen USING (run_id, batch_id) LEFT JOIN cr USING (run_id, batch_id)
@@ -175,8 +194,9 @@ LEFT JOIN cnt USING (run_id, batch_id)""",
     # F10: the latest snapshot wins.
     f"""INSERT INTO snapshots BY NAME
 SELECT run_id, campaign_id, ev_at AS event_at, event_id, frozen_at, channel, provider, sender_id,
-       template, personalized, body, total_cost, currency_units, recipient_count,
-       from_json(json_extract(doc, '$.recipients'), '["VARCHAR"]') AS recipients
+       template, personalized, body, cost.total_cost AS total_cost,
+       cost.currency_units AS currency_units, recipient_count,
+       from_json(recipients, '["VARCHAR"]') AS recipients
 FROM ({_latest("type = 'run.snapshot_frozen'", "run_id")})""",
     # F3, F7, F8, F11: the run's winners and its counters over recipients and batches.
     f"""INSERT INTO runs BY NAME
@@ -204,8 +224,8 @@ SELECT r.run_id, r.campaign_id, r.workspace_id, sc.scheduled_at,
        sc.ev_at AS scheduled_event_at, sc.event_id AS scheduled_event_id,
        cl.ev_at AS claimed_at, cl.event_id AS claimed_event_id,
        substr(te.type, 5) AS terminal_status, te.ev_at AS terminal_at,
-       te.event_id AS terminal_event_id, te.error_code_ AS error_code,
-       te.error_message AS error_message, sn.run_id IS NOT NULL AS has_snapshot,
+       te.event_id AS terminal_event_id, te.error.code AS error_code,
+       te.error.message AS error_message, sn.run_id IS NOT NULL AS has_snapshot,
        r.updated_at, coalesce(rc.known_recipients, 0) AS known_recipients,
        coalesce(rc.sent, 0) AS sent, coalesce(rc.failed, 0) AS failed,
        coalesce(rc.skipped, 0) AS skipped, coalesce(rc.delivered, 0) AS delivered,
@@ -216,34 +236,58 @@ SELECT r.run_id, r.campaign_id, r.workspace_id, sc.scheduled_at,
 FROM sf_runs r LEFT JOIN sc USING (run_id) LEFT JOIN cl USING (run_id)
 LEFT JOIN te USING (run_id) LEFT JOIN sn USING (run_id) LEFT JOIN rc USING (run_id)
 LEFT JOIN bc USING (run_id)""",
-    # The campaign: its tenant (smallest id if events disagree, as in the
-    # Python fold), its latest event, its latest definition.
+    # The campaign's latest definition.
     f"""INSERT INTO campaigns BY NAME
 WITH d AS ({_latest("type = 'campaign.defined'", "campaign_id")})
 SELECT c.campaign_id, c.workspace_id, d.name, d.channel, d.channel_name, d.provider,
        d.campaign_type, d.ev_at AS defined_at, d.event_id AS defined_event_id, c.updated_at
-FROM (SELECT campaign_id, min(workspace_id) AS workspace_id, max(ev_at) AS updated_at
-      FROM sf_e GROUP BY campaign_id) c
-LEFT JOIN d USING (campaign_id)""",
+FROM sf_campaigns c LEFT JOIN d USING (campaign_id)""",
 )
 
-_TEMP = ("sf_e", "sf_runs", "sf_sub", "sf_members")
+_TEMP = ("sf_e", "sf_runs", "sf_sub", "sf_named", "sf_members", "sf_campaigns", "sf_src")
 
 
-def fold_into(con: duckdb.DuckDBPyConnection, source: str) -> int:
+def fold_into(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    on_step: Callable[[int, int], None] | None = None,
+    *,
+    materialise: bool = False,
+) -> int:
     """Fold every event of ``source`` into the (empty) projection tables; returns the count.
 
-    ``source`` is a SQL relation (a table name, or ``read_parquet(...)`` in
-    parentheses) with ``event_type`` and ``event`` columns. Runs in the
-    caller's transaction.
+    ``source`` is a SQL relation with ``event_type`` and ``fields`` (the
+    ``EVENT_STRUCT`` of the event): the archive's ``read_parquet(...)``, or
+    ``typed(...)`` over event JSON. Runs in the caller's transaction.
+    ``on_step(done, total)`` reports progress: the steps are a handful of long
+    statements. ``materialise`` copies ``source`` once first: for JSON
+    sources, which would otherwise be parsed once per read (typed Parquet is
+    cheaper to scan again than to copy). The tables are filled without their primary keys, which are
+    built afterwards in one pass each (measured: ~1.3 s less per million
+    events than maintaining the indexes row by row).
     """
-    con.execute(_events_sql(source))
-    n = con.execute("SELECT count(*) FROM sf_e").fetchone()[0]  # type: ignore[index]
-    for step in _STEPS:
+    if materialise:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE sf_src AS SELECT * FROM {source}")
+        source = "sf_src"
+    steps = (*_reads(source), *_STEPS)
+    total = len(steps) + 1
+    for table in PROJECTIONS:
+        con.execute(f"DROP TABLE {table.name}")
+        con.execute(table.ddl(primary_key=False))
+    for i, step in enumerate(steps, start=1):
+        if on_step is not None:
+            on_step(i, total)
         con.execute(step)
+    n = con.execute("SELECT coalesce(sum(events), 0) FROM sf_campaigns").fetchone()[0]  # type: ignore[index]
     _normalise_error_details(con)
+    for table in PROJECTIONS:
+        con.execute(f"ALTER TABLE {table.name} ADD PRIMARY KEY ({', '.join(table.key)})")
+    for ddl in VIEWS_DDL:
+        con.execute(ddl)
     for t in _TEMP:
         con.execute(f"DROP TABLE IF EXISTS {t}")
+    if on_step is not None:
+        on_step(total, total)
     return int(n)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from projector.fold import (
 from projector.logmark import LogMark
 from projector.rowcache import MISSING, RowCache
 from projector.rows import RecipientRow
+from projector.setfold import fold_into
 from projector.tables import (
     ATTEMPTS,
     BATCHES,
@@ -143,18 +144,21 @@ class Store:
                 == 0
                 for t in PROJECTIONS
             )
-            self._heads = {
-                cid: (ws, int(pos))
-                for cid, ws, pos in self._con.execute(
-                    "SELECT c.campaign_id, c.workspace_id, coalesce(p.position, 0) "
-                    "FROM campaigns c LEFT JOIN campaign_positions p USING (campaign_id)"
-                ).fetchall()
-            }
+            self._load_heads()
             # An empty database is wholly described by what this process writes.
             self._cache = RowCache(self.cache_max_rows, complete=empty)
         except duckdb.Error as e:
             raise StoreError(f"cannot initialise {self.path}: {e}") from e
         return self
+
+    def _load_heads(self) -> None:
+        self._heads = {
+            cid: (ws, int(pos))
+            for cid, ws, pos in self.con.execute(
+                "SELECT c.campaign_id, c.workspace_id, coalesce(p.position, 0) "
+                "FROM campaigns c LEFT JOIN campaign_positions p USING (campaign_id)"
+            ).fetchall()
+        }
 
     def close(self) -> None:
         if self._con is not None:
@@ -303,6 +307,51 @@ class Store:
                 raise
             self._seq = seq
         return FlushResult(seq, changes.events, len(deadletters), frozenset(changed), changes)
+
+    def rebuild(
+        self,
+        source: str,
+        offsets: Mapping[TopicPartition, int],
+        on_step: Callable[[int, int], None] | None = None,
+        *,
+        materialise: bool = False,
+        marks: Mapping[TopicPartition, LogMark] | None = None,
+        deadletters: Iterable[DeadLetter] = (),
+    ) -> int:
+        """Fold a whole event set into this empty store at once (``projector.setfold``).
+
+        For rebuilds: one transaction, like a flush, so offsets land with the
+        rows. Returns the number of events read from ``source``.
+        """
+        with self._lock:
+            if not self._cache.complete or self._seq:
+                raise StoreError(f"{self.path} is not empty: a set-based rebuild needs a new one")
+            con = self.con
+            try:
+                con.execute("BEGIN")
+                n = fold_into(con, source, on_step, materialise=materialise)
+                seq = self._seq + 1
+                deadletters = list(deadletters)
+                if deadletters:
+                    self._write_deadletters(deadletters)
+                con.execute(
+                    "INSERT INTO campaign_positions SELECT campaign_id, ? FROM campaigns", [seq]
+                )
+                if offsets:
+                    self._write_offsets(offsets, marks or {})
+                con.execute("UPDATE projector_meta SET value = ? WHERE key = 'flush_seq'", [seq])
+                con.execute("COMMIT")
+            except duckdb.Error as e:
+                _rollback(con)
+                raise StoreError(f"rebuild failed and was rolled back: {e}") from e
+            except BaseException:
+                _rollback(con)
+                raise
+            self._seq = seq
+            self._load_heads()
+            # Rows now live only in DuckDB: later flushes read what they need.
+            self._cache = RowCache(self.cache_max_rows, complete=False)
+        return n
 
     def _write(self, changes: Changes, seq: int) -> set[str]:
         con = self.con

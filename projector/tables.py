@@ -66,12 +66,13 @@ class Table:
     def arrow_schema(self) -> pa.Schema:
         return pa.schema([(c.name, c.arrow) for c in self.columns])
 
-    def ddl(self) -> str:
+    def ddl(self, *, primary_key: bool = True) -> str:
+        """CREATE TABLE; without the key for bulk loads that add it afterwards."""
         cols = ",\n  ".join(
             f"{c.name} {c.sql}{' NOT NULL' if c.name in self.key else ''}" for c in self.columns
         )
-        key = ", ".join(self.key)
-        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n  PRIMARY KEY ({key})\n)"
+        key = f",\n  PRIMARY KEY ({', '.join(self.key)})" if primary_key else ""
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols}{key}\n)"
 
     def to_arrow(self, rows: list[Any]) -> pa.Table:
         arrays = []

@@ -17,7 +17,7 @@ import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.setfold import fold_into
+from projector.setfold import fold_into, typed
 from projector.state import State
 from projector.tables import PROJECTIONS, Table
 from tests.fold.scenarios import histories
@@ -61,7 +61,7 @@ def _sql_rows(events: list[Any]) -> dict[str, dict[Any, tuple[Any, ...]]]:
     if src:
         con.executemany("INSERT INTO src VALUES (?, ?)", src)
     con.execute("BEGIN")
-    assert fold_into(con, "src") == len(src)
+    assert fold_into(con, typed("src"), materialise=True) == len(src)
     con.execute("COMMIT")
     out: dict[str, dict[Any, tuple[Any, ...]]] = {}
     for table in PROJECTIONS:
