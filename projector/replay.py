@@ -9,16 +9,16 @@ Same result as the live path, by construction:
 * records are decoded with ``schemas.decode_value`` and rejected items become
   ``DeadLetter`` rows at the same (topic, partition, offset, item_index); the
   dead-letter *topic* is not written (the live path did that already);
-* events go through ``Store.flush`` (the same pure fold, the same writer, one
-  transaction with the offsets reached); the fold is order- and
-  batching-independent (F1, F2), so 50k-event flushes give the rows that the
-  live path's small ones gave.
+* accepted events are folded by ``projector.setfold``, the set-based
+  statement of F1-F11 that tests hold equal to the live path's Python fold:
+  a rebuild starts from nothing and sees every event, so one set-based pass
+  replaces thousands of micro-batch upserts. Offsets, log marks and dead
+  letters land in the same transaction as the rows.
 
-Speed: the store's write-through row cache serves the fold's prior for a
-database that started empty, so flushes read nothing back from DuckDB; the
-cache is bounded by ``memory_rows`` (past it, it is dropped whole and rebuilt
-from misses). Flushes run in a writer thread while the next batch is fetched
-and decoded.
+Kafka records are decoded while they are fetched and staged, typed, in a
+DuckDB temporary table by a writer thread; the archive is read where it lies
+(its files carry the typed struct). Nothing is folded until every source is
+read, so a failure leaves no database behind.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -56,9 +57,9 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 
 BATCH_EVENTS = 50_000
-# Rows the store's cache may hold (recipients, messages and attempts dominate,
-# ~1 KB each in Python): a few GB at most.
-MEMORY_ROWS = 3_000_000
+# Staged Kafka events (typed) per append to DuckDB.
+STAGE_EVENTS = 20_000
+STAGE_TABLE = "replay_kafka_events"
 
 
 class ReplayError(ProjectorError):
@@ -139,6 +140,80 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
 
+class Stager:
+    """Collects a Kafka replay for the set-based fold.
+
+    Decodes records like the live path and appends the accepted events, typed
+    (``projector.setfold.EVENT_STRUCT``), to a DuckDB temporary table of the
+    new database, in a writer thread while the next records are fetched. The
+    same interface as ``Batcher``, so ``replay_kafka`` feeds either.
+    """
+
+    def __init__(self, store: Store, *, stage_events: int = STAGE_EVENTS) -> None:
+        from projector.setfold import EMPTY, typed
+
+        self.store = store
+        self.stage_events = stage_events
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-stager")
+        self.types: list[str] = []
+        self.events: list[str] = []
+        self.deadletters: list[DeadLetter] = []
+        self.offsets: dict[TopicPartition, int] = {}
+        self.last: dict[TopicPartition, tuple[int, bytes | None]] = {}
+        self.stats = Stats()
+        self._inflight: Future[None] | None = None
+        self._typed = typed("batch")
+        store.con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE_TABLE} AS SELECT * FROM {EMPTY}")
+
+    source = f"(SELECT event_type, fields FROM {STAGE_TABLE})"
+
+    def add_record(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        decoded = decode_value(value if value is not None else b"")
+        for ev in decoded.events:
+            self.types.append(ev.type)
+            self.events.append(ev.model_dump_json())
+        for reject in decoded.rejects:
+            index = -1 if reject.index is None else reject.index
+            self.deadletters.append(DeadLetter(topic, partition, offset, index, reject.reason))
+        self.offsets[(topic, partition)] = offset + 1
+        self.last[(topic, partition)] = (offset, value)
+        self.stats.records += 1
+        self.stats.events += len(decoded.events)
+        self.stats.deadletters += len(decoded.rejects)
+
+    @property
+    def full(self) -> bool:
+        return len(self.events) >= self.stage_events
+
+    def marks(self) -> dict[TopicPartition, LogMark]:
+        return {tp: LogMark(off, digest(value)) for tp, (off, value) in self.last.items()}
+
+    def _append(self, types: list[str], events: list[str]) -> None:
+        batch = pa.table({"event_type": types, "event": events})  # noqa: F841 (read by DuckDB)
+        self.store.con.execute(f"INSERT INTO {STAGE_TABLE} SELECT * FROM {self._typed}")
+
+    async def flush_async(self) -> None:
+        if self._inflight is not None:
+            await asyncio.wrap_future(self._inflight)
+            self._inflight = None
+        if self.events:
+            types, events = self.types, self.events
+            self.types, self.events = [], []
+            self.stats.flushes += 1
+            self._inflight = self.executor.submit(self._append, types, events)
+
+    def drain(self) -> None:
+        if self._inflight is not None:
+            self._inflight.result()
+            self._inflight = None
+        if self.events:
+            self._append(self.types, self.events)
+            self.types, self.events = [], []
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
 # -- progress ------------------------------------------------------------------------
 
 
@@ -185,35 +260,36 @@ class Bar:
 # -- the archive phase ---------------------------------------------------------------
 
 
-def replay_archive(
-    batcher: Batcher, root: Path | str, bar: Bar | None = None
-) -> dict[TopicPartition, int]:
-    """Fold the whole archive at once; returns the archive's next offset per partition.
+@dataclass
+class ArchivePart:
+    """The archive as a source of the set-based fold, with where it ends."""
 
-    The archive holds validated events only, and the database is new, so the
-    set-based fold (``projector.setfold``) does it in one transaction instead
-    of micro-batches through the Python fold: ~30x faster, and the rows are
-    the same (tests/fold/test_setfold.py). Offsets are the archive's own
-    positions, so rejected records after the last archived event count too.
+    source: str
+    parsed: bool  # some files predate ``fields``: worth materialising
+    ends: dict[TopicPartition, int]
+    events: int
+    partitions: int
+
+
+def archive_part(root: Path | str) -> ArchivePart:
+    """Read the archive's layout (no events yet): files, typed or not, and positions.
+
+    Offsets are the archive's own positions, so rejected records after the
+    last archived event count too.
     """
+    import pyarrow.parquet as pq
+
     from projector.archive import positions, scan
 
     files = scan(root)
-    ends = positions(root)
-    parts = len({(f.topic, f.partition) for f in files})
     source, parsed = _archive_source(files)
-    if bar is not None:
-        bar.phase("archive (set-based fold, steps)", 0, parts)
-
-    def step(done: int, total: int) -> None:
-        if bar is not None and bar.task is not None:
-            bar.progress.update(bar.task, total=total)
-            bar.update(done, batcher.stats, parts if done == total else 0)
-
-    batcher.stats.events += batcher.store.rebuild(source, ends, on_step=step, materialise=parsed)
-    batcher.stats.flushes += 1
-    step(1, 1)
-    return ends
+    return ArchivePart(
+        source,
+        parsed,
+        positions(root),
+        sum(pq.read_metadata(f.path).num_rows for f in files),
+        len({(f.topic, f.partition) for f in files}),
+    )
 
 
 def _archive_source(files: list[Any]) -> tuple[str, bool]:
@@ -225,7 +301,7 @@ def _archive_source(files: list[Any]) -> tuple[str, bool]:
     """
     import pyarrow.parquet as pq
 
-    from projector.setfold import typed
+    from projector.setfold import EMPTY, typed
 
     def listed(paths: list[Any]) -> str:
         quoted = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
@@ -239,8 +315,7 @@ def _archive_source(files: list[Any]) -> tuple[str, bool]:
     if old:
         parts.append(f"SELECT * FROM {typed(listed(old))}")
     if not parts:
-        empty = "(SELECT NULL::VARCHAR AS event_type, NULL::VARCHAR AS event WHERE false)"
-        return typed(empty), False
+        return EMPTY, False
     return "(" + " UNION ALL ".join(parts) + ")", bool(old)
 
 
@@ -311,7 +386,7 @@ def bulk_consumer(bootstrap: str) -> Any:
 
 
 async def replay_kafka(
-    batcher: Batcher,
+    batcher: Batcher | Stager,
     bootstrap: str,
     start: Mapping[TopicPartition, int],
     end: Mapping[TopicPartition, int],
@@ -397,8 +472,6 @@ def replay(
     from_archive: Path | None = None,
     use_kafka: bool = True,
     progress: bool = True,
-    batch_events: int = BATCH_EVENTS,
-    memory_rows: int = MEMORY_ROWS,
 ) -> Outcome:
     """Build ``db`` (which must not exist) and return what was done."""
     from projector.kafka_offsets import OffsetsError
@@ -412,45 +485,77 @@ def replay(
         )
     sources = list(settings.topics.sources)
     t0 = time.monotonic()
-    # A fresh database is served wholly from the store's row cache (no DuckDB
-    # reads per flush) until it passes memory_rows; then the cache is dropped
-    # whole and rebuilt from misses: bounded, and the same rows.
-    store = Store(partial, memory_limit=settings.duckdb_memory_limit, cache_max_rows=memory_rows)
+    store = Store(partial, memory_limit=settings.duckdb_memory_limit)
     kafka_used = False
+    stats = Stats()
     try:
         store.open()
-        batcher = Batcher(store, batch_events=batch_events)
-        try:
-            with Bar(progress) as bar:
-                archive_ends: dict[TopicPartition, int] = {}
-                if from_archive is not None:
-                    archive_ends = replay_archive(batcher, from_archive, bar)
-                    batcher.drain()
-                if use_kafka:
+        parts: list[str] = []
+        offsets: dict[TopicPartition, int] = {}
+        marks: dict[TopicPartition, LogMark] = {}
+        deadletters: list[DeadLetter] = []
+        parsed = False
+        with Bar(progress) as bar:
+            archive_ends: dict[TopicPartition, int] = {}
+            if from_archive is not None:
+                part = archive_part(from_archive)
+                parts.append(part.source)
+                parsed = part.parsed
+                archive_ends = part.ends
+                offsets.update(part.ends)
+            if use_kafka:
+                try:
+                    start, end = asyncio.run(
+                        start_offsets(settings.bootstrap, sources, since=since)
+                    )
+                except OffsetsError as e:
+                    if from_archive is None:
+                        raise ReplayError(str(e)) from e
+                    print(
+                        f"projector replay: no broker ({e}); the archive alone was replayed",
+                        file=sys.stderr,
+                    )
+                else:
+                    kafka_used = True
+                    if from_archive is not None:
+                        # Continue where the archive ends; the rest from the log start.
+                        start = {tp: max(o, archive_ends.get(tp, o)) for tp, o in start.items()}
+                    stager = Stager(store)
                     try:
-                        start, end = asyncio.run(
-                            start_offsets(settings.bootstrap, sources, since=since)
-                        )
-                    except OffsetsError as e:
-                        if from_archive is None:
-                            raise ReplayError(str(e)) from e
-                        print(
-                            f"projector replay: no broker ({e}); the archive alone was replayed",
-                            file=sys.stderr,
-                        )
-                    else:
-                        kafka_used = True
-                        if from_archive is not None:
-                            # Continue where the archive ends; the rest from the log start.
-                            start = {tp: max(o, archive_ends.get(tp, o)) for tp, o in start.items()}
                         asyncio.run(
                             replay_kafka(
-                                batcher, settings.bootstrap, start, end, since=since, bar=bar
+                                stager, settings.bootstrap, start, end, since=since, bar=bar
                             )
                         )
-                batcher.drain()
-        finally:
-            batcher.close()
+                        stager.drain()
+                    finally:
+                        stager.close()
+                    parts.append(stager.source)
+                    offsets.update(stager.offsets)
+                    marks = stager.marks()
+                    deadletters = stager.deadletters
+                    stats = stager.stats
+            bar.phase("fold (set-based, steps)", 0, 0)
+
+            def step(done: int, total: int) -> None:
+                if bar.task is not None:
+                    bar.progress.update(bar.task, total=total)
+                bar.update(done, stats, 0)
+
+            source = "(" + " UNION ALL ".join(f"SELECT * FROM {p}" for p in parts) + ")"
+            if not parts:
+                from projector.setfold import EMPTY
+
+                source = EMPTY
+            stats.events = store.rebuild(
+                source,
+                offsets,
+                on_step=step,
+                materialise=parsed,
+                marks=marks,
+                deadletters=deadletters,
+            )
+            stats.flushes += 1
         offsets = store.offsets()
         store.checkpoint()
     except BaseException as e:
@@ -463,7 +568,7 @@ def replay(
         raise
     store.close()
     partial.rename(db)
-    return Outcome(batcher.stats, offsets, kafka_used, time.monotonic() - t0)
+    return Outcome(stats, offsets, kafka_used, time.monotonic() - t0)
 
 
 def run_cli(args: argparse.Namespace, settings: Settings) -> int:

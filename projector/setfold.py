@@ -66,6 +66,10 @@ def typed(json_source: str) -> str:
     )
 
 
+# No events: for the empty rebuild and for typing empty tables.
+EMPTY = typed("(SELECT NULL::VARCHAR AS event_type, NULL::VARCHAR AS event WHERE false)")
+
+
 def _latest(where: str, key: str) -> str:
     """Rows of sf_e matching ``where``, the latest event per ``key`` (F-rule "latest wins")."""
     return (
