@@ -7,11 +7,11 @@ events/s on this machine:
 * raw: aiokafka (no group, all partitions assigned) fetching every record to
   the log end, values untouched: the floor's limit for any Kafka replay;
 * replay_kafka: ``projector.replay.replay`` into a fresh DuckDB file (decode,
-  fold, write);
-* archive: ``projector.archive.archive --until-caught-up`` (decode, Parquet);
-* read_archive (construct / validate): ``read_archive`` alone, both ways of
-  rebuilding the events (the choice read_archive makes by default);
-* replay_archive: ``replay --from-archive --no-kafka`` (read, fold, write).
+  stage, set-based fold, write);
+* archive: ``projector.archive.archive --until-caught-up`` (decode, Parquet
+  with the typed ``fields`` struct);
+* replay_archive: ``replay --from-archive --no-kafka`` (read typed Parquet,
+  set-based fold, write).
 
 Results go to ``bench/results/replay.json``.
 """
@@ -91,7 +91,7 @@ async def _raw(bootstrap: str, topics: list[str]) -> tuple[float, int]:
 
 
 def run(n_events: int, array_size: int, partitions: int) -> dict[str, Any]:
-    from projector.archive import archive, read_archive
+    from projector.archive import archive
     from projector.broker import EmbeddedBroker
     from projector.replay import replay
     from projector.settings import Settings, Topics
@@ -152,14 +152,6 @@ def run(n_events: int, array_size: int, partitions: int) -> dict[str, Any]:
         size = sum(f.stat().st_size for f in archive_dir.rglob("*.parquet"))
         result["archive_bytes"] = size
         print(f"archive: {secs:.1f}s ({n / secs:,.0f} events/s, {size / 1e6:.0f} MB)", flush=True)
-
-        for validate in (False, True):
-            t0 = time.perf_counter()
-            count = sum(1 for _ in read_archive(archive_dir, validate=validate))
-            secs = time.perf_counter() - t0
-            key = "read_archive_validate" if validate else "read_archive_construct"
-            result[f"{key}_events_per_s"] = round(count / secs)
-            print(f"{key}: {secs:.1f}s ({count / secs:,.0f} events/s)", flush=True)
 
         out = replay(
             settings,

@@ -41,19 +41,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Any
 
 import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import AwareDatetime, BaseModel
 
 from projector.errors import ProjectorError
 from projector.setfold import EVENT_STRUCT
 from projector.settings import Settings
-from schemas import EVENT_MODELS, MODEL_OF_TYPE, Event, decode_value
+from schemas import decode_value
 from schemas.union import EVENT_LIST_ADAPTER
 
 log = logging.getLogger(__name__)
@@ -322,25 +320,15 @@ def _item_indexes(data: bytes, n_events: int, reject_indexes: list[int | None]) 
 ArchivedEvent = tuple[str, int, int, int, Any]
 
 
-def read_archive(root: Path | str, *, validate: bool = True) -> Iterator[ArchivedEvent]:
+def read_archive(root: Path | str) -> Iterator[ArchivedEvent]:
     """Yield ``(topic, partition, offset, item_index, event)`` per partition in offset order.
 
-    Partitions come one after another (the fold does not care about the order
-    across partitions); within one, events come in (offset, item_index) order,
-    a chunk at a time, so memory stays bounded by a chunk.
-
+    For tools and tests that want the archived events as models (rebuilds
+    read the files with DuckDB instead: ``projector.replay.archive_part``).
+    Partitions come one after another; within one, events come in (offset,
+    item_index) order, a chunk at a time, so memory stays bounded by a chunk.
     Events are re-validated in bulk: one ``TypeAdapter(list[Event]).validate_json``
-    over a JSON array assembled from the ``event`` column per chunk. Measured
-    against the alternative (one ``orjson.loads`` of the same array, then
-    ``model_construct`` per event and nested model, datetimes via
-    ``datetime.fromisoformat``; equal models, tests check it) on 1,000,000
-    simulated events on this 2-core machine (``bench/replay_bench.py``): bulk
-    validation 30,295 events/s, construction 13,002 events/s. Construction
-    skips validation but runs pydantic's ``model_construct`` in Python per
-    instance; validation runs in Rust. So the faster path is also the safer
-    one. (The machine was shared and heavily loaded during that run: absolute
-    figures are several times low; on a 60,000-event, batch-heavy slice the two
-    were within 5%.) ``validate=False`` keeps the construction path for comparison.
+    over a JSON array assembled from the ``event`` column per chunk.
     """
     files = scan(root)
     groups: dict[tuple[str, int, str], list[ArchiveFile]] = defaultdict(list)
@@ -357,74 +345,10 @@ def read_archive(root: Path | str, *, validate: bool = True) -> Iterator[Archive
             table = table.sort_by([("offset", "ascending"), ("item_index", "ascending")])
         offsets = table.column("offset").to_pylist()
         indexes = table.column("item_index").to_pylist()
-        events = _rebuild(table.column("event"), validate)
+        body = b",".join(s.encode() for s in table.column("event").to_pylist())
+        events = EVENT_LIST_ADAPTER.validate_json(b"[" + body + b"]")
         for off, idx, ev in zip(offsets, indexes, events, strict=True):
             yield topic, partition, off, idx, ev
-
-
-def _rebuild(column: pa.ChunkedArray, validate: bool) -> list[Event]:
-    if validate:
-        body = b",".join(s.encode() for s in column.to_pylist())
-        return EVENT_LIST_ADAPTER.validate_json(b"[" + body + b"]")
-    parsed = orjson.loads(b"[" + b",".join(s.encode() for s in column.to_pylist()) + b"]")
-    return [_construct(d) for d in parsed]
-
-
-# Per model: the fields that need rebuilding from their JSON form.
-_DATETIME = "dt"
-
-
-def _field_kind(ann: Any) -> Any:
-    if ann is AwareDatetime or (isinstance(ann, type) and issubclass(ann, datetime)):
-        return _DATETIME
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ("one", ann, _field_plan(ann))
-    origin, args = get_origin(ann), get_args(ann)
-    if origin is Annotated:
-        return _field_kind(args[0])
-    if origin is list and args:
-        inner = _field_kind(args[0])
-        if isinstance(inner, tuple):
-            return ("list", inner[1], inner[2])
-        return None
-    if origin in (Union, UnionType):
-        for arg in args:
-            kind = _field_kind(arg)
-            if kind is not None:
-                return kind
-    return None
-
-
-def _field_plan(model: type[BaseModel]) -> dict[str, Any]:
-    plan: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        kind = _field_kind(info.annotation)
-        if kind is not None:
-            plan[name] = kind
-    return plan
-
-
-_PLANS = {model.model_fields["type"].default: _field_plan(model) for model in EVENT_MODELS}
-_fromiso = datetime.fromisoformat
-
-
-def _build(model: type[BaseModel], plan: dict[str, Any], d: dict[str, Any]) -> Any:
-    for name, how in plan.items():
-        value = d.get(name)
-        if value is None:
-            continue
-        if how is _DATETIME:
-            d[name] = _fromiso(value)
-        elif how[0] == "one":
-            d[name] = _build(how[1], how[2], value)
-        else:
-            d[name] = [_build(how[1], how[2], v) for v in value]
-    return model.model_construct(**d)
-
-
-def _construct(d: dict[str, Any]) -> Any:
-    t = d["type"]
-    return _build(MODEL_OF_TYPE[t], _PLANS[t], d)
 
 
 # -- the archiver ------------------------------------------------------------------

@@ -119,7 +119,6 @@ def test_replay_from_kafka_and_from_archive_equal_the_live_database(
     archived = list(read_archive(archive))
     assert len(archived) == len(events) + 1  # the good item of the mixed array record
     assert any(index == 0 for *_, index, _ in archived) and any(i == -1 for *_, i, _ in archived)
-    assert list(read_archive(archive, validate=True)) == archived
     # Running it again archives nothing twice.
     _run(procs, "archive", "--dir", str(archive), "--until-caught-up", env=env)
     assert len(list(read_archive(archive))) == len(archived)
