@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="start from the offsets for this RFC 3339 timestamp")
     p.add_argument("--from-archive", help="rebuild from this Parquet archive folder first")
     p.add_argument(
+        "--decode-workers",
+        type=int,
+        default=None,
+        help="processes decoding Kafka records (default: one per CPU; 0: in this process)",
+    )
+    p.add_argument(
         "--no-kafka", action="store_true", help="with --from-archive: do not continue from Kafka"
     )
 

@@ -26,10 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing as mp
+import os
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,8 +61,11 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 
 BATCH_EVENTS = 50_000
-# Staged Kafka events (typed) per append to DuckDB.
-STAGE_EVENTS = 20_000
+# Raw Kafka records per decoding chunk (whichever bound comes first).
+STAGE_RECORDS = 5_000
+STAGE_BYTES = 2_000_000
+# Kafka replays with fewer records decode in-process (worker start-up ~1 s).
+POOL_MIN_RECORDS = 2_000
 STAGE_TABLE = "replay_kafka_events"
 
 
@@ -140,78 +147,142 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
 
+def decode_chunk(
+    values: list[bytes | None],
+) -> tuple[list[str], list[str], list[tuple[int, int, str]]]:
+    """Decode records like the live path: accepted events as (type, JSON), rejects by position.
+
+    A module-level function so worker processes can run it. Rejects are
+    ``(record position in values, item index or -1, reason)``.
+    """
+    types: list[str] = []
+    events: list[str] = []
+    rejects: list[tuple[int, int, str]] = []
+    for i, value in enumerate(values):
+        decoded = decode_value(value if value is not None else b"")
+        for ev in decoded.events:
+            types.append(ev.type)
+            events.append(ev.model_dump_json())
+        for r in decoded.rejects:
+            rejects.append((i, -1 if r.index is None else r.index, r.reason))
+    return types, events, rejects
+
+
+_Decoded = tuple[list[str], list[str], list[tuple[int, int, str]]]
+
+
 class Stager:
     """Collects a Kafka replay for the set-based fold.
 
-    Decodes records like the live path and appends the accepted events, typed
+    Buffers raw records, decodes them in chunks like the live path (in worker
+    processes when ``workers`` > 0: pydantic validation is the replay's bound,
+    ~10-13 us per event), and appends the accepted events, typed
     (``projector.setfold.EVENT_STRUCT``), to a DuckDB temporary table of the
-    new database, in a writer thread while the next records are fetched. The
-    same interface as ``Batcher``, so ``replay_kafka`` feeds either.
+    new database from a writer thread. The same interface as ``Batcher``, so
+    ``replay_kafka`` feeds either.
     """
 
-    def __init__(self, store: Store, *, stage_events: int = STAGE_EVENTS) -> None:
+    source = f"(SELECT event_type, fields FROM {STAGE_TABLE})"
+
+    def __init__(self, store: Store, *, workers: int = 0) -> None:
         from projector.setfold import EMPTY, typed
 
         self.store = store
-        self.stage_events = stage_events
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-stager")
-        self.types: list[str] = []
-        self.events: list[str] = []
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-stager")
+        self.pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            # spawn, not fork: this process runs threads (DuckDB, the writer).
+            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        self.max_inflight = 2 * max(workers, 1)
+        self.meta: list[tuple[str, int, int]] = []
+        self.values: list[bytes | None] = []
+        self.buffered = 0
         self.deadletters: list[DeadLetter] = []
         self.offsets: dict[TopicPartition, int] = {}
         self.last: dict[TopicPartition, tuple[int, bytes | None]] = {}
         self.stats = Stats()
-        self._inflight: Future[None] | None = None
+        self._decoding: deque[tuple[list[tuple[str, int, int]], Future[_Decoded]]] = deque()
+        self._appending: Future[None] | None = None
         self._typed = typed("batch")
         store.con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE_TABLE} AS SELECT * FROM {EMPTY}")
 
-    source = f"(SELECT event_type, fields FROM {STAGE_TABLE})"
-
     def add_record(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
-        decoded = decode_value(value if value is not None else b"")
-        for ev in decoded.events:
-            self.types.append(ev.type)
-            self.events.append(ev.model_dump_json())
-        for reject in decoded.rejects:
-            index = -1 if reject.index is None else reject.index
-            self.deadletters.append(DeadLetter(topic, partition, offset, index, reject.reason))
+        self.meta.append((topic, partition, offset))
+        self.values.append(value)
+        self.buffered += len(value) if value is not None else 0
         self.offsets[(topic, partition)] = offset + 1
         self.last[(topic, partition)] = (offset, value)
         self.stats.records += 1
-        self.stats.events += len(decoded.events)
-        self.stats.deadletters += len(decoded.rejects)
 
     @property
     def full(self) -> bool:
-        return len(self.events) >= self.stage_events
+        return self.buffered >= STAGE_BYTES or len(self.values) >= STAGE_RECORDS
 
     def marks(self) -> dict[TopicPartition, LogMark]:
         return {tp: LogMark(off, digest(value)) for tp, (off, value) in self.last.items()}
+
+    def _start_chunk(self) -> None:
+        if not self.values:
+            return
+        meta, values = self.meta, self.values
+        self.meta, self.values, self.buffered = [], [], 0
+        if self.pool is not None:
+            self._decoding.append((meta, self.pool.submit(decode_chunk, values)))
+        else:
+            done: Future[_Decoded] = Future()
+            done.set_result(decode_chunk(values))
+            self._decoding.append((meta, done))
+
+    def _take(self, meta: list[tuple[str, int, int]], decoded: _Decoded) -> None:
+        types, events, rejects = decoded
+        for i, index, reason in rejects:
+            topic, partition, offset = meta[i]
+            self.deadletters.append(DeadLetter(topic, partition, offset, index, reason))
+        self.stats.events += len(events)
+        self.stats.deadletters += len(rejects)
+        if events:
+            if self._appending is not None:
+                self._appending.result()
+            self.stats.flushes += 1
+            self._appending = self.writer.submit(self._append, types, events)
 
     def _append(self, types: list[str], events: list[str]) -> None:
         batch = pa.table({"event_type": types, "event": events})  # noqa: F841 (read by DuckDB)
         self.store.con.execute(f"INSERT INTO {STAGE_TABLE} SELECT * FROM {self._typed}")
 
     async def flush_async(self) -> None:
-        if self._inflight is not None:
-            await asyncio.wrap_future(self._inflight)
-            self._inflight = None
-        if self.events:
-            types, events = self.types, self.events
-            self.types, self.events = [], []
-            self.stats.flushes += 1
-            self._inflight = self.executor.submit(self._append, types, events)
+        """Hand the buffered records to a decoder; take finished chunks, bounded in flight."""
+        self._start_chunk()
+        while len(self._decoding) > self.max_inflight or (
+            self._decoding and self._decoding[0][1].done()
+        ):
+            meta, future = self._decoding.popleft()
+            try:
+                decoded = await asyncio.wrap_future(future)
+            except BrokenProcessPool as e:
+                raise ReplayError(f"a decoding worker process died: {e}") from e
+            if self._appending is not None:
+                await asyncio.wrap_future(self._appending)
+            self._take(meta, decoded)
 
     def drain(self) -> None:
-        if self._inflight is not None:
-            self._inflight.result()
-            self._inflight = None
-        if self.events:
-            self._append(self.types, self.events)
-            self.types, self.events = [], []
+        """Decode and stage everything still buffered (after the event loop ends)."""
+        self._start_chunk()
+        while self._decoding:
+            meta, future = self._decoding.popleft()
+            try:
+                decoded = future.result()
+            except BrokenProcessPool as e:
+                raise ReplayError(f"a decoding worker process died: {e}") from e
+            self._take(meta, decoded)
+        if self._appending is not None:
+            self._appending.result()
+            self._appending = None
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        self.writer.shutdown(wait=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- progress ------------------------------------------------------------------------
@@ -472,8 +543,13 @@ def replay(
     from_archive: Path | None = None,
     use_kafka: bool = True,
     progress: bool = True,
+    decode_workers: int | None = None,
 ) -> Outcome:
-    """Build ``db`` (which must not exist) and return what was done."""
+    """Build ``db`` (which must not exist) and return what was done.
+
+    ``decode_workers``: processes decoding Kafka records (default: one per
+    CPU; 0 decodes in this process, as do replays under POOL_MIN_RECORDS).
+    """
     from projector.kafka_offsets import OffsetsError
 
     if db.exists() or Path(f"{db}.wal").exists():
@@ -520,7 +596,11 @@ def replay(
                     if from_archive is not None:
                         # Continue where the archive ends; the rest from the log start.
                         start = {tp: max(o, archive_ends.get(tp, o)) for tp, o in start.items()}
-                    stager = Stager(store)
+                    records = sum(max(0, o - start.get(tp, 0)) for tp, o in end.items())
+                    workers = decode_workers if decode_workers is not None else os.cpu_count()
+                    stager = Stager(
+                        store, workers=(workers or 0) if records >= POOL_MIN_RECORDS else 0
+                    )
                     try:
                         asyncio.run(
                             replay_kafka(
@@ -579,12 +659,15 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             raise ReplayError("--since applies to Kafka replays; not with --from-archive")
         if args.no_kafka and not args.from_archive:
             raise ReplayError("--no-kafka needs --from-archive")
+        if args.decode_workers is not None and args.decode_workers < 0:
+            raise ReplayError("--decode-workers must be 0 or more")
         out = replay(
             settings,
             Path(args.db),
             since=since,
             from_archive=Path(args.from_archive) if args.from_archive else None,
             use_kafka=not args.no_kafka,
+            decode_workers=args.decode_workers,
         )
     except ReplayError as e:
         print(f"projector replay: {e}", file=sys.stderr)
