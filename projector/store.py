@@ -285,28 +285,34 @@ class Store:
         """
         deadletters = list(deadletters)
         with self._lock:
-            con = self.con
-            try:
-                con.execute("BEGIN")
+            seq = self._seq + 1
+            with self._transaction("flush", seq):
                 changes = fold(self.load_prior(plan_loads(events)), events) if events else Changes()
-                seq = self._seq + 1
                 changed = self._write(changes, seq)
                 if deadletters:
                     self._write_deadletters(deadletters)
                 if offsets:
                     self._write_offsets(offsets, marks or {})
-                con.execute("UPDATE projector_meta SET value = ? WHERE key = 'flush_seq'", [seq])
-                con.execute("COMMIT")
-                self._cache.apply(changes)
-                self._note_heads(changes, changed, seq)
-            except duckdb.Error as e:
-                _rollback(con)
-                raise StoreError(f"flush failed and was rolled back: {e}") from e
-            except BaseException:
-                _rollback(con)
-                raise
+            self._cache.apply(changes)
+            self._note_heads(changes, changed, seq)
             self._seq = seq
         return FlushResult(seq, changes.events, len(deadletters), frozenset(changed), changes)
+
+    @contextmanager
+    def _transaction(self, what: str, seq: int) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One DuckDB transaction that ends by recording ``seq`` as the last flush."""
+        con = self.con
+        try:
+            con.execute("BEGIN")
+            yield con
+            con.execute("UPDATE projector_meta SET value = ? WHERE key = 'flush_seq'", [seq])
+            con.execute("COMMIT")
+        except duckdb.Error as e:
+            _rollback(con)
+            raise StoreError(f"{what} failed and was rolled back: {e}") from e
+        except BaseException:
+            _rollback(con)
+            raise
 
     def rebuild(
         self,
@@ -326,11 +332,9 @@ class Store:
         with self._lock:
             if not self._cache.complete or self._seq:
                 raise StoreError(f"{self.path} is not empty: a set-based rebuild needs a new one")
-            con = self.con
-            try:
-                con.execute("BEGIN")
+            seq = self._seq + 1
+            with self._transaction("rebuild", seq) as con:
                 n = fold_into(con, source, on_step, materialise=materialise)
-                seq = self._seq + 1
                 deadletters = list(deadletters)
                 if deadletters:
                     self._write_deadletters(deadletters)
@@ -339,14 +343,6 @@ class Store:
                 )
                 if offsets:
                     self._write_offsets(offsets, marks or {})
-                con.execute("UPDATE projector_meta SET value = ? WHERE key = 'flush_seq'", [seq])
-                con.execute("COMMIT")
-            except duckdb.Error as e:
-                _rollback(con)
-                raise StoreError(f"rebuild failed and was rolled back: {e}") from e
-            except BaseException:
-                _rollback(con)
-                raise
             self._seq = seq
             self._load_heads()
             # Rows now live only in DuckDB: later flushes read what they need.

@@ -18,9 +18,9 @@ from tests.fold.scenarios import histories
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def dump(state: State) -> dict:
-    """Every row of every table, comparable with ==."""
-    tables = {
+def tables(state: State) -> dict[str, dict]:
+    """The state's rows by table name (the DuckDB table names)."""
+    return {
         "campaigns": state.campaigns,
         "runs": state.runs,
         "batches": state.batches,
@@ -29,8 +29,13 @@ def dump(state: State) -> dict:
         "snapshots": state.snapshots,
         "attempts": state.attempts,
     }
+
+
+def dump(state: State) -> dict:
+    """Every row of every table, comparable with ==."""
     return {
-        name: {k: dataclasses.asdict(v) for k, v in rows.items()} for name, rows in tables.items()
+        name: {k: dataclasses.asdict(v) for k, v in rows.items()}
+        for name, rows in tables(state).items()
     }
 
 

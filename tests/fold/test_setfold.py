@@ -21,21 +21,14 @@ from projector.setfold import fold_into, typed
 from projector.state import State
 from projector.tables import PROJECTIONS, Table
 from tests.fold.scenarios import histories
+from tests.fold.test_properties import tables
 from tests.golden import golden_events
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _state_rows(state: State) -> dict[str, dict[Any, tuple[Any, ...]]]:
-    by_table = {
-        "campaigns": state.campaigns,
-        "runs": state.runs,
-        "batches": state.batches,
-        "recipients": state.recipients,
-        "messages": state.messages,
-        "snapshots": state.snapshots,
-        "attempts": state.attempts,
-    }
+    by_table = tables(state)
     out: dict[str, dict[Any, tuple[Any, ...]]] = {}
     for table in PROJECTIONS:
         rows = by_table[table.name]
