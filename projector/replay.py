@@ -243,7 +243,6 @@ class Stager:
         if events:
             if self._appending is not None:
                 self._appending.result()
-            self.stats.flushes += 1
             self._appending = self.writer.submit(self._append, types, events)
 
     def _append(self, types: list[str], events: list[str]) -> None:
@@ -635,7 +634,6 @@ def replay(
                 marks=marks,
                 deadletters=deadletters,
             )
-            stats.flushes += 1
         offsets = store.offsets()
         store.checkpoint()
     except BaseException as e:
@@ -681,7 +679,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"projector replay: {s.events:,} events, {s.deadletters:,} dead letters from {sources} "
         f"into {args.db} in {out.elapsed:.1f}s ({s.events / max(out.elapsed, 1e-9):,.0f} events/s, "
-        f"{s.flushes} flushes)",
+        "folded in one transaction)",
         flush=True,
     )
     print(
