@@ -128,3 +128,85 @@ def test_error_detail_stored_like_the_python_fold() -> None:
     rows = _sql_rows([failed])["batches"]
     (row,) = rows.values()
     assert json.loads(row[13]) == {"z": [1, 2.5, None], "a": {"nested": "x"}}
+
+
+def test_every_optional_field_and_offset_folds_the_same() -> None:
+    """Fields the scenarios leave at their defaults, and timestamps with offsets."""
+    from schemas import EVENT_ADAPTER
+
+    env = {"workspace_id": "ws", "campaign_id": "c"}
+    raw = [
+        {
+            "type": "campaign.defined",
+            "name": "n",
+            "channel": "SMS",
+            "channel_name": "Texts",
+            "provider": "p",
+            "campaign_type": "reminder",
+        },
+        {
+            "type": "run.scheduled",
+            "run_id": "r",
+            "scheduled_at": "2026-01-01T09:00:00+03:00",
+            "recipient_count": 5,
+            "batch_size": 2,
+            "total_batches": 7,
+            "max_attempts": 3,
+        },
+        {
+            "type": "run.snapshot_frozen",
+            "run_id": "r",
+            "frozen_at": "2026-01-01T06:00:01Z",
+            "channel": "SMS",
+            "provider": "p",
+            "sender_id": "S",
+            "template": "t-1",
+            "personalized": True,
+            "body": "b",
+            "cost": {"total_cost": 2.5, "currency_units": "parts"},
+            "recipient_count": 5,
+        },
+        {"type": "run.failed", "run_id": "r", "error": {"code": "E1", "message": "m"}},
+        {
+            "type": "batch.created",
+            "run_id": "r",
+            "batch_id": "b1",
+            "batch_sequence": 1,
+            "recipients": [{"recipient_id": "x", "phone_number": "1"}],
+        },
+        {
+            "type": "message.submitted",
+            "run_id": "r",
+            "batch_id": "b1",
+            "recipient_id": "x",
+            "phone_number": "1",
+            "outcome": "skipped",
+            "reason": "opted out",
+            "message_id": "",
+        },
+        {
+            "type": "message.submitted",
+            "run_id": "r",
+            "batch_id": "b2",
+            "recipient_id": "y",
+            "phone_number": "2",
+            "outcome": "sent",
+            "message_id": "m2",
+            "attempt": 2,
+        },
+        {
+            "type": "message.dlr",
+            "run_id": "r",
+            "message_id": "m2",
+            "status": "undelivered",
+            "error_code": 31,
+        },
+        {"type": "message.dlr", "run_id": "r2", "message_id": "m9", "status": "buffered"},
+    ]
+    events = [
+        EVENT_ADAPTER.validate_python(
+            {**env, **e, "event_id": f"e{i}", "occurred_at": f"2026-01-01T0{i}:00:00.5-02:00"}
+        )
+        for i, e in enumerate(raw)
+    ]
+    _assert_same(events, events)
