@@ -18,9 +18,9 @@ histories both ways and requires identical tables, and the replay tests
 compare a live database with an archive rebuild through ``projector verify``.
 It only builds a database from nothing; incremental folding stays in Python.
 
-Input: a relation with ``event_type`` and ``event`` (the validated event as
-``model_dump_json`` text, i.e. defaults filled and timestamps in UTC), which is
-what the archive stores.
+Input: a relation of validated events with ``event_type`` and ``fields``
+(``EVENT_STRUCT``): the archive's typed column, or ``typed()`` over
+``model_dump_json`` text (defaults filled, timestamps in UTC).
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ QUALIFY row_number() OVER (PARTITION BY message_id
 SELECT event_type AS type, fields.occurred_at AS ev_at, fields.*
 FROM {source} WHERE event_type NOT IN ('message.submitted', 'message.dlr')""",
         # The run each run-bearing event names; identity from its events (F3: a
-        # run known only from later events exists).
+        # run known only from later events exists). Events of one run name one
+        # campaign (the contract's key); min() is only a deterministic choice.
         f"""CREATE OR REPLACE TEMP TABLE sf_runs AS
 SELECT fields.run_id AS run_id, min(fields.campaign_id) AS campaign_id,
        min(fields.workspace_id) AS workspace_id, max(fields.occurred_at) AS updated_at
