@@ -574,6 +574,17 @@ def replay(
             archive_ends: dict[TopicPartition, int] = {}
             if from_archive is not None:
                 part = archive_part(from_archive)
+                print(
+                    f"projector replay: archive {from_archive}: {part.events:,} events "
+                    f"in {part.partitions} partitions"
+                    + (
+                        " (some files predate typed fields: parsing their JSON)"
+                        if part.parsed
+                        else ""
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
                 parts.append(part.source)
                 parsed = part.parsed
                 archive_ends = part.ends
@@ -614,12 +625,12 @@ def replay(
                     marks = stager.marks()
                     deadletters = stager.deadletters
                     stats = stager.stats
-            bar.phase("fold (set-based, steps)", 0, 0)
+            bar.phase("fold (set-based, steps)", 0, len(offsets))
 
             def step(done: int, total: int) -> None:
                 if bar.task is not None:
                     bar.progress.update(bar.task, total=total)
-                bar.update(done, stats, 0)
+                bar.update(done, stats, len(offsets) if done == total else 0)
 
             source = "(" + " UNION ALL ".join(f"SELECT * FROM {p}" for p in parts) + ")"
             if not parts:
