@@ -6,9 +6,10 @@ producers hands out the same offsets for other records: once the new log has
 grown past ``next_offset``, comparing offsets with log ends sees nothing wrong
 and the records below are silently skipped. So every flush also stores, per
 partition, the offset of the last record it applied and a digest of that
-record's value; the worker re-reads that record from the log on start and on
-every log poll, and a partition whose log holds another record there (or no
-record at all) is flagged inconsistent.
+record's value; the worker re-reads that record from the log on start, on
+every log poll and before every commit (``Pipeline.check_marks``), and a
+partition whose log holds another record there (or no record at all) is
+flagged inconsistent.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -432,7 +432,18 @@ class Pipeline:
         records of the new log. The log poll alone (1 s) came too late for
         that in tests. Flags the replaced partitions.
         """
-        checked = {tp: self.marks[tp] for tp in batch.offsets if tp in self.marks}
+        return await self.check_marks(batch.offsets)
+
+    async def check_marks(self, tps: Iterable[TopicPartition] | None = None) -> bool:
+        """Ask the log for the last record applied in ``tps`` (default: every marked partition).
+
+        Flags the partitions whose log holds another record there, or none;
+        True when one was newly flagged. Without a verifier nothing is asked.
+        """
+        marks = (
+            self.marks if tps is None else {tp: self.marks[tp] for tp in tps if tp in self.marks}
+        )
+        checked = {tp: mark for tp, mark in marks.items() if tp not in self.inconsistent}
         if not checked or self.verifier is None:
             return False
         found = await self.verifier({tp: mark.offset for tp, mark in checked.items()})

@@ -82,21 +82,10 @@ class Projector:
 
         self.pipeline.prepare(asyncio.run(_prepare()))
         try:
-            asyncio.run(self.check_marks())
+            asyncio.run(self.pipeline.check_marks())
         except OffsetsError as e:  # the log poll checks again every second
             log.warning("could not check the stored log marks at start: %s", e)
         log.info("projector resumes at %s", self.status.snapshot().watermark or "log start")
-
-    async def check_marks(self) -> None:
-        """Flag partitions whose log no longer holds the last record we applied."""
-        pipeline = self.pipeline
-        checked = {
-            tp: mark for tp, mark in pipeline.marks.items() if tp not in pipeline.inconsistent
-        }
-        if checked:
-            wanted = {tp: mark.offset for tp, mark in checked.items()}
-            found = await record_digests(self.settings.bootstrap, wanted, timeout=5.0)
-            pipeline.observe_marks(checked, found)
 
 
 class ProjectorService(mode.Service):
@@ -140,7 +129,7 @@ class ProjectorService(mode.Service):
                 end = await log_end_offsets(p.settings.bootstrap, sources, timeout=5.0)
                 start = await beginning_offsets(p.settings.bootstrap, sources, timeout=5.0)
                 p.pipeline.observe_log(start, end)
-                await p.check_marks()
+                await p.pipeline.check_marks()
                 await self._unstall(end)
                 if self._ready_target is None:
                     self._ready_target = end
