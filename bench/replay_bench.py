@@ -27,7 +27,6 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +90,12 @@ async def _raw(bootstrap: str, topics: list[str]) -> tuple[float, int]:
 
 
 def run(n_events: int, array_size: int, partitions: int) -> dict[str, Any]:
+    from bench import common
     from projector.archive import archive
     from projector.broker import EmbeddedBroker
     from projector.replay import replay
-    from projector.settings import Settings, Topics
+    from projector.settings import Settings
     from projector.simulate import generate
-    from projector.topics import ensure_topics_sync
 
     result: dict[str, Any] = {
         "machine": machine(),
@@ -113,15 +112,8 @@ def run(n_events: int, array_size: int, partitions: int) -> dict[str, Any]:
     print(f"generated {n:,} events in {time.perf_counter() - t0:.1f}s", flush=True)
 
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="replay-bench-") as tmp:
-        prefix = f"b{uuid.uuid4().hex[:8]}"
-        topics = Topics(
-            runs=f"{prefix}.runs",
-            batches=f"{prefix}.batches",
-            submits=f"{prefix}.submits",
-            dlrs=f"{prefix}.dlrs",
-            deadletter=f"{prefix}.deadletter",
-        )
-        ensure_topics_sync(broker.bootstrap, topics.all, partitions)
+        topics = common.fresh_topics()
+        common.create_topics(broker.bootstrap, topics, partitions)
         settings = Settings(bootstrap=broker.bootstrap, topics=topics)
         produced = asyncio.run(_produce(broker.bootstrap, topics, events, array_size))
         del events
