@@ -94,6 +94,8 @@ class ArchiveFile:
     chunk: str
     chunk_files: int
     next_offsets: dict[TopicPartition, int]
+    rows: int
+    typed: bool  # holds ``fields`` (written since rebuilds read typed columns)
 
 
 def _parse_next(raw: bytes) -> dict[TopicPartition, int]:
@@ -121,7 +123,8 @@ def scan(root: Path | str, *, repair: bool = False) -> list[ArchiveFile]:
         if not path.name.endswith(".parquet"):
             continue
         try:
-            meta = pq.read_schema(path).metadata or {}
+            footer = pq.read_metadata(path)
+            meta = footer.metadata or {}
             stem = path.name[len("part-") : -len(".parquet")]
             rest, first = stem.rsplit("-", 1)
             topic, partition = rest.rsplit("-", 1)
@@ -134,6 +137,8 @@ def scan(root: Path | str, *, repair: bool = False) -> list[ArchiveFile]:
                     meta[_META_CHUNK].decode(),
                     int(meta[_META_FILES]),
                     _parse_next(meta[_META_NEXT]),
+                    footer.num_rows,
+                    "fields" in footer.schema.to_arrow_schema().names,
                 )
             )
         except (OSError, KeyError, ValueError, pa.ArrowException) as e:

@@ -37,7 +37,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from rich.console import Console
@@ -55,6 +55,9 @@ from projector.logmark import LogMark, digest
 from projector.settings import Settings
 from projector.store import DeadLetter, FlushResult, Store
 from schemas import decode_value
+
+if TYPE_CHECKING:
+    from projector.archive import ArchiveFile
 
 log = logging.getLogger(__name__)
 
@@ -347,8 +350,6 @@ def archive_part(root: Path | str) -> ArchivePart:
     Offsets are the archive's own positions, so rejected records after the
     last archived event count too.
     """
-    import pyarrow.parquet as pq
-
     from projector.archive import positions, scan
 
     files = scan(root)
@@ -357,28 +358,26 @@ def archive_part(root: Path | str) -> ArchivePart:
         source,
         parsed,
         positions(root),
-        sum(pq.read_metadata(f.path).num_rows for f in files),
+        sum(f.rows for f in files),
         len({(f.topic, f.partition) for f in files}),
     )
 
 
-def _archive_source(files: list[Any]) -> tuple[str, bool]:
+def _archive_source(files: list[ArchiveFile]) -> tuple[str, bool]:
     """The archive as one (event_type, fields) relation for ``projector.setfold``.
 
     Files written since the archive stores ``fields`` are read as typed
     columns; older ones are parsed from their event JSON (then the relation is
     worth materialising: the second flag).
     """
-    import pyarrow.parquet as pq
-
     from projector.setfold import EMPTY, typed
 
     def listed(paths: list[Any]) -> str:
         quoted = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
         return f"read_parquet([{quoted}])"
 
-    with_fields = [f.path for f in files if "fields" in pq.read_schema(f.path).names]
-    old = [f.path for f in files if f.path not in set(with_fields)]
+    with_fields = [f.path for f in files if f.typed]
+    old = [f.path for f in files if not f.typed]
     parts = []
     if with_fields:
         parts.append(f"SELECT event_type, fields FROM {listed(with_fields)}")
