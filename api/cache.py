@@ -37,5 +37,14 @@ class PositionCache:
                     self._entries.popitem(last=False)
         return value
 
+    def peek(self, key: Hashable, position: int) -> Any | None:
+        """The payload remembered for ``key`` at exactly ``position``, or None (builds nothing)."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or hit[0] != position:
+                return None
+            self._entries.move_to_end(key)
+            return hit[1]
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -55,21 +55,26 @@ def replace_reader(app: Any, reader: ReadStore) -> None:
     )
 
 
-def get_context(request: Request) -> ApiContext:
+# The dependencies below are ``async def`` although they never await: FastAPI
+# runs a plain ``def`` dependency in its thread pool, one thread hop each
+# (measured: ~0.3 ms of CPU per hop; a status poll resolved four of them).
+
+
+async def get_context(request: Request) -> ApiContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
 Context = Annotated[ApiContext, Depends(get_context)]
 
 
-def get_reader(request: Request) -> ReadStore:
-    return get_context(request).reader
+async def get_reader(request: Request) -> ReadStore:
+    return request.app.state.ctx.reader  # type: ignore[no-any-return]
 
 
 Reader = Annotated[ReadStore, Depends(get_reader)]
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     return request.state.request_id  # type: ignore[no-any-return]
 
 
@@ -82,10 +87,10 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_caller(
+async def get_caller(
     request: Request, key: Annotated[str | None, Security(api_key_header)]
 ) -> Principal:
-    principal = get_context(request).keys.lookup(key)
+    principal = request.app.state.ctx.keys.lookup(key)
     if principal is None:
         raise Unauthorized()
     return principal

@@ -41,11 +41,15 @@ class ReadStore:
         *,
         owned: duckdb.DuckDBPyConnection | None = None,
         heads: Callable[[str], tuple[str, int] | None] | None = None,
+        static: bool = False,
     ) -> None:
         self._factory = cursor_factory
         # The live writer's in-memory (workspace, position) per campaign: a poll
         # of an unchanged campaign then touches DuckDB not at all.
         self._heads = heads
+        # A file opened read-only cannot change (DuckDB admits no writer beside
+        # it): each campaign's head is read once and remembered.
+        self._static_heads: dict[str, CampaignHead] | None = {} if static else None
         self._local = threading.local()
         self._owned = owned  # closed by close(); None when the store belongs to someone else
 
@@ -67,7 +71,7 @@ class ReadStore:
             raise ReadStoreError(
                 f"{path} is not a projector database (missing {', '.join(missing)})"
             )
-        return cls(con.cursor, owned=con)
+        return cls(con.cursor, owned=con, static=True)
 
     def close(self) -> None:
         if self._owned is not None:
@@ -141,14 +145,31 @@ class ReadStore:
         t = self._one(q.SNAPSHOT, [run_id])
         return None if t is None else SNAPSHOTS.from_tuple(t)
 
-    def campaign_head(self, campaign_id: str) -> CampaignHead | None:
-        """Workspace and position of a campaign, or None if unknown (one cheap query)."""
+    def known_head(self, campaign_id: str) -> CampaignHead | None:
+        """The campaign's head if it is known without a query (None: ask ``campaign_head``).
+
+        Safe on the event loop: it never touches DuckDB.
+        """
         if self._heads is not None:
             known = self._heads(campaign_id)
             if known is not None:
                 return CampaignHead(known[0], known[1])
+        if self._static_heads is not None:
+            return self._static_heads.get(campaign_id)
+        return None
+
+    def campaign_head(self, campaign_id: str) -> CampaignHead | None:
+        """Workspace and position of a campaign, or None if unknown (one cheap query)."""
+        known = self.known_head(campaign_id)
+        if known is not None:
+            return known
         t = self._one(q.CAMPAIGN_HEAD, [campaign_id])
-        return None if t is None else CampaignHead(t[0], int(t[1]))
+        if t is None:
+            return None
+        head = CampaignHead(t[0], int(t[1]))
+        if self._static_heads is not None:
+            self._static_heads[campaign_id] = head
+        return head
 
     # -- bookkeeping -----------------------------------------------------------
     def position(self, campaign_id: str) -> int:

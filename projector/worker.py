@@ -19,6 +19,7 @@ from typing import Any
 import faust
 import mode
 
+from projector import gcpolicy
 from projector.health import PipelineStatus
 from projector.kafka_offsets import (
     OffsetsError,
@@ -285,6 +286,7 @@ def run_cli(args: Any, settings: Settings) -> int:
         )
         projector.prepare()
         print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
+        gcpolicy.settle()
         return run_worker(projector.app)
     finally:
         store.close()

@@ -15,6 +15,9 @@ from projector.store import Store
 from schemas import MessageDlr, MessageSubmitted, RunClaimed
 from tests.api.conftest import (
     ALPHA_ALL,
+    ALPHA_ANALYTICS,
+    ALPHA_CAMPAIGNS,
+    BETA_ALL,
     BIG_CID,
     BIG_RUN,
     NO_RUN_CID,
@@ -134,6 +137,57 @@ def test_live_store_etag_changes_only_with_the_campaign(tmp_path):
             store.flush([ev(MessageDlr, campaign_id=BIG_CID, run_id=BIG_RUN,
                             message_id="m0001", status="delivered")], {})
             assert get(client, STATUS).json()["data"]["delivered"] == 61
+
+
+def _no_queries(reader: ReadStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object) -> None:
+        raise AssertionError("a warm poll queried DuckDB")
+
+    monkeypatch.setattr(reader, "_one", refuse)
+    monkeypatch.setattr(reader, "_all", refuse)
+
+
+@pytest.mark.parametrize("path", [STATUS, f"/campaigns/{BIG_CID}/status",
+                                  f"/v1/campaign/{BIG_CID}/analytics"])
+def test_warm_poll_is_answered_from_memory(client, reader, path, monkeypatch):
+    """A read-only file cannot change: once a campaign was read, its polls
+    (200, 304 and the other workspace's 403) need no query, with the same answers."""
+    first = get(client, path)
+    _no_queries(reader, monkeypatch)
+    again = get(client, path)
+    assert again.status_code == 200
+    assert again.json()["data"] == first.json()["data"]
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert get(client, path, **{"If-None-Match": first.headers["ETag"]}).status_code == 304
+    other = get(client, path, key=BETA_ALL)
+    assert other.status_code == 403 and other.json()["data"] is None
+    assert get(client, path, key=ALPHA_ANALYTICS if "status" in path else ALPHA_CAMPAIGNS
+               ).status_code == 403  # scope still checked first
+    assert get(client, path, key=None).status_code == 401
+
+
+def test_live_warm_poll_follows_the_writer(tmp_path, monkeypatch):
+    """Over the live store the head comes from the writer's memory: a poll of an
+    unchanged campaign needs no query, and a flush of it is seen at once."""
+    from api.keys import KeyRing
+    from tests.api.conftest import KEYS_DOC
+
+    with Store(tmp_path / "live.duckdb") as store:
+        seed(store, all_events())
+        status = PipelineStatus(ready=True, offsets=store.offsets(), flush_seq=store.seq)
+        reader = ReadStore(store.cursor, heads=store.head)
+        app = create_app(reader, keys=KeyRing.from_dict(KEYS_DOC), status=status.snapshot,
+                         metrics=Metrics())
+        with TestClient(app) as client:
+            sent = get(client, STATUS).json()["data"]["sent"]
+            with monkeypatch.context() as patched:
+                _no_queries(reader, patched)
+                assert get(client, STATUS).json()["data"]["sent"] == sent
+            ev = EventFactory()
+            store.flush([ev(MessageSubmitted, campaign_id=BIG_CID, run_id=BIG_RUN,
+                            batch_id="b2", recipient_id="r0001", phone_number="2557",
+                            outcome="sent", message_id="m0001")], {})
+            assert get(client, STATUS).json()["data"]["sent"] == sent + 1
 
 
 def test_healthz(client):
