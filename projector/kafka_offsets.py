@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -104,32 +105,30 @@ async def log_end_offsets(
         OffsetsError: A topic is unknown, the broker is unreachable, or no
             fetch response arrived in time.
     """
+    async with _one_look(bootstrap) as consumer:
+        return await _log_end(consumer, topics, timeout)
+
+
+async def _log_end(consumer: AIOKafkaConsumer, topics: Iterable[str], timeout: float) -> Offsets:
     names = list(dict.fromkeys(topics))
     if not names:
         return {}
-    consumer = _consumer(bootstrap)
-    try:
-        await consumer.start()
-        tps = await _partitions(consumer, names)
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        claimed = await consumer.end_offsets(tps)  # ListOffsets: a lower bound on Tansu
-        for tp in tps:
-            consumer.seek(tp, max(0, claimed[tp] - 1))
-        # Records are discarded; the fetch is only for its high watermarks.
-        await _fetch_until(
-            consumer,
-            tps,
-            timeout,
-            "fetch response",
-            lambda _batches, pending: {tp for tp in pending if consumer.highwater(tp) is not None},
-        )
-        return {(tp.topic, tp.partition): int(consumer.highwater(tp)) for tp in tps}  # type: ignore[arg-type]
-    except KafkaError as e:
-        raise OffsetsError(f"reading log-end offsets from {bootstrap} failed: {e!r}") from e
-    finally:
-        await consumer.stop()
+    tps = await _partitions(consumer, names)
+    if not tps:
+        return {}
+    consumer.assign(tps)
+    claimed = await consumer.end_offsets(tps)  # ListOffsets: a lower bound on Tansu
+    for tp in tps:
+        consumer.seek(tp, max(0, claimed[tp] - 1))
+    # Records are discarded; the fetch is only for its high watermarks.
+    await _fetch_until(
+        consumer,
+        tps,
+        timeout,
+        "fetch response",
+        lambda _batches, pending: {tp for tp in pending if consumer.highwater(tp) is not None},
+    )
+    return {(tp.topic, tp.partition): int(consumer.highwater(tp)) for tp in tps}  # type: ignore[arg-type]
 
 
 async def beginning_offsets(
@@ -143,21 +142,22 @@ async def beginning_offsets(
     Raises:
         OffsetsError: A topic is unknown or the broker is unreachable.
     """
+    async with _one_look(bootstrap) as consumer:
+        return await _log_start(consumer, topics, timeout)
+
+
+async def _log_start(consumer: AIOKafkaConsumer, topics: Iterable[str], timeout: float) -> Offsets:
     names = list(dict.fromkeys(topics))
     if not names:
         return {}
-    consumer = _consumer(bootstrap)
+    tps = await _partitions(consumer, names)
+    if not tps:
+        return {}
     try:
-        await consumer.start()
-        tps = await _partitions(consumer, names)
-        if not tps:
-            return {}
         got = await asyncio.wait_for(consumer.beginning_offsets(tps), timeout)
-        return {(tp.topic, tp.partition): int(off) for tp, off in got.items()}
-    except (KafkaError, TimeoutError) as e:
-        raise OffsetsError(f"reading log-start offsets from {bootstrap} failed: {e!r}") from e
-    finally:
-        await consumer.stop()
+    except TimeoutError as e:
+        raise OffsetsError(f"no log-start offsets within {timeout:.1f}s") from e
+    return {(tp.topic, tp.partition): int(off) for tp, off in got.items()}
 
 
 async def record_digests(
@@ -176,45 +176,140 @@ async def record_digests(
     """
     if not wanted:
         return {}
+    async with _one_look(bootstrap) as consumer:
+        return await _digests(consumer, wanted, timeout)
+
+
+async def _digests(
+    consumer: AIOKafkaConsumer, wanted: Mapping[tuple[str, int], int], timeout: float
+) -> dict[tuple[str, int], int | None]:
     # Reset to the log start when out of range shows the offset is not there.
     # 64 KB per partition is plenty: a broker returns the first record batch
     # whole even when it is larger (measured on Tansu: 2-10 MB records on 8
     # partitions at once), and 1 MB made a check behind a backlog cost 149 ms
     # of CPU instead of 31 ms (16 partitions).
-    consumer = _consumer(bootstrap)
     found: dict[tuple[str, int], int | None] = {}
+    if not wanted:
+        return found
+    known = set(await _partitions(consumer, sorted({t for t, _ in wanted})))
+    tps = [TopicPartition(t, p) for t, p in wanted]
+    for tp in tps:
+        if tp not in known:
+            found[(tp.topic, tp.partition)] = None  # the partition itself is gone
+    tps = [tp for tp in tps if tp in known]
+    if not tps:
+        return found
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, wanted[(tp.topic, tp.partition)])
+
+    def answered(batches: Any, pending: set[TopicPartition]) -> set[TopicPartition]:
+        done = set()
+        for tp in pending:
+            want = wanted[(tp.topic, tp.partition)]
+            record = next((r for r in batches.get(tp, ()) if r.offset >= want), None)
+            if record is not None:
+                found[(tp.topic, tp.partition)] = (
+                    digest(record.value) if record.offset == want else None
+                )
+            elif (high := consumer.highwater(tp)) is not None and high <= want:
+                found[(tp.topic, tp.partition)] = None
+            else:
+                continue
+            done.add(tp)
+            consumer.pause(tp)
+        return done
+
+    await _fetch_until(consumer, tps, timeout, "record fetched", answered)
+    return found
+
+
+@asynccontextmanager
+async def _one_look(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer for one call, stopped after it; Kafka errors become OffsetsError."""
+    consumer = _consumer(bootstrap)
     try:
         await consumer.start()
-        known = set(await _partitions(consumer, sorted({t for t, _ in wanted})))
-        tps = [TopicPartition(t, p) for t, p in wanted]
-        for tp in tps:
-            if tp not in known:
-                found[(tp.topic, tp.partition)] = None  # the partition itself is gone
-        tps = [tp for tp in tps if tp in known]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, wanted[(tp.topic, tp.partition)])
-
-        def answered(batches: Any, pending: set[TopicPartition]) -> set[TopicPartition]:
-            done = set()
-            for tp in pending:
-                want = wanted[(tp.topic, tp.partition)]
-                record = next((r for r in batches.get(tp, ()) if r.offset >= want), None)
-                if record is not None:
-                    found[(tp.topic, tp.partition)] = (
-                        digest(record.value) if record.offset == want else None
-                    )
-                elif (high := consumer.highwater(tp)) is not None and high <= want:
-                    found[(tp.topic, tp.partition)] = None
-                else:
-                    continue
-                done.add(tp)
-                consumer.pause(tp)
-            return done
-
-        await _fetch_until(consumer, tps, timeout, "record fetched", answered)
-        return found
+        yield consumer
     except KafkaError as e:
-        raise OffsetsError(f"reading records from {bootstrap} failed: {e!r}") from e
+        raise OffsetsError(f"reading the log at {bootstrap} failed: {e!r}") from e
     finally:
         await consumer.stop()
+
+
+class LogReader:
+    """The same three looks at the log through one long-lived consumer.
+
+    The worker looks before every commit (log marks) and once a second (lag,
+    log start, marks): a consumer per look cost a connection, a metadata
+    round trip and a shutdown each time, ~9% of the main thread at ~6,000
+    events/s (py-spy, docs/benchmarks.md (b)). Every look assigns its
+    partitions afresh (new fetch positions and high watermarks: nothing is
+    carried over from the previous look) and leaves them paused, so the
+    consumer fetches nothing between looks. Looks are serialised (one
+    consumer); after any failure the consumer is dropped and the next look
+    starts a new one, so a restarted broker is met with fresh connections.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def log_end(self, topics: Iterable[str], *, timeout: float = 10.0) -> Offsets:
+        return await self._look(_log_end, topics, timeout)  # type: ignore[no-any-return]
+
+    async def log_start(self, topics: Iterable[str], *, timeout: float = 10.0) -> Offsets:
+        return await self._look(_log_start, topics, timeout)  # type: ignore[no-any-return]
+
+    async def digests(
+        self, wanted: Mapping[tuple[str, int], int], *, timeout: float = 10.0
+    ) -> dict[tuple[str, int], int | None]:
+        if not wanted:
+            return {}
+        return await self._look(_digests, wanted, timeout)  # type: ignore[no-any-return]
+
+    async def _look(self, how: Callable[..., Awaitable[Any]], what: Any, timeout: float) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A consumer belongs to the loop it started on (a look at start-up
+            # runs on its own loop, before faust's): begin anew on this one.
+            self._loop, self._consumer, self._lock = loop, None, asyncio.Lock()
+        async with self._lock:
+            try:
+                if self._consumer is None:
+                    consumer = _consumer(self.bootstrap)
+                    self._consumer = consumer
+                    await asyncio.wait_for(consumer.start(), timeout)
+                try:
+                    # A started consumer retries metadata for as long as the
+                    # broker is away: the whole look is bounded instead.
+                    return await asyncio.wait_for(how(self._consumer, what, timeout), timeout)
+                except TimeoutError as e:
+                    raise OffsetsError(
+                        f"no answer from {self.bootstrap} within {timeout:.1f}s"
+                    ) from e
+                finally:
+                    if self._consumer is not None:
+                        # Parked: paused partitions are not fetched. (Not
+                        # unsubscribe(): after it aiokafka's stop() hangs.)
+                        self._consumer.pause(*self._consumer.assignment())
+            except KafkaError as e:
+                await self._drop()
+                raise OffsetsError(f"reading the log at {self.bootstrap} failed: {e!r}") from e
+            except BaseException:
+                await self._drop()
+                raise
+
+    async def _drop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception:  # already broken: nothing more to release
+                pass
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._drop()

@@ -21,12 +21,7 @@ import mode
 
 from projector import gcpolicy
 from projector.health import PipelineStatus
-from projector.kafka_offsets import (
-    OffsetsError,
-    beginning_offsets,
-    log_end_offsets,
-    record_digests,
-)
+from projector.kafka_offsets import LogReader, OffsetsError, beginning_offsets
 from projector.metrics import Metrics
 from projector.pipeline import DeadLetterSink, Pipeline
 from projector.settings import Settings
@@ -58,6 +53,8 @@ class Projector:
         self.status = status or PipelineStatus(mode="live")
         self.metrics = metrics or Metrics()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
+        # Every look at the log after start-up (marks, lag) goes through one consumer.
+        self.log = LogReader(settings.bootstrap)
         self.pipeline = Pipeline(
             store,
             executor=self.executor,
@@ -82,8 +79,15 @@ class Projector:
             return await beginning_offsets(self.settings.bootstrap, sources)
 
         self.pipeline.prepare(asyncio.run(_prepare()))
+
+        async def _check_marks() -> None:
+            try:
+                await self.pipeline.check_marks()
+            finally:
+                await self.log.close()  # its consumer belongs to this loop
+
         try:
-            asyncio.run(self.pipeline.check_marks())
+            asyncio.run(_check_marks())
         except OffsetsError as e:  # the log poll checks again every second
             log.warning("could not check the stored log marks at start: %s", e)
         log.info("projector resumes at %s", self.status.snapshot().watermark or "log start")
@@ -103,6 +107,7 @@ class ProjectorService(mode.Service):
 
     async def on_stop(self) -> None:
         await self.projector.pipeline.close()
+        await self.projector.log.close()
 
     async def _unstall(self, end: dict[tuple[str, int], int]) -> None:
         from faust.types import TP
@@ -127,8 +132,8 @@ class ProjectorService(mode.Service):
         sources = list(p.settings.topics.sources)
         while not self.should_stop:
             try:
-                end = await log_end_offsets(p.settings.bootstrap, sources, timeout=5.0)
-                start = await beginning_offsets(p.settings.bootstrap, sources, timeout=5.0)
+                end = await p.log.log_end(sources, timeout=5.0)
+                start = await p.log.log_start(sources, timeout=5.0)
                 p.pipeline.observe_log(start, end)
                 await p.pipeline.check_marks()
                 await self._unstall(end)
@@ -226,7 +231,7 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     pipeline.seeker = seek
 
     async def verify(wanted: dict[tuple[str, int], int]) -> dict[tuple[str, int], int | None]:
-        return await record_digests(settings.bootstrap, wanted, timeout=5.0)
+        return await projector.log.digests(wanted, timeout=5.0)
 
     pipeline.verifier = verify
 

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from projector.broker import BrokerPortInUseError, EmbeddedBroker
 from projector.kafka_offsets import (
+    LogReader,
     OffsetsError,
     beginning_offsets,
     log_end_offsets,
@@ -297,3 +298,55 @@ def test_cli_broker_port_taken_exits_1() -> None:
         )
     assert out.returncode == 1
     assert "already in use" in out.stderr
+
+
+async def test_log_reader_sees_the_log_move_and_survives_a_broker_restart(
+    topics_factory: TopicsFactory,
+) -> None:
+    """The worker's long-lived reader answers as the one-shot functions do, look
+    after look, however the log moved in between: nothing (high watermarks,
+    positions, paused partitions) carries over. After a restart of the memory
+    broker the old records are gone: a look fails while it is down, and the
+    next one sees the new log, not a cached picture of the old."""
+    with EmbeddedBroker() as b:
+        await ensure_topics(b.bootstrap, [f"lr-{os.getpid()}"], 2)
+        t = f"lr-{os.getpid()}"
+        reader = LogReader(b.bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=b.bootstrap)
+        await producer.start()
+        try:
+            assert await reader.log_end([t]) == {(t, 0): 0, (t, 1): 0}
+            for n in (1, 2, 5):
+                for i in range(n):
+                    await producer.send_and_wait(t, f"p0-{n}-{i}".encode(), partition=0)
+                ends = await reader.log_end([t])
+                assert ends == await log_end_offsets(b.bootstrap, [t])
+                last = ends[(t, 0)] - 1
+                want = {(t, 0): last, (t, 1): 0}
+                got = await reader.digests(want)
+                assert got == await record_digests(b.bootstrap, want)
+                assert got == {(t, 0): digest(f"p0-{n}-{n - 1}".encode()), (t, 1): None}
+                assert await reader.digests({(t, 0): 0}) == {(t, 0): digest(b"p0-1-0")}
+            assert await reader.log_start([t]) == {(t, 0): 0, (t, 1): 0}
+        finally:
+            await producer.stop()
+
+        b.stop()
+        with pytest.raises(OffsetsError):
+            await reader.log_end([t], timeout=2.0)
+        b.start()
+        with pytest.raises(OffsetsError, match="unknown topics"):
+            await reader.log_end([t])  # the memory broker lost the topic
+        await ensure_topics(b.bootstrap, [t], 2)
+        producer = AIOKafkaProducer(bootstrap_servers=b.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(t, b"new-0", partition=0)
+        finally:
+            await producer.stop()
+        assert await reader.log_end([t]) == {(t, 0): 1, (t, 1): 0}
+        assert await reader.digests({(t, 0): 0, (t, 0 + 1): 0}) == {
+            (t, 0): digest(b"new-0"), (t, 1): None
+        }
+        assert await reader.digests({(t, 0): 7}) == {(t, 0): None}
+        await reader.close()
