@@ -689,7 +689,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"projector replay: {s.events:,} events, {s.deadletters:,} dead letters from {sources} "
         f"into {args.db} in {out.elapsed:.1f}s ({s.events / max(out.elapsed, 1e-9):,.0f} events/s, "
-        "folded in one transaction)",
+        "folded in one transaction; primary keys are built by the first writer that opens it)",
         flush=True,
     )
     print(
