@@ -190,7 +190,21 @@ def _from_memory(
     return None if payload is None else ok(payload, request_id, headers=headers)
 
 
-def _status(
+def _status_payload(reader: ReadStore, campaign_id: str, head: CampaignHead) -> dict[str, Any]:
+    return views.status_payload(campaign_id, views.latest_run(reader.runs_of(campaign_id)))
+
+
+def _analytics_payload(reader: ReadStore, campaign_id: str, head: CampaignHead) -> dict[str, Any]:
+    return views.analytics_payload(campaign_id, head.workspace_id, reader.runs_of(campaign_id))
+
+
+PayloadBuilder = Callable[[ReadStore, str, CampaignHead], dict[str, Any]]
+
+
+async def _polled(
+    kind: str,
+    scope: str,
+    build: PayloadBuilder,
     campaign_id: str,
     caller: Principal,
     reader: ReadStore,
@@ -199,30 +213,22 @@ def _status(
     request_id: str,
     if_none_match: str | None,
 ) -> Response:
-    head = _owned_head(reader, caller, campaign_id)
-    return _answer_cached(
-        ctx, request, request_id, if_none_match, "status", campaign_id, head,
-        lambda: views.status_payload(campaign_id, views.latest_run(reader.runs_of(campaign_id))),
+    """A polled endpoint: from memory when it can be, else DuckDB in the thread pool."""
+    _require(caller, scope)
+    answer = _from_memory(
+        ctx, reader, caller, request, request_id, if_none_match, kind, campaign_id
     )
-
-
-async def _polled_status(
-    campaign_id: str,
-    caller: Principal,
-    reader: ReadStore,
-    ctx: ApiContext,
-    request: Request,
-    request_id: str,
-    if_none_match: str | None,
-) -> Response:
-    _require(caller, SCOPE_CAMPAIGNS)
-    args = (ctx, reader, caller, request, request_id, if_none_match, "status", campaign_id)
-    answer = _from_memory(*args)
     if answer is not None:
         return answer
-    return await run_in_threadpool(
-        _status, campaign_id, caller, reader, ctx, request, request_id, if_none_match
-    )
+
+    def from_db() -> Response:
+        head = _owned_head(reader, caller, campaign_id)
+        return _answer_cached(
+            ctx, request, request_id, if_none_match, kind, campaign_id, head,
+            lambda: build(reader, campaign_id, head),
+        )
+
+    return await run_in_threadpool(from_db)
 
 
 _STATUS_DOC = dict(
@@ -248,8 +254,9 @@ async def campaign_status(
     request_id: RequestId,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    return await _polled_status(
-        campaign_id, caller, reader, ctx, request, request_id, if_none_match
+    return await _polled(
+        "status", SCOPE_CAMPAIGNS, _status_payload,
+        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
     )
 
 
@@ -268,26 +275,9 @@ async def campaign_status_mirror(
     request_id: RequestId,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    return await _polled_status(
-        campaign_id, caller, reader, ctx, request, request_id, if_none_match
-    )
-
-
-def _analytics(
-    campaign_id: str,
-    caller: Principal,
-    reader: ReadStore,
-    ctx: ApiContext,
-    request: Request,
-    request_id: str,
-    if_none_match: str | None,
-) -> Response:
-    head = _owned_head(reader, caller, campaign_id)
-    return _answer_cached(
-        ctx, request, request_id, if_none_match, "analytics", campaign_id, head,
-        lambda: views.analytics_payload(
-            campaign_id, head.workspace_id, reader.runs_of(campaign_id)
-        ),
+    return await _polled(
+        "status", SCOPE_CAMPAIGNS, _status_payload,
+        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
     )
 
 
@@ -309,13 +299,9 @@ async def campaign_analytics(
     request_id: RequestId,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    _require(caller, SCOPE_ANALYTICS)
-    args = (ctx, reader, caller, request, request_id, if_none_match, "analytics", campaign_id)
-    answer = _from_memory(*args)
-    if answer is not None:
-        return answer
-    return await run_in_threadpool(
-        _analytics, campaign_id, caller, reader, ctx, request, request_id, if_none_match
+    return await _polled(
+        "analytics", SCOPE_ANALYTICS, _analytics_payload,
+        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
     )
 
 
