@@ -30,15 +30,21 @@ class OffsetsError(RuntimeError):
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
-    # consumer.topics() asks for *all* topics: naming a missing topic in a
-    # Metadata request would make Tansu create it.
-    known = await consumer.topics()
+    # Metadata for *all* topics: naming a missing topic in a Metadata request
+    # would make Tansu create it. Partitions are read from this answer, not
+    # from the consumer's own metadata: once a consumer was assigned
+    # partitions it tracks only their topics, so a long-lived one (LogReader)
+    # would see any other topic as having no partitions (seen: partitions
+    # flagged "no longer in the log" by a look at a topic the last look did
+    # not assign).
+    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - topics() drops it
+    known = cluster.topics()
     missing = [t for t in topics if t not in known]
     if missing:
         raise OffsetsError(f"unknown topics: {', '.join(missing)}")
     tps: list[TopicPartition] = []
     for topic in topics:
-        parts = consumer.partitions_for_topic(topic) or set()
+        parts = cluster.partitions_for_topic(topic) or set()
         tps.extend(TopicPartition(topic, p) for p in sorted(parts))
     return tps
 

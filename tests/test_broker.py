@@ -328,6 +328,13 @@ async def test_log_reader_sees_the_log_move_and_survives_a_broker_restart(
                 assert got == {(t, 0): digest(f"p0-{n}-{n - 1}".encode()), (t, 1): None}
                 assert await reader.digests({(t, 0): 0}) == {(t, 0): digest(b"p0-1-0")}
             assert await reader.log_start([t]) == {(t, 0): 0, (t, 1): 0}
+            # Looks at other topics than the last look's (a metadata blind spot once).
+            other = f"lr2-{os.getpid()}"
+            await ensure_topics(b.bootstrap, [other], 1)
+            await producer.send_and_wait(other, b"o-0", partition=0)
+            assert await reader.digests({(other, 0): 0}) == {(other, 0): digest(b"o-0")}
+            assert await reader.log_end([t, other]) == {(t, 0): 8, (t, 1): 0, (other, 0): 1}
+            assert await reader.digests({(t, 0): 0}) == {(t, 0): digest(b"p0-1-0")}
         finally:
             await producer.stop()
 
