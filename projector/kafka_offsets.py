@@ -70,7 +70,12 @@ async def _fetch_until(
                 f"no {what} within {timeout:.1f}s for "
                 f"{', '.join(f'{tp.topic}[{tp.partition}]' for tp in sorted(pending))}"
             )
-        batches = await consumer.getmany(*pending, timeout_ms=int(min(remaining, 0.2) * 1000))
+        # One record per call: a look needs at most one per partition, and
+        # aiokafka unpacks records lazily, so the rest of a fetched batch
+        # (hundreds of records when producers batch) is never materialised.
+        batches = await consumer.getmany(
+            *pending, timeout_ms=int(min(remaining, 0.2) * 1000), max_records=1
+        )
         pending -= answered(batches, pending)
 
 

@@ -335,6 +335,11 @@ async def test_log_reader_sees_the_log_move_and_survives_a_broker_restart(
             assert await reader.digests({(other, 0): 0}) == {(other, 0): digest(b"o-0")}
             assert await reader.log_end([t, other]) == {(t, 0): 8, (t, 1): 0, (other, 0): 1}
             assert await reader.digests({(t, 0): 0}) == {(t, 0): digest(b"p0-1-0")}
+            # Offsets inside one producer batch: the record asked for, not the batch's first.
+            sent = [await producer.send(t, f"b-{i}".encode(), partition=1) for i in range(6)]
+            await asyncio.gather(*sent)
+            for i in (0, 3, 5):
+                assert await reader.digests({(t, 1): i}) == {(t, 1): digest(f"b-{i}".encode())}
         finally:
             await producer.stop()
 
