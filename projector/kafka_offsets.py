@@ -292,7 +292,14 @@ class LogReader:
                 if self._consumer is None:
                     consumer = _consumer(self.bootstrap)
                     self._consumer = consumer
-                    await asyncio.wait_for(consumer.start(), timeout)
+                    try:
+                        await asyncio.wait_for(consumer.start(), timeout)
+                    except TimeoutError as e:
+                        # Callers handle OffsetsError; a bare TimeoutError made a
+                        # flush give up its batch (seen with the broker paused).
+                        raise OffsetsError(
+                            f"no answer from {self.bootstrap} within {timeout:.1f}s"
+                        ) from e
                 try:
                     # A started consumer retries metadata for as long as the
                     # broker is away: the whole look is bounded instead.

@@ -404,6 +404,13 @@ class Pipeline:
                     log.error("flush failed, retrying in %.1fs: %s", delay, e)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+                except BaseException:
+                    # Anything else (a bug, a cancellation): put the batch back,
+                    # or its records would be skipped, their offsets passed by
+                    # the next commit. Re-applying after a commit that did land
+                    # changes nothing (F1).
+                    self._restore(batch)
+                    raise
             for ack in batch.acks:
                 ack()
             now = time.time()

@@ -362,3 +362,13 @@ async def test_log_reader_sees_the_log_move_and_survives_a_broker_restart(
         }
         assert await reader.digests({(t, 0): 7}) == {(t, 0): None}
         await reader.close()
+        # A look that must start its consumer while the broker is stopped fails
+        # as OffsetsError (what callers handle), not as a bare TimeoutError.
+        b.pause()
+        try:
+            with pytest.raises(OffsetsError):
+                await reader.log_end([t], timeout=1.0)
+        finally:
+            b.resume()
+        assert await reader.log_end([t]) == {(t, 0): 1, (t, 1): 0}
+        await reader.close()

@@ -124,4 +124,43 @@ def test_the_final_flush_is_abandoned_when_the_broker_cannot_be_asked(tmp_path):
     asyncio.run(go())
 
 
+def test_a_flush_that_fails_unexpectedly_keeps_its_records(tmp_path):
+    """Any exception, not only the expected store and offsets errors, puts the
+    batch back: its records are committed by the next flush, never skipped
+    (seen: a bare TimeoutError from the log check lost a batch while later
+    flushes moved the offsets past it)."""
+    values = _records()
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = _pipeline(store)
+            await p.add(*RUNS, 0, None, values[0])
+            await p.flush()
+            answers = p.verifier
+
+            async def broken(wanted):
+                raise RuntimeError("unexpected")
+
+            p.verifier = broken
+            await p.add(*RUNS, 1, None, values[1])
+            with pytest.raises(RuntimeError):
+                await p.flush()
+            p.verifier = answers
+            await p.add(*RUNS, 2, None, values[2])
+            await p.flush()
+            assert store.offsets() == {RUNS: 3}
+            with Store(tmp_path / "q.duckdb") as reference:
+                q = _pipeline(reference)
+                for offset, value in enumerate(values[:3]):
+                    await q.add(*RUNS, offset, None, value)
+                await q.flush()
+                for table in ("campaigns", "runs", "batches", "recipients"):
+                    sql = f"SELECT * FROM {table} ORDER BY ALL"
+                    assert store.con.execute(sql).fetchall() == reference.con.execute(
+                        sql
+                    ).fetchall(), table
+
+    asyncio.run(go())
+
+
 pytestmark = pytest.mark.timeout(60)
