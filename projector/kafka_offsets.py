@@ -289,20 +289,14 @@ class LogReader:
             self._loop, self._consumer, self._lock = loop, None, asyncio.Lock()
         async with self._lock:
             try:
-                if self._consumer is None:
-                    consumer = _consumer(self.bootstrap)
-                    self._consumer = consumer
-                    try:
-                        await asyncio.wait_for(consumer.start(), timeout)
-                    except TimeoutError as e:
-                        # Callers handle OffsetsError; a bare TimeoutError made a
-                        # flush give up its batch (seen with the broker paused).
-                        raise OffsetsError(
-                            f"no answer from {self.bootstrap} within {timeout:.1f}s"
-                        ) from e
+                # Starting and looking are each bounded (a started consumer
+                # retries metadata for as long as the broker is away); a
+                # timeout of either is an OffsetsError, what callers handle (a
+                # bare TimeoutError once made a flush give up its batch).
                 try:
-                    # A started consumer retries metadata for as long as the
-                    # broker is away: the whole look is bounded instead.
+                    if self._consumer is None:
+                        self._consumer = _consumer(self.bootstrap)
+                        await asyncio.wait_for(self._consumer.start(), timeout)
                     return await asyncio.wait_for(how(self._consumer, what, timeout), timeout)
                 except TimeoutError as e:
                     raise OffsetsError(

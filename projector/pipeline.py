@@ -388,29 +388,29 @@ class Pipeline:
                 return None
             self._batch = _Batch()
             delay = 0.1
-            while True:
-                try:
-                    if await self._replaced(batch):
-                        await self._rewind(batch)
-                        return None
-                    result = await self._commit(batch)
-                    break
-                except (StoreError, OffsetsError) as e:
-                    self.metrics.flush_failures.inc()
-                    self.status.update(last_error=str(e))
-                    if not retry:
-                        self._restore(batch)
-                        raise
-                    log.error("flush failed, retrying in %.1fs: %s", delay, e)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                except BaseException:
-                    # Anything else (a bug, a cancellation): put the batch back,
-                    # or its records would be skipped, their offsets passed by
-                    # the next commit. Re-applying after a commit that did land
-                    # changes nothing (F1).
-                    self._restore(batch)
-                    raise
+            try:
+                while True:
+                    try:
+                        if await self._replaced(batch):
+                            await self._rewind(batch)
+                            return None
+                        result = await self._commit(batch)
+                        break
+                    except (StoreError, OffsetsError) as e:
+                        self.metrics.flush_failures.inc()
+                        self.status.update(last_error=str(e))
+                        if not retry:
+                            raise
+                        log.error("flush failed, retrying in %.1fs: %s", delay, e)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 5.0)
+            except BaseException:
+                # Every exit by exception (retry=False, a bug, a cancellation,
+                # during the backoff too) puts the batch back, or its records
+                # would be skipped, their offsets passed by the next commit.
+                # Re-applying after a commit that did land changes nothing (F1).
+                self._restore(batch)
+                raise
             for ack in batch.acks:
                 ack()
             now = time.time()

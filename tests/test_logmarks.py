@@ -41,6 +41,21 @@ def _records() -> list[bytes]:
     return [line.encode() for line in golden_lines()]
 
 
+async def _flushed_once(store: Store, values: list[bytes]) -> Pipeline:
+    """A pipeline that has committed runs[0]."""
+    p = _pipeline(store)
+    await p.add(*RUNS, 0, None, values[0])
+    await p.flush()
+    return p
+
+
+def _raising(error: Exception):  # noqa: ANN202 - a Verifier
+    async def verify(wanted):
+        raise error
+
+    return verify
+
+
 def test_a_flush_stores_the_last_record_of_each_partition(tmp_path):
     values = _records()
 
@@ -109,14 +124,8 @@ def test_the_final_flush_is_abandoned_when_the_broker_cannot_be_asked(tmp_path):
 
     async def go() -> None:
         with Store(tmp_path / "p.duckdb") as store:
-            p = _pipeline(store)
-            await p.add(*RUNS, 0, None, values[0])
-            await p.flush()
-
-            async def unreachable(wanted):
-                raise OffsetsError("broker unreachable")
-
-            p.verifier = unreachable
+            p = await _flushed_once(store, values)
+            p.verifier = _raising(OffsetsError("broker unreachable"))
             await p.add(*RUNS, 1, None, values[1])
             await p.close(timeout=5)  # logged, not raised
             assert store.offsets() == {RUNS: 1}
@@ -133,15 +142,9 @@ def test_a_flush_that_fails_unexpectedly_keeps_its_records(tmp_path):
 
     async def go() -> None:
         with Store(tmp_path / "p.duckdb") as store:
-            p = _pipeline(store)
-            await p.add(*RUNS, 0, None, values[0])
-            await p.flush()
+            p = await _flushed_once(store, values)
             answers = p.verifier
-
-            async def broken(wanted):
-                raise RuntimeError("unexpected")
-
-            p.verifier = broken
+            p.verifier = _raising(RuntimeError("unexpected"))
             await p.add(*RUNS, 1, None, values[1])
             with pytest.raises(RuntimeError):
                 await p.flush()
