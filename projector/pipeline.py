@@ -189,6 +189,11 @@ class Pipeline:
         self.awaiting_first: set[TopicPartition] = set()
         self._flush_task: asyncio.Task[Any] | None = None
         self.inconsistent: dict[TopicPartition, str] = {}
+        # Set once a partition's log was lost or replaced: the broker's history
+        # is not the one DuckDB holds, so a partition that never had a record
+        # applied cannot be told apart from one of a new, unrelated stream.
+        self.log_lost: str | None = None
+        self.in_log: set[TopicPartition] = set()  # every partition a log poll reported
         self.seeker: Seeker | None = None
         self.verifier: Verifier | None = None
         self.listeners: list[FlushListener] = []
@@ -250,6 +255,9 @@ class Pipeline:
             self.awaiting_first.discard(tp)
         if tp in self.inconsistent:
             return  # refused until an operator replays; never acked, never applied
+        if self.log_lost is not None and tp not in self.applied:
+            self.mark_inconsistent(tp, self._unapplied_reason())
+            return
         expected = self.expected.get(tp)
         if expected is not None and offset < expected:
             if ack is not None:
@@ -363,6 +371,27 @@ class Pipeline:
         self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(1)
         self.status.update(inconsistent=dict(self.inconsistent))
 
+    def _lost(self, tp: TopicPartition, reason: str) -> None:
+        """Flag ``tp``, whose log was lost or replaced, and every partition never applied.
+
+        A broker that lost one partition's log lost its history: records that
+        now arrive where DuckDB never applied anything (no stored offset, no
+        mark to compare) may belong to another stream, and applying them would
+        mix two histories. Only a replay can tell.
+        """
+        self.mark_inconsistent(tp, reason)
+        if self.log_lost is None:
+            self.log_lost = f"{tp[0]}[{tp[1]}]"
+        known = set(self.expected) | set(self.last_seen) | self.in_log
+        for other in sorted(known - set(self.applied) - set(self.inconsistent)):
+            self.mark_inconsistent(other, self._unapplied_reason())
+
+    def _unapplied_reason(self) -> str:
+        return (
+            f"no record applied yet, and the broker lost the log of {self.log_lost}: "
+            "records here may belong to another history"
+        )
+
     # -- flushing ------------------------------------------------------------------
     async def _flush_on_time(self) -> None:
         while True:
@@ -439,7 +468,11 @@ class Pipeline:
         records of the new log. The log poll alone (1 s) came too late for
         that in tests. Flags the replaced partitions.
         """
-        return await self.check_marks(batch.offsets)
+        # A partition without a mark (its first records) has nothing to compare
+        # with: its records are trusted only while every other mark still holds.
+        unmarked = any(tp not in self.marks for tp in batch.offsets)
+        await self.check_marks(None if unmarked else batch.offsets)
+        return any(tp in self.inconsistent for tp in batch.offsets)
 
     async def check_marks(self, tps: Iterable[TopicPartition] | None = None) -> bool:
         """Ask the log for the last record applied in ``tps`` (default: every marked partition).
@@ -531,16 +564,17 @@ class Pipeline:
                 continue
             reason = mismatch(tp, mark, got)
             if reason is not None:
-                self.mark_inconsistent(tp, reason)
+                self._lost(tp, reason)
 
     def observe_log(
         self, log_start: dict[TopicPartition, int], log_end: dict[TopicPartition, int]
     ) -> None:
         """Record log ends; flag partitions whose log no longer holds our position."""
+        self.in_log.update(log_end)
         for tp, end in log_end.items():
             applied = self.applied.get(tp)
             if applied is not None and end < applied:
-                self.mark_inconsistent(
+                self._lost(
                     tp, f"log end {end} is behind the stored offset {applied} (broker lost records)"
                 )
             start = log_start.get(tp)

@@ -21,6 +21,8 @@ from tests.golden import golden_lines
 
 RUNS = ("campaign.runs", 0)
 DLRS = ("campaign.dlrs", 0)
+SUBMITS = ("campaign.submits", 0)
+BATCHES = ("campaign.batches", 0)
 
 
 def _pipeline(store: Store) -> Pipeline:
@@ -159,9 +161,62 @@ def test_a_flush_that_fails_unexpectedly_keeps_its_records(tmp_path):
                 await q.flush()
                 for table in ("campaigns", "runs", "batches", "recipients"):
                     sql = f"SELECT * FROM {table} ORDER BY ALL"
-                    assert store.con.execute(sql).fetchall() == reference.con.execute(
-                        sql
-                    ).fetchall(), table
+                    assert (
+                        store.con.execute(sql).fetchall() == reference.con.execute(sql).fetchall()
+                    ), table
+
+    asyncio.run(go())
+
+
+def test_a_lost_log_refuses_partitions_that_never_had_a_record_applied(tmp_path):
+    """With no stored offset and no mark, nothing tells an old stream from a new one.
+
+    Seen: after the broker restarted empty, the new stream landed on
+    partitions DuckDB had never applied and was applied there.
+    """
+    values = _records()
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = _pipeline(store)
+            p.prepare({RUNS: 0, DLRS: 0, SUBMITS: 0})
+            await p.add(*RUNS, 0, None, values[0])
+            await p.add(*RUNS, 1, None, values[1])
+            await p.flush()
+            p.observe_log({}, {RUNS: 0, SUBMITS: 0})  # runs[0] lost its two records
+            assert "behind the stored offset 2" in p.inconsistent[RUNS]
+            assert set(p.inconsistent) == {RUNS, DLRS, SUBMITS}
+            assert "lost the log of campaign.runs[0]" in p.inconsistent[SUBMITS]
+            # New records land where nothing was applied, in a partition not
+            # known before too: none is buffered, none committed.
+            await p.add(*SUBMITS, 0, None, values[2])
+            await p.add(*BATCHES, 0, None, values[3])
+            assert BATCHES in p.inconsistent
+            assert await p.flush() is None
+            assert store.offsets() == {RUNS: 2}
+
+    asyncio.run(go())
+
+
+def test_first_records_of_a_partition_are_committed_only_while_every_mark_holds(tmp_path):
+    """A batch of only unmarked partitions checks the other partitions' marks."""
+    values = _records()
+    asked: list[dict] = []
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = await _flushed_once(store, values)
+
+            async def verify(wanted):
+                asked.append(dict(wanted))
+                return {tp: None for tp in wanted}  # runs[0] lost its record
+
+            p.verifier = verify
+            await p.add(*DLRS, 0, None, values[1])
+            assert await p.flush() is None
+            assert asked == [{RUNS: 0}]
+            assert set(p.inconsistent) == {RUNS, DLRS}
+            assert store.offsets() == {RUNS: 1}
 
     asyncio.run(go())
 

@@ -3,7 +3,9 @@
 The test's own broker is restarted empty (memory storage) under a running
 ``projector serve`` and the topics are created again, so every partition's
 log end is now behind the offset DuckDB stored. The projector must not
-crash, must flag exactly those partitions in ``/readyz`` (503, with reasons)
+crash, must flag those partitions in ``/readyz`` (503, with reasons), and
+the ones that never had a record applied too (nothing tells their old
+stream from a new one),
 and in ``projector_partition_inconsistent``, log the operator action
 (``projector replay``), keep serving reads from the last projections, and
 apply nothing of what the new, unrelated log holds, even once it has grown
@@ -33,6 +35,22 @@ def _applied_partitions(watermark: str) -> dict[str, int]:
     return out
 
 
+PARTITIONS = 4
+
+
+def _every_partition(topics) -> set[str]:
+    """A lost log flags them all: those never applied could hold another stream."""
+    return {f"{t}:{p}" for t in topics.sources for p in range(PARTITIONS)}
+
+
+def _check_reasons(inconsistent: dict[str, str], stored: dict[str, int], *said: str) -> None:
+    for tp, reason in inconsistent.items():
+        if tp in stored:
+            assert any(s in reason for s in said), (tp, reason)
+        else:
+            assert "no record applied yet, and the broker lost the log" in reason, (tp, reason)
+
+
 def test_broker_restarted_empty_flags_partitions_and_applies_nothing(own_broker, procs, tmp_path):
     bootstrap = own_broker.bootstrap
     topics = make_topics(bootstrap)
@@ -50,22 +68,24 @@ def test_broker_restarted_empty_flags_partitions_and_applies_nothing(own_broker,
 
     t0 = time.monotonic()
     own_broker.restart()  # memory storage: every topic, record and group is gone
-    ensure_topics_sync(bootstrap, topics.all, 4)
+    ensure_topics_sync(bootstrap, topics.all, PARTITIONS)
+
+    every = _every_partition(topics)
+    assert set(stored) < every  # some partitions never had a record: the racy case
 
     def flagged():
         code, data = serve.readyz()
-        return code == 503 and set(data["inconsistent"]) == set(stored) and data
+        return code == 503 and set(data["inconsistent"]) == every and data
 
-    data = serve.wait("/readyz to flag every partition that had records", flagged, 30)
+    data = serve.wait("/readyz to flag every partition", flagged, 30)
     detected = time.monotonic() - t0
-    for reason in data["inconsistent"].values():
-        assert "behind the stored offset" in reason, reason
-    for tp in stored:
+    _check_reasons(data["inconsistent"], stored, "behind the stored offset")
+    for tp in every:
         topic, partition = tp.rsplit(":", 1)
         assert (
             serve.metric("projector_partition_inconsistent", topic=topic, partition=partition) == 1
         )
-    assert serve.metric("projector_partition_inconsistent") == len(stored)
+    assert serve.metric("projector_partition_inconsistent") == len(every)
     assert "projector replay" in serve.log()
 
     # An unrelated stream lands in the new log, more records than before, so
@@ -87,7 +107,8 @@ def test_broker_restarted_empty_flags_partitions_and_applies_nothing(own_broker,
     assert read_db(tmp_path / "p.duckdb") == dump(fold_dicts(events))
     print(
         f"\n{len(events)} events in {records} records applied; broker restarted empty; "
-        f"{len(stored)} partitions flagged inconsistent {detected:.1f}s after the restart; "
+        f"{len(every)} partitions flagged inconsistent ({len(stored)} had records) "
+        f"{detected:.1f}s after the restart; "
         f"{more} later records of another stream refused"
     )
 
@@ -114,7 +135,7 @@ def test_log_replaced_while_down_is_flagged_at_start(own_broker, procs, tmp_path
     serve.stop()
 
     own_broker.restart()
-    ensure_topics_sync(bootstrap, topics.all, 4)
+    ensure_topics_sync(bootstrap, topics.all, PARTITIONS)
     # Same campaigns, same partitions, a longer and different history.
     other = list(generate(campaigns=3, recipients=300, seed=41))
     produce_sync(bootstrap, topics, other, array_size=5)
@@ -126,21 +147,22 @@ def test_log_replaced_while_down_is_flagged_at_start(own_broker, procs, tmp_path
     t0 = time.monotonic()
     again = Serve(procs, env, db, tmp_path, log_name="serve-again")
     again.wait_listening()
+    every = _every_partition(topics)
     code, data = again.wait(
-        "/readyz to flag every partition that had records",
-        lambda: (r := again.readyz())[0] == 503 and set(r[1]["inconsistent"]) == set(stored) and r,
+        "/readyz to flag every partition",
+        lambda: (r := again.readyz())[0] == 503 and set(r[1]["inconsistent"]) == every and r,
         30,
     )
     detected = time.monotonic() - t0
-    for reason in data["inconsistent"].values():
-        assert "another record" in reason, reason
+    _check_reasons(data["inconsistent"], stored, "another record")
     assert "projector replay" in again.log()
     assert again.applied_records() == records
     again.stop()
     assert read_db(db) == dump(fold_dicts(events))
     print(
         f"\nlog replaced while the projector was down, new log past every stored offset: "
-        f"{len(stored)} partitions flagged {detected:.1f}s after start, nothing applied"
+        f"{len(every)} partitions ({len(stored)} with records) flagged {detected:.1f}s after "
+        "start, nothing applied"
     )
 
 
@@ -161,24 +183,26 @@ def test_log_replaced_and_refilled_under_running_serve_is_flagged(own_broker, pr
     )
 
     own_broker.restart()
-    ensure_topics_sync(bootstrap, topics.all, 4)
+    ensure_topics_sync(bootstrap, topics.all, PARTITIONS)
     produce_sync(bootstrap, topics, list(generate(campaigns=3, recipients=300, seed=41)), 5)
+    every = _every_partition(topics)
     data = serve.wait(
-        "/readyz to flag every partition that had records",
-        lambda: (
-            (r := serve.readyz())[0] == 503 and set(r[1]["inconsistent"]) == set(stored) and r[1]
-        ),
+        "/readyz to flag every partition",
+        lambda: (r := serve.readyz())[0] == 503 and set(r[1]["inconsistent"]) == every and r[1],
         30,
     )
-    reasons = sorted(data["inconsistent"].values())
-    assert all("another record" in r or "behind the stored offset" in r for r in reasons), reasons
+    _check_reasons(data["inconsistent"], stored, "another record", "behind the stored offset")
+    reasons = [data["inconsistent"][tp] for tp in stored]
     assert serve.alive() is None
     serve.stop()
     # Checked before every commit, not only by the 1 s poll: nothing of the
     # new log was applied, even where it was already flowing in.
     assert read_db(tmp_path / "p.duckdb") == dump(fold_dicts(events))
     by_marks = sum("another record" in r for r in reasons)
-    print(f"\nrefilled under a running serve: {len(stored)} flagged, {by_marks} by the log marks")
+    print(
+        f"\nrefilled under a running serve: {len(every)} flagged ({len(stored)} with records), "
+        f"{by_marks} by the log marks"
+    )
 
 
 pytestmark = pytest.mark.timeout(200)
