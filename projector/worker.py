@@ -9,9 +9,12 @@ applied it commits, so faust's Kafka commits never run ahead of DuckDB.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -180,8 +183,14 @@ def new_faust_app(
     group_id: str, bootstrap: str, *, partitions: int, fetch_max_wait_ms: int
 ) -> faust.App:
     """The faust app as the projector configures it (the ceiling benchmark uses it too)."""
+    # faust makes its data dir (tables, unused with memory stores) in the
+    # working directory by default: one `<group>-data` per group id left
+    # behind wherever the projector ran. A private temporary one instead.
+    datadir = tempfile.mkdtemp(prefix="projector-faust-")
+    atexit.register(shutil.rmtree, datadir, ignore_errors=True)
     app = faust.App(
         group_id,
+        datadir=datadir,
         broker=f"kafka://{bootstrap}",
         value_serializer="raw",
         key_serializer="raw",

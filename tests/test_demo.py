@@ -140,6 +140,9 @@ def test_demo_serves_a_changing_campaign_and_stops_cleanly_on_ctrl_c(tmp_path: P
         assert not port_open("127.0.0.1", port), "the API port is still open"
         assert not port_open(broker["host"], int(broker["port"])), "the broker port is still open"
         assert [pid for pid in children if not gone(pid)] == [], "children left running"
+        # Nothing left in the working directory but the demo's own var/
+        # (faust used to leave a `<group>-data` dir per run there).
+        assert [p.name for p in tmp_path.iterdir()] == ["var"]
     finally:
         if demo.poll() is None:
             demo.kill()  # its children die with it (PDEATHSIG)
