@@ -271,8 +271,24 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     return app
 
 
+def _use_uvloop() -> None:
+    """Run faust's loop on uvloop when it is installed (a dependency off Windows).
+
+    Measured (docs/benchmarks.md): the projector on single-event records
+    +5-10% with the faust ceiling unchanged, and less of the GIL taken from
+    the API thread in ``serve``. Without it faust runs on asyncio's loop.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_worker(app: faust.App) -> int:
     """Run faust in the foreground until SIGINT/SIGTERM; returns the exit code."""
+    _use_uvloop()
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()
