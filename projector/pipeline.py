@@ -371,6 +371,37 @@ class Pipeline:
         self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(1)
         self.status.update(inconsistent=dict(self.inconsistent))
 
+    def adopt(
+        self,
+        offsets: dict[TopicPartition, int | None],
+        marks: dict[TopicPartition, LogMark | None],
+        log_end: dict[TopicPartition, int],
+    ) -> None:
+        """Take these partitions' position from a database swapped in, and clear their flags.
+
+        The swap rebuilt them from the log as it is now (caught up to
+        ``log_end``), so their old position means nothing. A partition the
+        new database holds no offset for had no record below that log end.
+        """
+        for tp, offset in offsets.items():
+            if offset is None:
+                self.applied.pop(tp, None)
+                self.expected[tp] = log_end[tp]
+            else:
+                self.applied[tp] = self.expected[tp] = offset
+            mark = marks.get(tp)
+            if mark is None:
+                self.marks.pop(tp, None)
+            else:
+                self.marks[tp] = mark
+            self.resyncing.pop(tp, None)
+            if self.inconsistent.pop(tp, None) is not None:
+                self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(0)
+                log.warning("%s[%d]: inconsistent flag cleared by a swap", tp[0], tp[1])
+        if not self.inconsistent:
+            self.log_lost = None
+        self.status.update(inconsistent=dict(self.inconsistent))
+
     def _lost(self, tp: TopicPartition, reason: str) -> None:
         """Flag ``tp``, whose log was lost or replaced, and every partition never applied.
 

@@ -109,29 +109,48 @@ class SwapController:
         except ProjectorError as e:
             raise SwapError(f"cannot open {path}: {e}") from e
         start_offsets = dict(new.offsets())
+        # Partitions flagged inconsistent: the live position belongs to a log
+        # that is gone, so NEW (rebuilt from the log as it is now) is caught
+        # up to the log end there and its position taken as it is; the flags
+        # are then cleared and the marks checked again, against NEW.
+        flagged = set(pipeline.inconsistent)
         try:
-            caught = await self._catch_up(new, Batcher, replay_kafka, dict(pipeline.applied))
+            caught = await self._catch_up(new, Batcher, replay_kafka, await self._target(flagged))
             async with pipeline._flush_lock:
                 # Ingestion now waits for us; nothing commits to the old file.
-                caught += await self._catch_up(new, Batcher, replay_kafka, dict(pipeline.applied))
+                ends = await self._target(flagged)
+                caught += await self._catch_up(new, Batcher, replay_kafka, ends)
                 old = pipeline.store
                 stored = new.offsets()
+                marks = new.marks()
                 for tp, offset in stored.items():
+                    if tp in flagged:
+                        continue
                     # NEW may be ahead of the live position (a replay read further):
                     # records it already holds must not be applied again.
                     if offset > pipeline.expected.get(tp, 0):
                         pipeline.expected[tp] = offset
                     if offset > pipeline.applied.get(tp, 0):
                         pipeline.applied[tp] = offset
-                for tp, mark in new.marks().items():
+                for tp, mark in marks.items():
+                    if tp in flagged:
+                        continue
                     if tp not in pipeline.marks or mark.offset > pipeline.marks[tp].offset:
                         pipeline.marks[tp] = mark
+                pipeline.adopt(
+                    {tp: stored.get(tp) for tp in flagged},
+                    {tp: marks.get(tp) for tp in flagged},
+                    {tp: ends.get(tp, 0) for tp in flagged},
+                )
                 pipeline.store = new
                 replace_reader(self.app, ReadStore(new.cursor, heads=new.head))
                 p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)
         except BaseException:
             await asyncio.to_thread(new.close)
             raise
+        if flagged:
+            # NEW must itself hold records of the log as it is now.
+            await pipeline.check_marks(flagged)
         # Let requests that started on the old database finish, then close it.
         asyncio.get_running_loop().call_later(
             GRACE_SECONDS, lambda: threading.Thread(target=old.close, daemon=True).start()
@@ -163,8 +182,29 @@ class SwapController:
             "caught_up_events": caught,
             "start_offsets": _offsets_json(start_offsets),
             "offsets": _offsets_json(stored),
+            "cleared_inconsistent": sorted(
+                f"{t}:{p}" for t, p in flagged - set(pipeline.inconsistent)
+            ),
             "seconds": round(took, 3),
         }
+
+    async def _target(self, flagged: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Where NEW must be caught up to: the live position, or the log end where flagged."""
+        from projector.kafka_offsets import OffsetsError, log_end_offsets
+
+        pipeline = self.projector.pipeline
+        target = {tp: o for tp, o in pipeline.applied.items() if tp not in flagged}
+        if flagged:
+            try:
+                ends = await log_end_offsets(
+                    self.projector.settings.bootstrap, sorted({t for t, _ in flagged})
+                )
+            except OffsetsError as e:
+                raise SwapError(
+                    f"cannot read the log ends of the inconsistent partitions: {e}"
+                ) from e
+            target.update({tp: ends.get(tp, 0) for tp in flagged})
+        return target
 
     async def _catch_up(self, new: Store, batcher_cls: Any, replay_kafka: Any, target: dict) -> int:
         start = new.offsets()
