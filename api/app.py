@@ -84,7 +84,9 @@ class RequestContextMiddleware:
             route = scope.get("route")
             log.exception(
                 "unhandled error in %s %s (request %s)",
-                scope["method"], getattr(route, "path", "?"), request_id,
+                scope["method"],
+                getattr(route, "path", "?"),
+                request_id,
             )
             if started:
                 raise
@@ -175,5 +177,3 @@ def create_app(
     app.add_middleware(LimitsMiddleware, keys=keys, limits=limits)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
-
-

@@ -209,7 +209,12 @@ RunOutcome = Literal[
     "scheduled", "running", "completed", "completed_with_errors", "failed", "cancelled"
 ]
 ExecutionState = Literal[
-    "not_scheduled", "scheduled", "pending_or_overdue", "running", "completed", "failed",
+    "not_scheduled",
+    "scheduled",
+    "pending_or_overdue",
+    "running",
+    "completed",
+    "failed",
     "cancelled",
 ]
 
