@@ -84,9 +84,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             log.exception(
                 "unhandled error in %s %s (request %s)",
-                scope["method"],
-                getattr(route, "path", "?"),
-                request_id,
+                scope["method"], getattr(route, "path", "?"), request_id,
             )
             if started:
                 raise
@@ -177,3 +175,5 @@ def create_app(
     app.add_middleware(LimitsMiddleware, keys=keys, limits=limits)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
+
+

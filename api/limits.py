@@ -71,14 +71,8 @@ class Limits:
         for name in ("rate", "anon_rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Limits.{name} must be >= 0")
-        for name in (
-            "burst",
-            "anon_burst",
-            "max_body_bytes",
-            "max_url_bytes",
-            "max_header_bytes",
-            "max_buckets",
-        ):
+        for name in ("burst", "anon_burst", "max_body_bytes", "max_url_bytes",
+                     "max_header_bytes", "max_buckets"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be >= 1")
 
@@ -169,14 +163,8 @@ class LimitsMiddleware:
             scope.get("query_string", b"")
         )
         if url_bytes > lim.max_url_bytes:
-            await self._reject(
-                scope,
-                receive,
-                send,
-                414,
-                URI_TOO_LONG,
-                f"The URL is longer than {lim.max_url_bytes} bytes.",
-            )
+            await self._reject(scope, receive, send, 414, URI_TOO_LONG,
+                               f"The URL is longer than {lim.max_url_bytes} bytes.")
             return
         header_bytes = 0
         content_length: bytes | None = None
@@ -188,14 +176,8 @@ class LimitsMiddleware:
             elif name == b"x-api-key":
                 presented = value
         if header_bytes > lim.max_header_bytes:
-            await self._reject(
-                scope,
-                receive,
-                send,
-                431,
-                HEADERS_TOO_LARGE,
-                f"The request headers are larger than {lim.max_header_bytes} bytes.",
-            )
+            await self._reject(scope, receive, send, 431, HEADERS_TOO_LARGE,
+                               f"The request headers are larger than {lim.max_header_bytes} bytes.")
             return
 
         if scope["path"] not in lim.exempt_paths:
@@ -204,15 +186,9 @@ class LimitsMiddleware:
             wait = self._spend(scope, presented)
             if wait > 0:
                 retry = max(1, math.ceil(wait))
-                await self._reject(
-                    scope,
-                    receive,
-                    send,
-                    429,
-                    RATE_LIMITED,
-                    f"Too many requests; retry after {retry} s.",
-                    headers={"Retry-After": str(retry)},
-                )
+                await self._reject(scope, receive, send, 429, RATE_LIMITED,
+                                   f"Too many requests; retry after {retry} s.",
+                                   headers={"Retry-After": str(retry)})
                 return
 
         if content_length is not None:
@@ -221,14 +197,8 @@ class LimitsMiddleware:
             except ValueError:
                 declared = lim.max_body_bytes + 1  # unparseable: treat as too large
             if declared > lim.max_body_bytes:
-                await self._reject(
-                    scope,
-                    receive,
-                    send,
-                    413,
-                    PAYLOAD_TOO_LARGE,
-                    f"The request body is larger than {lim.max_body_bytes} bytes.",
-                )
+                await self._reject(scope, receive, send, 413, PAYLOAD_TOO_LARGE,
+                                   f"The request body is larger than {lim.max_body_bytes} bytes.")
                 return
         await self._call_counting_body(scope, receive, send)
 
@@ -273,14 +243,8 @@ class LimitsMiddleware:
         except _BodyTooLarge:
             if started:
                 raise
-            await self._reject(
-                scope,
-                receive,
-                send,
-                413,
-                PAYLOAD_TOO_LARGE,
-                f"The request body is larger than {limit} bytes.",
-            )
+            await self._reject(scope, receive, send, 413, PAYLOAD_TOO_LARGE,
+                               f"The request body is larger than {limit} bytes.")
 
     @staticmethod
     async def _reject(
@@ -297,13 +261,7 @@ class LimitsMiddleware:
         if not isinstance(rid, str):
             rid = request_id_from(None)
         client = scope.get("client")
-        log.debug(
-            "rejected %s %r from %s: %d %s",
-            scope["method"],
-            scope["path"][:200],
-            client[0] if client else "?",
-            status,
-            code,
-        )
+        log.debug("rejected %s %r from %s: %d %s", scope["method"], scope["path"][:200],
+                  client[0] if client else "?", status, code)
         response = fail(status, code, message, rid, headers=headers)
         await response(scope, receive, send)

@@ -209,12 +209,7 @@ RunOutcome = Literal[
     "scheduled", "running", "completed", "completed_with_errors", "failed", "cancelled"
 ]
 ExecutionState = Literal[
-    "not_scheduled",
-    "scheduled",
-    "pending_or_overdue",
-    "running",
-    "completed",
-    "failed",
+    "not_scheduled", "scheduled", "pending_or_overdue", "running", "completed", "failed",
     "cancelled",
 ]
 

@@ -23,16 +23,8 @@ POSITION = "SELECT position FROM campaign_positions WHERE campaign_id = ?"
 OFFSETS = "SELECT topic, partition, next_offset FROM source_offsets"
 FLUSH_SEQ = "SELECT value FROM projector_meta WHERE key = 'flush_seq'"
 # Tables a database must hold to be served.
-REQUIRED_TABLES = (
-    "campaigns",
-    "runs",
-    "batches",
-    "recipients",
-    "snapshots",
-    "campaign_positions",
-    "source_offsets",
-    "projector_meta",
-)
+REQUIRED_TABLES = ("campaigns", "runs", "batches", "recipients", "snapshots",
+                   "campaign_positions", "source_offsets", "projector_meta")
 TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
 
 # -- breakdowns, pages and lists (api.routes.breakdowns / lists / execution) ----------------

@@ -31,8 +31,6 @@ TopicPartition = tuple[str, int]
 class CampaignHead(NamedTuple):
     workspace_id: str
     position: int  # flush sequence of the last flush that changed the campaign
-
-
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
 
 

@@ -77,7 +77,7 @@ def _install_redaction() -> None:
         access.addFilter(RedactQueryKeys())
 
 
-def _config(app: FastAPI, host: str, port: int, loop: str = "auto") -> uvicorn.Config:
+def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
     _install_redaction()
     return uvicorn.Config(
         app,
@@ -87,15 +87,17 @@ def _config(app: FastAPI, host: str, port: int, loop: str = "auto") -> uvicorn.C
         access_log=False,  # latency goes to /metrics; access logs would cost per request
         server_header=False,
         lifespan="off",
-        loop=loop,  # Settings.event_loop: "auto" picks uvloop where installed
+        # asyncio's loop, whatever else is installed: uvloop measured no
+        # better under ingestion (docs/benchmarks.md (e), 2026-11-30).
+        loop="asyncio",
         timeout_graceful_shutdown=5,
     )
 
 
-def build_uvicorn_server(app: FastAPI, host: str, port: int, loop: str = "auto") -> uvicorn.Server:
+def build_uvicorn_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     """A server to run with ``server.run()`` in a background thread; stop it with
     ``server.should_exit = True``. Installs no signal handlers."""
-    return _ThreadServer(_config(app, host, port, loop))
+    return _ThreadServer(_config(app, host, port))
 
 
 def read_only_status(reader: ReadStore) -> PipelineSnapshot:
@@ -146,7 +148,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             metrics=Metrics(),
             limits=settings.api_limits(),
         )
-        server = _CliServer(_config(app, settings.host, settings.port, settings.event_loop))
+        server = _CliServer(_config(app, settings.host, settings.port))
         log.info(
             "serving %s read-only on http://%s:%d (flush %d, %d keys)",
             settings.db,

@@ -58,20 +58,17 @@ def main() -> int:
                 state["last"] = time.monotonic()
                 cpu = time.process_time() - state["cpu0"]
                 with open(args.out, "w") as f:
-                    json.dump(
-                        {
-                            "records": state["records"],
-                            "events": state["events"],
-                            "startup_s": state["first"] - began,
-                            "elapsed_s": state["last"] - state["first"],
-                            "cpu_s": cpu,
-                        },
-                        f,
-                    )
+                    json.dump({
+                        "records": state["records"],
+                        "events": state["events"],
+                        "startup_s": state["first"] - began,
+                        "elapsed_s": state["last"] - state["first"],
+                        "cpu_s": cpu,
+                    }, f)
                 os.kill(os.getpid(), signal.SIGTERM)
 
     app.agent(channel, name="ceiling", concurrency=1)(ceiling)
-    return run_worker(app, Settings().event_loop)
+    return run_worker(app)
 
 
 if __name__ == "__main__":

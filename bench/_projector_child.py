@@ -56,11 +56,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True, help="JSON [[topic, partition, end], ...]")
     ap.add_argument("--out", required=True)
-    ap.add_argument(
-        "--freshness",
-        action="store_true",
-        help="record per-record freshness; --target may appear later",
-    )
+    ap.add_argument("--freshness", action="store_true",
+                    help="record per-record freshness; --target may appear later")
     args = ap.parse_args()
     began = time.monotonic()
     settings = Settings()
@@ -69,16 +66,8 @@ def main() -> int:
     target: dict[tuple[str, int], int] | None = None
     fresh = _Recorder()
     store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
-    marks: dict[str, Any] = {
-        "first": None,
-        "cpu0": None,
-        "caught_up": None,
-        "cpu1": None,
-        "flushes": 0,
-        "events": 0,
-        "first_flush": None,
-        "flush_wall": [],
-    }
+    marks: dict[str, Any] = {"first": None, "cpu0": None, "caught_up": None, "cpu1": None,
+                             "flushes": 0, "events": 0, "first_flush": None, "flush_wall": []}
     try:
         # In freshness mode the log is empty at start, so "caught up with the
         # ends seen at start" would hold at once: this child stops itself instead.
@@ -127,11 +116,10 @@ def main() -> int:
                     time.sleep(0.05)
                     if target_path.exists() and marks["first_flush"] is not None:
                         projector.loop.call_soon_threadsafe(
-                            on_flush, FlushResult(0, 0, 0, frozenset(), Changes())
-                        )
+                            on_flush, FlushResult(0, 0, 0, frozenset(), Changes()))
 
             threading.Thread(target=watch_target, daemon=True).start()
-        code = run_worker(projector.app, settings.event_loop)
+        code = run_worker(projector.app)
         m = projector.metrics
         flush_sum = m.flush_seconds._sum.get()  # noqa: SLF001 - read-only peek at the histogram
     finally:
@@ -144,15 +132,12 @@ def main() -> int:
         "elapsed_s": (marks["caught_up"] - marks["first"]) if marks["caught_up"] else None,
         "cpu_s": (marks["cpu1"] - marks["cpu0"]) if marks["cpu1"] else None,
         "first_flush_after_first_record_s": (marks["first_flush"] - marks["first"])
-        if marks["first_flush"] and marks["first"]
-        else None,
+        if marks["first_flush"] and marks["first"] else None,
         "flush_seconds_total": flush_sum,
         "first_flush_wall": marks.get("first_flush_wall"),
         "freshness": fresh.values if args.freshness else None,
-        "settings": {
-            "flush_max_events": settings.flush_max_events,
-            "flush_interval_ms": settings.flush_interval_ms,
-        },
+        "settings": {"flush_max_events": settings.flush_max_events,
+                     "flush_interval_ms": settings.flush_interval_ms},
     }
     with open(args.out, "w") as f:
         json.dump(out, f)

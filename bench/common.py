@@ -75,8 +75,6 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_at_start": list(os.getloadavg()),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        # The children's loop (Settings.event_loop), as the environment sets it.
-        "event_loop": os.environ.get("PROJECTOR_EVENT_LOOP", "auto"),
     }
 
 

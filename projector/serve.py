@@ -68,7 +68,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             limits=settings.api_limits(),
         )
         swapper.app = app
-        server = build_uvicorn_server(app, settings.host, settings.port, settings.event_loop)
+        server = build_uvicorn_server(app, settings.host, settings.port)
         thread = threading.Thread(target=server.run, name="api", daemon=True)
         thread.start()
         print(
@@ -77,7 +77,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
         gcpolicy.settle()
-        return run_worker(projector.app, settings.event_loop)
+        return run_worker(projector.app)
     finally:
         if server is not None:
             server.should_exit = True

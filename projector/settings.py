@@ -8,7 +8,7 @@ settings drive a laptop demo, CI and the compose deployment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,9 +61,6 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=30000)
     # DuckDB's memory limit, applied at connect time (WAL replay runs before any SET).
     duckdb_memory_limit: str = "2GB"
-    # faust's and uvicorn's event loop: "auto" is uvloop where installed
-    # (a dependency off Windows), else asyncio's (docs/benchmarks.md (e)).
-    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     log_level: str = "INFO"
     # API protection: requests/s and burst per key, and per client address for
     # requests without a valid key; 0 turns rate limiting off.

@@ -178,9 +178,7 @@ class Store:
         if added:
             log.info(
                 "built the primary keys of %s (%s) in %.2fs",
-                self.path,
-                ", ".join(added),
-                time.perf_counter() - began,
+                self.path, ", ".join(added), time.perf_counter() - began,
             )
 
     def _load_heads(self) -> None:

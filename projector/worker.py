@@ -271,28 +271,8 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     return app
 
 
-def _install_loop(event_loop: str) -> None:
-    """Give faust uvloop's loop unless ``event_loop`` says asyncio (Settings.event_loop).
-
-    "auto" uses uvloop where it is installed (a dependency off Windows).
-    Measured in docs/benchmarks.md: a small gain at most for the projector
-    and the API's paced polls; the setting allows the comparison anywhere.
-    """
-    if event_loop == "asyncio":
-        return
-    try:
-        import uvloop
-    except ImportError:
-        if event_loop == "uvloop":
-            raise
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.set_event_loop(asyncio.new_event_loop())
-
-
-def run_worker(app: faust.App, event_loop: str = "auto") -> int:
+def run_worker(app: faust.App) -> int:
     """Run faust in the foreground until SIGINT/SIGTERM; returns the exit code."""
-    _install_loop(event_loop)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()
@@ -321,6 +301,6 @@ def run_cli(args: Any, settings: Settings) -> int:
         projector.prepare()
         print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
         gcpolicy.settle()
-        return run_worker(projector.app, settings.event_loop)
+        return run_worker(projector.app)
     finally:
         store.close()

@@ -102,13 +102,7 @@ def campaign_metrics(
     _require(caller, SCOPE_ANALYTICS)
     head = _owned_head(reader, caller, campaign_id)
     return _answer_cached(
-        ctx,
-        request,
-        request_id,
-        if_none_match,
-        "metrics",
-        campaign_id,
-        head,
+        ctx, request, request_id, if_none_match, "metrics", campaign_id, head,
         lambda: views_extra.metrics_payload(campaign_id, reader.runs_of(campaign_id)),
     )
 
@@ -136,15 +130,8 @@ def campaign_summary(
         campaign = _owned_campaign(reader, caller, campaign_id)
         position = reader.position(campaign_id)
         body = views_extra.summary_payload(campaign, reader.runs_of(campaign_id), now_utc())
-    return _answer(
-        ctx,
-        request,
-        request_id,
-        if_none_match,
-        position,
-        lambda: body,
-        body["latest_execution"]["state"],
-    )
+    return _answer(ctx, request, request_id, if_none_match, position, lambda: body,
+                   body["latest_execution"]["state"])
 
 
 @router.get(

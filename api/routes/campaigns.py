@@ -140,11 +140,7 @@ def _answer_cached(
     """``_answer`` for payloads that depend on the campaign's rows alone: built
     once per campaign position (polls of an unchanged campaign cost no read)."""
     return _answer(
-        ctx,
-        request,
-        request_id,
-        if_none_match,
-        head.position,
+        ctx, request, request_id, if_none_match, head.position,
         lambda: ctx.cache.get_or_build((kind, campaign_id), head.position, build),
     )
 
@@ -228,13 +224,7 @@ async def _polled(
     def from_db() -> Response:
         head = _owned_head(reader, caller, campaign_id)
         return _answer_cached(
-            ctx,
-            request,
-            request_id,
-            if_none_match,
-            kind,
-            campaign_id,
-            head,
+            ctx, request, request_id, if_none_match, kind, campaign_id, head,
             lambda: build(reader, campaign_id, head),
         )
 
@@ -265,16 +255,8 @@ async def campaign_status(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     return await _polled(
-        "status",
-        SCOPE_CAMPAIGNS,
-        _status_payload,
-        campaign_id,
-        caller,
-        reader,
-        ctx,
-        request,
-        request_id,
-        if_none_match,
+        "status", SCOPE_CAMPAIGNS, _status_payload,
+        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
     )
 
 
@@ -294,16 +276,8 @@ async def campaign_status_mirror(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     return await _polled(
-        "status",
-        SCOPE_CAMPAIGNS,
-        _status_payload,
-        campaign_id,
-        caller,
-        reader,
-        ctx,
-        request,
-        request_id,
-        if_none_match,
+        "status", SCOPE_CAMPAIGNS, _status_payload,
+        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
     )
 
 
@@ -326,16 +300,8 @@ async def campaign_analytics(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     return await _polled(
-        "analytics",
-        SCOPE_ANALYTICS,
-        _analytics_payload,
-        campaign_id,
-        caller,
-        reader,
-        ctx,
-        request,
-        request_id,
-        if_none_match,
+        "analytics", SCOPE_ANALYTICS, _analytics_payload,
+        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
     )
 
 
@@ -420,10 +386,6 @@ def run_snapshot(
         if snapshot is None:
             raise SnapshotNotFound()
         return _answer(
-            ctx,
-            request,
-            request_id,
-            if_none_match,
-            position,
+            ctx, request, request_id, if_none_match, position,
             lambda: views.snapshot_payload(run, snapshot, include_recipients),
         )

@@ -19,34 +19,16 @@ router = APIRouter(tags=["operations"])
     "/healthz",
     summary="Liveness: the process serves HTTP",
     response_model=Envelope[Health],
-    responses={
-        200: {
-            "content": {
-                "application/json": {
-                    "example": {
-                        "success": True,
-                        "data": {"status": "ok"},
-                        "errors": None,
-                        "request_id": RID,
-                    }
-                }
-            }
-        }
-    },
+    responses={200: {"content": {"application/json": {"example": {
+        "success": True, "data": {"status": "ok"}, "errors": None, "request_id": RID}}}}},
 )
 def healthz(request_id: RequestId) -> Response:
     return ok({"status": "ok"}, request_id)
 
 
-_READY = {
-    "ready": True,
-    "mode": "live",
-    "flush_seq": 42,
-    "lag": 0,
-    "watermark": "campaign.runs:0=120,campaign.batches:0=340",
-    "inconsistent": {},
-    "last_error": None,
-}
+_READY = {"ready": True, "mode": "live", "flush_seq": 42, "lag": 0,
+          "watermark": "campaign.runs:0=120,campaign.batches:0=340", "inconsistent": {},
+          "last_error": None}
 
 
 @router.get(
@@ -54,29 +36,14 @@ _READY = {
     summary="Readiness: caught up after start and no inconsistent partition",
     response_model=Envelope[Readiness],
     responses={
-        200: {
-            "content": {
-                "application/json": {
-                    "example": {"success": True, "data": _READY, "errors": None, "request_id": RID}
-                }
-            }
-        },
-        503: {
-            "model": ErrorEnvelope,
-            "description": "Not ready; details in data.",
-            "content": {
-                "application/json": {
-                    "example": {
-                        "success": False,
-                        "data": {**_READY, "ready": False, "lag": 18000},
-                        "errors": [
-                            {"code": NOT_READY, "message": "Catching up: 18000 records behind."}
-                        ],
-                        "request_id": RID,
-                    }
-                }
-            },
-        },
+        200: {"content": {"application/json": {"example": {
+            "success": True, "data": _READY, "errors": None, "request_id": RID}}}},
+        503: {"model": ErrorEnvelope, "description": "Not ready; details in data.",
+              "content": {"application/json": {"example": {
+                  "success": False,
+                  "data": {**_READY, "ready": False, "lag": 18000},
+                  "errors": [{"code": NOT_READY, "message": "Catching up: 18000 records behind."}],
+                  "request_id": RID}}}},
     },
 )
 def readyz(ctx: Context, request_id: RequestId) -> Response:

@@ -122,9 +122,8 @@ def list_campaigns(
         total, campaigns = reader.campaigns_page(caller.workspace_id, limit=limit, offset=offset)
         runs = reader.runs_of_many([c.campaign_id for c in campaigns])
     items = [views_extra.campaign_item(c, runs.get(c.campaign_id, [])) for c in campaigns]
-    return _paged(
-        ctx, request, request_id, if_none_match, position, "", items, total, limit, offset
-    )
+    return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit,
+                  offset)
 
 
 @router.get(
@@ -135,14 +134,9 @@ def list_campaigns(
     "a completed run with any failed submit or failed delivery, else the status. At most "
     f"{views_extra.RUN_HISTORY_MAX} per page. Scope: `campaigns:read`.",
     response_model=PagedEnvelope[RunHistoryItem],
-    responses=_paged_docs(
-        docs.RUNS_EXAMPLES,
-        errors_422={
-            "limit_above_max": docs._err(
-                "VALIDATION_ERROR", "query.limit: Input should be less than or equal to 50"
-            )
-        },
-    ),
+    responses=_paged_docs(docs.RUNS_EXAMPLES, errors_422={
+        "limit_above_max": docs._err("VALIDATION_ERROR",
+                                     "query.limit: Input should be less than or equal to 50")}),
 )
 def run_history(
     campaign_id: CampaignId,
@@ -163,9 +157,8 @@ def run_history(
         position = reader.position(campaign_id)
         runs = reader.runs_of(campaign_id)
     items = views_extra.run_history(runs, limit, offset)
-    return _paged(
-        ctx, request, request_id, if_none_match, position, "", items, len(runs), limit, offset
-    )
+    return _paged(ctx, request, request_id, if_none_match, position, "", items, len(runs),
+                  limit, offset)
 
 
 @router.get(
@@ -178,7 +171,8 @@ def run_history(
     f"`/stats`. `skip` is the offset; `limit` default {PAGE_DEFAULT}, max {PAGE_MAX}; "
     "`meta.total` counts the batches matching the filters. Scope: `campaigns:read`.",
     response_model=PagedEnvelope[BatchListItem],
-    responses=_paged_docs(docs.BATCHES_EXAMPLES, errors_422={**docs.LIMIT_422, **docs.STATUS_422}),
+    responses=_paged_docs(docs.BATCHES_EXAMPLES, errors_422={**docs.LIMIT_422,
+                                                            **docs.STATUS_422}),
 )
 def list_batches(
     campaign_id: CampaignId,
@@ -210,7 +204,8 @@ def list_batches(
             for bid, c in reader.batch_counters(rid, ids).items():
                 counters[(rid, bid)] = c
     items = [views_extra.batch_item(b, counters.get((b.run_id, b.batch_id))) for b in batches]
-    return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit, skip)
+    return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit,
+                  skip)
 
 
 def _wants_csv(accept: str | None) -> bool:
@@ -236,7 +231,9 @@ def _csv_lines(first: list[Any], rest: Iterator[list[Any]]) -> Iterator[bytes]:
         chunk = nxt
 
 
-def _csv_export(ctx: ApiContext, reader: ReadStore, run_id: str, status: str | None) -> Response:
+def _csv_export(
+    ctx: ApiContext, reader: ReadStore, run_id: str, status: str | None
+) -> Response:
     chunks = reader.export_recipients(run_id, status=status)
     # The first chunk is read here, so a failing query is an error response, not a cut stream.
     first = next(chunks, [])
@@ -250,15 +247,10 @@ def _csv_export(ctx: ApiContext, reader: ReadStore, run_id: str, status: str | N
 
 
 _RECIPIENTS_RESPONSES = _paged_docs(
-    docs.RECIPIENTS_EXAMPLES,
-    not_found=docs.RUN_NOT_FOUND,
-    errors_422={
-        **docs.LIMIT_422,
-        "bad_status": docs._err(
-            "VALIDATION_ERROR",
-            "query.status: Input should be 'pending', 'sent', 'delivered', 'failed' or 'skipped'",
-        ),
-    },
+    docs.RECIPIENTS_EXAMPLES, not_found=docs.RUN_NOT_FOUND,
+    errors_422={**docs.LIMIT_422, "bad_status": docs._err(
+        "VALIDATION_ERROR", "query.status: Input should be 'pending', 'sent', 'delivered', "
+        "'failed' or 'skipped'")},
 )
 _RECIPIENTS_RESPONSES[200]["content"]["text/csv"] = {
     "schema": {"type": "string"},
@@ -310,8 +302,7 @@ def list_recipients(
             return _csv_export(ctx, reader, run_id, status)
         position = reader.position(campaign_id)
         index = ctx.cache.get_or_build(
-            ("recipient-anchors", run_id, status),
-            position,
+            ("recipient-anchors", run_id, status), position,
             lambda: reader.recipient_anchors(run_id, status=status, stride=ANCHOR_STRIDE),
         )
         rows: list[Any] = []
@@ -328,30 +319,11 @@ def list_recipients(
     items = []
     for r, report_status, reported_at in rows:
         if r.attempt == 1 and r.outcome is not None:
-            tried = [
-                views_extra.attempt_item(
-                    1,
-                    r.outcome,
-                    r.message_id,
-                    r.submit_batch_id,
-                    r.submitted_at,
-                    r.reason,
-                    report_status,
-                    reported_at,
-                )
-            ]
+            tried = [views_extra.attempt_item(
+                1, r.outcome, r.message_id, r.submit_batch_id, r.submitted_at, r.reason,
+                report_status, reported_at)]
         else:
             tried = [views_extra.attempt_item(*a) for a in attempts.get(r.recipient_id, ())]
         items.append(views_extra.recipient_item(r, tried, show_phone=show_phone))
-    return _paged(
-        ctx,
-        request,
-        request_id,
-        if_none_match,
-        position,
-        "pii" if show_phone else "masked",
-        items,
-        index.total,
-        limit,
-        offset,
-    )
+    return _paged(ctx, request, request_id, if_none_match, position,
+                  "pii" if show_phone else "masked", items, index.total, limit, offset)

@@ -113,9 +113,8 @@ class Hub:
     chunk when it wakes, so a client that fell behind skips to the newest.
     """
 
-    def __init__(
-        self, hubs: dict[str, Hub], ctx: ApiContext, campaign_id: str, settings: StreamSettings
-    ) -> None:
+    def __init__(self, hubs: dict[str, Hub], ctx: ApiContext, campaign_id: str,
+                 settings: StreamSettings) -> None:
         self.hubs, self.ctx, self.campaign_id, self.settings = hubs, ctx, campaign_id, settings
         self.sub = ctx.feed.subscribe(campaign_id) if ctx.feed is not None else None
         self.clients: set[asyncio.Event] = set()
@@ -276,18 +275,13 @@ class EventStreamResponse(Response):
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(watch_disconnect)
-                await send_in_time(
-                    {
-                        "type": "http.response.start",
-                        "status": self.status_code,
-                        "headers": self.raw_headers,
-                    }
-                )
+                await send_in_time({"type": "http.response.start", "status": self.status_code,
+                                    "headers": self.raw_headers})
                 async for chunk in self.chunks:
-                    await send_in_time(
-                        {"type": "http.response.body", "body": chunk, "more_body": True}
-                    )
-                await send_in_time({"type": "http.response.body", "body": b"", "more_body": False})
+                    await send_in_time({"type": "http.response.body", "body": chunk,
+                                        "more_body": True})
+                await send_in_time({"type": "http.response.body", "body": b"",
+                                    "more_body": False})
                 tg.cancel_scope.cancel()
         finally:
             await _aclose(self.chunks)
@@ -344,7 +338,6 @@ async def campaign_stream(
         hub.leave(ev)
         raise
     return EventStreamResponse(
-        status_events(hub, ev, last_event_id, settings),
-        settings.send_timeout,
+        status_events(hub, ev, last_event_id, settings), settings.send_timeout,
         on_close=lambda: hub.leave(ev),
     )
