@@ -257,4 +257,6 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         f"({data['caught_up_events']} events caught up); "
         f"{data['previous_db']} is no longer used"
     )
+    if data.get("cleared_inconsistent"):
+        print(f"inconsistent flags cleared: {', '.join(data['cleared_inconsistent'])}")
     return 0

@@ -34,6 +34,11 @@ class SwapResult(BaseModel):
     caught_up_events: int
     start_offsets: dict[str, int]
     offsets: dict[str, int]
+    cleared_inconsistent: list[str] = Field(
+        default_factory=list,
+        description="Partitions (topic:partition) that were flagged inconsistent and that the "
+        "rebuilt database repaired: their flags are cleared.",
+    )
     seconds: float
 
 
@@ -71,7 +76,8 @@ SWAP_RESPONSES: dict[int | str, dict] = {
     responses=SWAP_RESPONSES,
     summary="Switch to a rebuilt database without failing requests",
     description=(
-        "Catches the rebuilt database up from its stored offsets to the live position, "
+        "Catches the rebuilt database up from its stored offsets to the live position "
+        "(to the log end for partitions flagged inconsistent, whose flags it clears), "
         "then serves from it; the old file is closed after a short grace period. "
         "Requires the `admin` scope. 409 SWAP_REFUSED leaves the old database serving."
     ),

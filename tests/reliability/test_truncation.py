@@ -239,6 +239,7 @@ def test_swap_to_a_replay_of_the_new_log_clears_the_flags(own_broker, procs, tmp
         "swap", "--url", url, "--db", str(new_db), "--admin-key", key, env=env, timeout=120
     )  # fmt: skip
     assert "swapped to" in out, out
+    assert "inconsistent flags cleared: " in out and all(tp in out for tp in every), out
     code, data = serve.wait("/readyz 200 again", lambda: (r := serve.readyz())[0] == 200 and r, 30)
     assert data["inconsistent"] == {}, data
     assert serve.metric("projector_partition_inconsistent") == 0
