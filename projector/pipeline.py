@@ -255,7 +255,7 @@ class Pipeline:
             self.awaiting_first.discard(tp)
         if tp in self.inconsistent:
             return  # refused until an operator replays; never acked, never applied
-        if self.log_lost is not None and tp not in self.applied:
+        if self.log_lost is not None and not self.applied.get(tp):
             self.mark_inconsistent(tp, self._unapplied_reason())
             return
         expected = self.expected.get(tp)
@@ -414,7 +414,9 @@ class Pipeline:
         if self.log_lost is None:
             self.log_lost = f"{tp[0]}[{tp[1]}]"
         known = set(self.expected) | set(self.last_seen) | self.in_log
-        for other in sorted(known - set(self.applied) - set(self.inconsistent)):
+        # Offset 0 is stored for partitions a replay found empty: none applied either.
+        applied = {other for other, offset in self.applied.items() if offset > 0}
+        for other in sorted(known - applied - set(self.inconsistent)):
             self.mark_inconsistent(other, self._unapplied_reason())
 
     def _unapplied_reason(self) -> str:
