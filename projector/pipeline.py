@@ -193,7 +193,6 @@ class Pipeline:
         # is not the one DuckDB holds, so a partition that never had a record
         # applied cannot be told apart from one of a new, unrelated stream.
         self.log_lost: str | None = None
-        self.in_log: set[TopicPartition] = set()  # every partition a log poll reported
         self.seeker: Seeker | None = None
         self.verifier: Verifier | None = None
         self.listeners: list[FlushListener] = []
@@ -255,7 +254,7 @@ class Pipeline:
             self.awaiting_first.discard(tp)
         if tp in self.inconsistent:
             return  # refused until an operator replays; never acked, never applied
-        if self.log_lost is not None and not self.applied.get(tp):
+        if self.log_lost is not None and self._never_applied(tp):
             self.mark_inconsistent(tp, self._unapplied_reason())
             return
         expected = self.expected.get(tp)
@@ -373,20 +372,34 @@ class Pipeline:
 
     def adopt(
         self,
-        offsets: dict[TopicPartition, int | None],
-        marks: dict[TopicPartition, LogMark | None],
-        log_end: dict[TopicPartition, int],
+        offsets: dict[TopicPartition, int],
+        marks: dict[TopicPartition, LogMark],
+        repaired: dict[TopicPartition, int],
     ) -> None:
-        """Take these partitions' position from a database swapped in, and clear their flags.
+        """Take the position of a database swapped in (its ``offsets`` and ``marks``).
 
-        The swap rebuilt them from the log as it is now (caught up to
-        ``log_end``), so their old position means nothing. A partition the
-        new database holds no offset for had no record below that log end.
+        Where it is ahead of the live position (a replay read further), the
+        records it holds must not be applied again. The ``repaired``
+        partitions (flagged inconsistent, caught up to the log end given)
+        take its position as it is, since the old one belongs to a log that
+        is gone, and are unflagged; one it holds no offset for had no record
+        below that log end.
         """
         for tp, offset in offsets.items():
+            if tp in repaired:
+                continue
+            if offset > self.expected.get(tp, 0):
+                self.expected[tp] = offset
+            if offset > self.applied.get(tp, 0):
+                self.applied[tp] = offset
+        for tp, mark in marks.items():
+            if tp not in repaired and (tp not in self.marks or mark.offset > self.marks[tp].offset):
+                self.marks[tp] = mark
+        for tp, log_end in repaired.items():
+            offset = offsets.get(tp)
             if offset is None:
                 self.applied.pop(tp, None)
-                self.expected[tp] = log_end[tp]
+                self.expected[tp] = log_end
             else:
                 self.applied[tp] = self.expected[tp] = offset
             mark = marks.get(tp)
@@ -413,11 +426,15 @@ class Pipeline:
         self.mark_inconsistent(tp, reason)
         if self.log_lost is None:
             self.log_lost = f"{tp[0]}[{tp[1]}]"
-        known = set(self.expected) | set(self.last_seen) | self.in_log
+        # Every source partition has an expected offset from the start (its
+        # log start); later ones are refused by add() on their first record.
+        for other in sorted(set(self.expected) | set(self.last_seen)):
+            if other not in self.inconsistent and self._never_applied(other):
+                self.mark_inconsistent(other, self._unapplied_reason())
+
+    def _never_applied(self, tp: TopicPartition) -> bool:
         # Offset 0 is stored for partitions a replay found empty: none applied either.
-        applied = {other for other, offset in self.applied.items() if offset > 0}
-        for other in sorted(known - applied - set(self.inconsistent)):
-            self.mark_inconsistent(other, self._unapplied_reason())
+        return not self.applied.get(tp)
 
     def _unapplied_reason(self) -> str:
         return (
@@ -507,22 +524,20 @@ class Pipeline:
         await self.check_marks(None if unmarked else batch.offsets)
         return any(tp in self.inconsistent for tp in batch.offsets)
 
-    async def check_marks(self, tps: Iterable[TopicPartition] | None = None) -> bool:
+    async def check_marks(self, tps: Iterable[TopicPartition] | None = None) -> None:
         """Ask the log for the last record applied in ``tps`` (default: every marked partition).
 
-        Flags the partitions whose log holds another record there, or none;
-        True when one was newly flagged. Without a verifier nothing is asked.
+        Flags the partitions whose log holds another record there, or none.
+        Without a verifier nothing is asked.
         """
         marks = (
             self.marks if tps is None else {tp: self.marks[tp] for tp in tps if tp in self.marks}
         )
         checked = {tp: mark for tp, mark in marks.items() if tp not in self.inconsistent}
         if not checked or self.verifier is None:
-            return False
+            return
         found = await self.verifier({tp: mark.offset for tp, mark in checked.items()})
-        before = set(self.inconsistent)
         self.observe_marks(checked, found)
-        return bool(set(self.inconsistent) - before)
 
     async def _rewind(self, batch: _Batch) -> None:
         """Drop ``batch`` and what came after it (nothing of it is acked) and read again.
@@ -603,7 +618,6 @@ class Pipeline:
         self, log_start: dict[TopicPartition, int], log_end: dict[TopicPartition, int]
     ) -> None:
         """Record log ends; flag partitions whose log no longer holds our position."""
-        self.in_log.update(log_end)
         for tp, end in log_end.items():
             applied = self.applied.get(tp)
             if applied is not None and end < applied:

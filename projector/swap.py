@@ -118,30 +118,11 @@ class SwapController:
             caught = await self._catch_up(new, Batcher, replay_kafka, await self._target(flagged))
             async with pipeline._flush_lock:
                 # Ingestion now waits for us; nothing commits to the old file.
-                ends = await self._target(flagged)
-                caught += await self._catch_up(new, Batcher, replay_kafka, ends)
+                target = await self._target(flagged)
+                caught += await self._catch_up(new, Batcher, replay_kafka, target)
                 old = pipeline.store
                 stored = new.offsets()
-                marks = new.marks()
-                for tp, offset in stored.items():
-                    if tp in flagged:
-                        continue
-                    # NEW may be ahead of the live position (a replay read further):
-                    # records it already holds must not be applied again.
-                    if offset > pipeline.expected.get(tp, 0):
-                        pipeline.expected[tp] = offset
-                    if offset > pipeline.applied.get(tp, 0):
-                        pipeline.applied[tp] = offset
-                for tp, mark in marks.items():
-                    if tp in flagged:
-                        continue
-                    if tp not in pipeline.marks or mark.offset > pipeline.marks[tp].offset:
-                        pipeline.marks[tp] = mark
-                pipeline.adopt(
-                    {tp: stored.get(tp) for tp in flagged},
-                    {tp: marks.get(tp) for tp in flagged},
-                    {tp: ends.get(tp, 0) for tp in flagged},
-                )
+                pipeline.adopt(stored, new.marks(), {tp: target[tp] for tp in flagged})
                 pipeline.store = new
                 replace_reader(self.app, ReadStore(new.cursor, heads=new.head))
                 p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)
