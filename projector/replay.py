@@ -55,6 +55,7 @@ from projector.logmark import LogMark, digest
 from projector.settings import Settings
 from projector.store import DeadLetter, FlushResult, Store
 from schemas import decode_value
+from schemas.fastdecode import fast_decode
 
 if TYPE_CHECKING:
     from projector.archive import ArchiveFile
@@ -155,14 +156,24 @@ def decode_chunk(
 ) -> tuple[list[str], list[str], list[tuple[int, int, str]]]:
     """Decode records like the live path: accepted events as (type, JSON), rejects by position.
 
-    A module-level function so worker processes can run it. Rejects are
+    Each record is offered to the compiled fast path first
+    (``schemas.fastdecode``, ~3 times faster with the JSON included), which
+    hands anything it is not sure of to ``decode_value``, the judge. A
+    module-level function so worker processes can run it. Rejects are
     ``(record position in values, item index or -1, reason)``.
     """
     types: list[str] = []
     events: list[str] = []
     rejects: list[tuple[int, int, str]] = []
     for i, value in enumerate(values):
-        decoded = decode_value(value if value is not None else b"")
+        data = value if value is not None else b""
+        fast = fast_decode(data)
+        if fast is not None:
+            for kind, doc in fast:
+                types.append(kind)
+                events.append(doc)
+            continue
+        decoded = decode_value(data)
         for ev in decoded.events:
             types.append(ev.type)
             events.append(ev.model_dump_json())
@@ -610,6 +621,7 @@ def replay(
                     stager = Stager(
                         store, workers=(workers or 0) if records >= POOL_MIN_RECORDS else 0
                     )
+                    staging = time.monotonic()
                     try:
                         asyncio.run(
                             replay_kafka(
@@ -619,6 +631,11 @@ def replay(
                         stager.drain()
                     finally:
                         stager.close()
+                    log.info(
+                        "read, decoded and staged %d records in %.2f s",
+                        stager.stats.records,
+                        time.monotonic() - staging,
+                    )
                     parts.append(stager.source)
                     offsets.update(stager.offsets)
                     marks = stager.marks()
@@ -636,6 +653,7 @@ def replay(
                 from projector.setfold import EMPTY
 
                 source = EMPTY
+            folding = time.monotonic()
             stats.events = store.rebuild(
                 source,
                 offsets,
@@ -644,6 +662,7 @@ def replay(
                 marks=marks,
                 deadletters=deadletters,
             )
+            log.info("folded %d events in %.2f s", stats.events, time.monotonic() - folding)
         offsets = store.offsets()
         store.checkpoint()
     except BaseException as e:

@@ -10,28 +10,28 @@ from pydantic_core import PydanticCustomError
 from schemas.envelope import MAX_DEPTH, Envelope, NonEmptyStr, PositiveInt
 
 # error_detail sits two levels down in a record (array > event > detail).
-_MAX_DETAIL_DEPTH = MAX_DEPTH - 2
+MAX_DETAIL_DEPTH = MAX_DEPTH - 2
 
 
-def _depth(value: Any) -> int:
+def depth(value: Any) -> int:
     # Iterative so a deep value cannot exhaust the Python stack.
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
-        node, depth = stack.pop()
+        node, level = stack.pop()
         if isinstance(node, dict):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in node.values())
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in node.values())
         elif isinstance(node, list):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in node)
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in node)
     return deepest
 
 
 def _shallow(value: dict[str, Any]) -> dict[str, Any]:
-    if _depth(value) > _MAX_DETAIL_DEPTH:
+    if depth(value) > MAX_DETAIL_DEPTH:
         raise PydanticCustomError(
-            "too_deep", "nested deeper than {limit} levels", {"limit": _MAX_DETAIL_DEPTH}
+            "too_deep", "nested deeper than {limit} levels", {"limit": MAX_DETAIL_DEPTH}
         )
     return value
 
