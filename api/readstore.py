@@ -41,12 +41,16 @@ class ReadStore:
         *,
         owned: duckdb.DuckDBPyConnection | None = None,
         heads: Callable[[str], tuple[str, int] | None] | None = None,
+        runs: Callable[[str], list[RunRow]] | None = None,
         static: bool = False,
     ) -> None:
         self._factory = cursor_factory
         # The live writer's in-memory (workspace, position) per campaign: a poll
         # of an unchanged campaign then touches DuckDB not at all.
         self._heads = heads
+        # The live writer's committed runs per campaign (``Store.runs_of``): a
+        # poll of a changed campaign is then built without a query either.
+        self._runs = runs
         # A file opened read-only cannot change (DuckDB admits no writer beside
         # it): each campaign's head is read once and remembered.
         self._static_heads: dict[str, CampaignHead] | None = {} if static else None
@@ -128,6 +132,22 @@ class ReadStore:
 
     def runs_of(self, campaign_id: str) -> list[RunRow]:
         return [RUNS.from_tuple(t) for t in self._all(q.RUNS_OF, [campaign_id])]
+
+    @property
+    def runs_in_memory(self) -> bool:
+        """``polled_runs_of`` answers from the writer's memory (safe on the event loop)."""
+        return self._runs is not None
+
+    def polled_runs_of(self, campaign_id: str) -> list[RunRow]:
+        """The campaign's runs for payloads read from runs alone (status, analytics).
+
+        From the writer's memory when serving beside it: at least as new as
+        any head read before, which is all the position cache needs. Not for
+        reads inside ``consistent()``: memory is not that snapshot.
+        """
+        if self._runs is not None:
+            return self._runs(campaign_id)
+        return self.runs_of(campaign_id)
 
     def run(self, run_id: str) -> RunRow | None:
         t = self._one(q.RUN, [run_id])

@@ -33,7 +33,7 @@ from projector.fold import (
 )
 from projector.logmark import LogMark
 from projector.rowcache import MISSING, RowCache
-from projector.rows import RecipientRow
+from projector.rows import RecipientRow, RunRow
 from projector.setfold import add_primary_keys, fold_into, missing_primary_keys
 from projector.tables import (
     ATTEMPTS,
@@ -115,6 +115,11 @@ class Store:
         # campaign_id -> (workspace_id, position): every campaign, kept by the
         # writer, so the API answers polls of unchanged campaigns from memory.
         self._heads: dict[str, tuple[str, int]] = {}
+        # campaign_id -> {run_id: row as committed}: every run, kept by the
+        # writer, so status and analytics polls never wait for a DuckDB read.
+        # Inner dicts are replaced, never changed, so readers in other threads
+        # iterate them safely.
+        self._runs: dict[str, dict[str, RunRow]] = {}
         self._con: duckdb.DuckDBPyConnection | None = None
         self._seq = 0
         self._lock = threading.Lock()
@@ -147,6 +152,7 @@ class Store:
                 for t in PROJECTIONS
             )
             self._load_heads()
+            self._load_runs()
             # An empty database is wholly described by what this process writes.
             self._cache = RowCache(self.cache_max_rows, complete=empty)
             self._keys_pending = bool(missing_primary_keys(self._con))
@@ -189,6 +195,13 @@ class Store:
                 "FROM campaigns c LEFT JOIN campaign_positions p USING (campaign_id)"
             ).fetchall()
         }
+
+    def _load_runs(self) -> None:
+        runs: dict[str, dict[str, RunRow]] = {}
+        for t in self.con.execute(f"SELECT {RUNS.select_list} FROM runs").fetchall():
+            row: RunRow = RUNS.from_tuple(t)
+            runs.setdefault(row.campaign_id, {})[row.run_id] = row
+        self._runs = runs
 
     def close(self) -> None:
         if self._con is not None:
@@ -325,6 +338,9 @@ class Store:
                 if offsets:
                     self._write_offsets(offsets, marks or {})
             self._cache.apply(changes)
+            # Runs before heads: a reader that sees a campaign's new position
+            # must find rows at least that new (the API caches by position).
+            self._note_runs(changes)
             self._note_heads(changes, changed, seq)
             self._seq = seq
         return FlushResult(seq, changes.events, len(deadletters), frozenset(changed), changes)
@@ -376,6 +392,7 @@ class Store:
                     self._write_offsets(offsets, marks or {})
             self._seq = seq
             self._keys_pending = True
+            self._load_runs()
             self._load_heads()
             # Rows now live only in DuckDB: later flushes read what they need.
             self._cache = RowCache(self.cache_max_rows, complete=False)
@@ -439,6 +456,15 @@ class Store:
     def head(self, campaign_id: str) -> tuple[str, int] | None:
         """(workspace_id, position) of a campaign; None if this store never saw it."""
         return self._heads.get(campaign_id)
+
+    def runs_of(self, campaign_id: str) -> list[RunRow]:
+        """The campaign's runs as last committed, from memory (any thread, any time)."""
+        return list(self._runs.get(campaign_id, {}).values())
+
+    def _note_runs(self, changes: Changes) -> None:
+        for row in changes.runs.values():
+            current = self._runs.get(row.campaign_id, {})
+            self._runs[row.campaign_id] = {**current, row.run_id: row}
 
     def _note_heads(self, changes: Changes, changed: set[str], seq: int) -> None:
         for cid in changed:

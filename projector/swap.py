@@ -124,7 +124,9 @@ class SwapController:
                 stored = new.offsets()
                 pipeline.adopt(stored, new.marks(), {tp: target[tp] for tp in flagged})
                 pipeline.store = new
-                replace_reader(self.app, ReadStore(new.cursor, heads=new.head))
+                replace_reader(
+                    self.app, ReadStore(new.cursor, heads=new.head, runs=new.runs_of)
+                )
                 p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)
         except BaseException:
             await asyncio.to_thread(new.close)

@@ -37,6 +37,14 @@ def read_all(store: Store) -> dict:
     return out
 
 
+def assert_runs_in_memory_match(store: Store) -> None:
+    """The API builds status and analytics from Store.runs_of: it must be the table."""
+    table = {r["run_id"]: r for r in read_all(store)["runs"].values()}
+    campaigns = {r["campaign_id"] for r in table.values()} | set(store._runs)
+    memory = {r.run_id: dataclasses.asdict(r) for c in campaigns for r in store.runs_of(c)}
+    assert memory == table
+
+
 def test_golden_into_duckdb_equals_in_memory_fold(tmp_path):
     events = golden_events()
     rng = random.Random(7)
@@ -62,6 +70,7 @@ def test_any_batching_into_duckdb_equals_the_fold(cache_rows, data, events):
         for cut in [*cuts, len(order)]:
             store.flush(order[start:cut], {("t", 0): cut})
             start = cut
+            assert_runs_in_memory_match(store)
         store.flush(order, {})  # a full redelivery changes nothing
         got = read_all(store)
     state = State()
@@ -139,3 +148,5 @@ def test_in_memory_campaign_heads_match_the_tables(tmp_path):
         assert live == table
         assert {cid: store.head(cid) for cid in table} == table
         assert store.head("no-such-campaign") is None
+        assert_runs_in_memory_match(store)  # reopened: runs loaded from the table
+        assert store.runs_of("no-such-campaign") == []

@@ -170,13 +170,15 @@ def _from_memory(
     if_none_match: str | None,
     kind: str,
     campaign_id: str,
+    build: PayloadBuilder,
 ) -> Response | None:
     """A polled endpoint's answer from memory alone, or None when it needs DuckDB.
 
     While the campaign's head is known in memory, a 304 needs nothing else and
-    a 200 needs only the payload cached at that position. Answered on the
-    event loop: no thread hop, which under ingestion costs a wait for the GIL
-    each way. The order of checks is the slow path's (workspace, then ETag).
+    a 200 needs only the payload cached at that position, or, beside the
+    writer, the campaign's runs (``ReadStore.polled_runs_of``). Answered on
+    the event loop: no thread hop, which under ingestion costs a wait for the
+    GIL each way. The order of checks is the slow path's (workspace, then ETag).
     """
     head = reader.known_head(campaign_id)
     if head is None:
@@ -186,16 +188,24 @@ def _from_memory(
     headers, not_modified = conditional(ctx, request, if_none_match, head.position)
     if not_modified is not None:
         return not_modified
-    payload = ctx.cache.peek((kind, campaign_id), head.position)
+    if reader.runs_in_memory:
+        # Beside the writer the runs are in memory too: build here, no query.
+        payload = ctx.cache.get_or_build(
+            (kind, campaign_id), head.position, lambda: build(reader, campaign_id, head)
+        )
+    else:
+        payload = ctx.cache.peek((kind, campaign_id), head.position)
     return None if payload is None else ok(payload, request_id, headers=headers)
 
 
 def _status_payload(reader: ReadStore, campaign_id: str, head: CampaignHead) -> dict[str, Any]:
-    return views.status_payload(campaign_id, views.latest_run(reader.runs_of(campaign_id)))
+    return views.status_payload(campaign_id, views.latest_run(reader.polled_runs_of(campaign_id)))
 
 
 def _analytics_payload(reader: ReadStore, campaign_id: str, head: CampaignHead) -> dict[str, Any]:
-    return views.analytics_payload(campaign_id, head.workspace_id, reader.runs_of(campaign_id))
+    return views.analytics_payload(
+        campaign_id, head.workspace_id, reader.polled_runs_of(campaign_id)
+    )
 
 
 PayloadBuilder = Callable[[ReadStore, str, CampaignHead], dict[str, Any]]
@@ -216,7 +226,7 @@ async def _polled(
     """A polled endpoint: from memory when it can be, else DuckDB in the thread pool."""
     _require(caller, scope)
     answer = _from_memory(
-        ctx, reader, caller, request, request_id, if_none_match, kind, campaign_id
+        ctx, reader, caller, request, request_id, if_none_match, kind, campaign_id, build
     )
     if answer is not None:
         return answer

@@ -190,6 +190,34 @@ def test_live_warm_poll_follows_the_writer(tmp_path, monkeypatch):
             assert get(client, STATUS).json()["data"]["sent"] == sent + 1
 
 
+def test_live_poll_of_a_changed_campaign_reads_runs_from_the_writer(tmp_path, monkeypatch):
+    """Beside the writer, status and analytics of a campaign that just changed are
+    built from Store.runs_of: no query, no thread hop, same payload as DuckDB's."""
+    from api.keys import KeyRing
+    from tests.api.conftest import KEYS_DOC
+
+    analytics = f"/v1/campaign/{BIG_CID}/analytics"
+    with Store(tmp_path / "live.duckdb") as store:
+        seed(store, all_events())
+        status = PipelineStatus(ready=True, offsets=store.offsets(), flush_seq=store.seq)
+        keys = KeyRing.from_dict(KEYS_DOC)
+        from_db = create_app(ReadStore(store.cursor), keys=keys, status=status.snapshot,
+                             metrics=Metrics())
+        reader = ReadStore(store.cursor, heads=store.head, runs=store.runs_of)
+        live = create_app(reader, keys=keys, status=status.snapshot, metrics=Metrics())
+        ev = EventFactory()
+        with TestClient(live) as client, TestClient(from_db) as reference:
+            for n in range(3):
+                store.flush([ev(MessageSubmitted, campaign_id=BIG_CID, run_id=BIG_RUN,
+                                batch_id="b2", recipient_id=f"r000{n}", phone_number="2557",
+                                outcome="sent", message_id=f"m000{n}")], {})
+                with monkeypatch.context() as patched:
+                    _no_queries(reader, patched)
+                    got = [get(client, path).json()["data"] for path in (STATUS, analytics)]
+                want = [get(reference, path).json()["data"] for path in (STATUS, analytics)]
+                assert got == want
+
+
 def test_healthz(client):
     resp = client.get("/healthz")
     assert resp.status_code == 200
