@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from projector.setfold import EVENT_STRUCT
 from schemas import decode_value
 from schemas.fastdecode import fast_decode
+from schemas.union import EVENT_TYPES
 from tests.golden import golden_lines
 
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -168,6 +169,7 @@ def test_whatever_the_fast_path_accepts_pydantic_accepts_with_the_same_fields(
 
 
 def test_every_valid_event_takes_the_fast_path() -> None:
+    assert set(VALID) == EVENT_TYPES
     for kind, fields in VALID.items():
         assert _agree(orjson.dumps({"type": kind, **BASE, **fields})), kind
 
