@@ -46,7 +46,16 @@ def main() -> int:
     state = {"records": 0, "events": 0, "first": 0.0, "last": 0.0, "cpu0": 0.0, "done": False}
 
     async def ceiling(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
+        # Iterated as the projector does (projector.worker: no per-record
+        # acks, the record from ``current_event``), which is also faust's
+        # fastest way: plain ``async for value in stream`` acks every record
+        # and measured ~10% slower (12.0-12.3k against 13.3-13.8k records/s).
+        records = stream.noack()
+        async for _ in records:
+            event = records.current_event
+            if event is None:
+                continue
+            value = event.message.value
             now = time.monotonic()
             if not state["records"]:
                 state["first"] = now

@@ -37,7 +37,8 @@ def run(events: int, profile: bool = False) -> dict[str, Any]:
         got = json.loads(out.read_text())
     rate = got["events"] / got["elapsed_s"]
     figures = {
-        "method": "bare faust agent (projector's faust settings), decode only; "
+        "method": "bare faust agent (projector's faust settings and iteration: noack, "
+                  "current_event), decode only; "
                   "window = first to last record seen by the agent",
         "topic_layout": "1 topic x 4 partitions, single-event records",
         "produced": produced,
