@@ -32,7 +32,7 @@ fold reads.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal, Union
+from typing import Annotated, Any, Final, Literal, NamedTuple, Union
 
 import msgspec
 
@@ -222,13 +222,24 @@ def _settle(ev: _Event) -> bool:
     return True
 
 
-def fast_decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[tuple[str, str]] | None:
-    """(type, canonical JSON) for every event of the record, or None: ask ``decode_value``."""
+class FastEvent(NamedTuple):
+    """One accepted event as the fast path gives it (all a rebuild or the archive needs)."""
+
+    type: str
+    campaign_id: str
+    occurred_at: str  # UTC, ``...Z``, as the model normalises it
+    json: str  # canonical JSON: the same values as ``model_dump_json``
+
+
+def fast_events(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[FastEvent], bool] | None:
+    """The record's events and whether it is an array, or None: ask ``decode_value``."""
     if len(data) > max_bytes:
         return None
     try:
-        stripped = data.lstrip(b" \t\r\n")
-        if stripped[:1] == b"[":
+        is_array = data.lstrip(b" \t\r\n")[:1] == b"["
+        if is_array:
             events: list[_Event] = _MANY.decode(data)
             if not events:
                 return None
@@ -236,9 +247,16 @@ def fast_decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[tupl
             events = [_ONE.decode(data)]
     except (msgspec.DecodeError, RecursionError):
         return None
-    out: list[tuple[str, str]] = []
+    out: list[FastEvent] = []
     for ev in events:
         if not _settle(ev):
             return None
-        out.append((ev.__struct_config__.tag, _ENCODE(ev).decode()))  # type: ignore[arg-type]
-    return out
+        tag: str = ev.__struct_config__.tag  # type: ignore[assignment]
+        out.append(FastEvent(tag, ev.campaign_id, ev.occurred_at, _ENCODE(ev).decode()))
+    return out, is_array
+
+
+def fast_decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[tuple[str, str]] | None:
+    """(type, canonical JSON) for every event of the record, or None: ask ``decode_value``."""
+    got = fast_events(data, max_bytes=max_bytes)
+    return None if got is None else [(ev.type, ev.json) for ev in got[0]]

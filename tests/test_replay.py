@@ -247,6 +247,51 @@ def test_archive_drops_a_chunk_left_incomplete_by_a_crash(tmp_path):
     assert sorted(got) == sorted(e["event_id"] for e in events)
 
 
+def _archive_rows(root: Path) -> list[dict]:
+    rows = []
+    for f in sorted(root.rglob("*.parquet")):
+        for row in pq.read_table(f).to_pylist():
+            row["date"] = f.parent.name
+            # The JSON's formatting may differ between the two decoders; its values may not.
+            row["event"] = decode_value(row["event"]).events[0].model_dump()
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r["partition"], r["offset"], r["item_index"]))
+
+
+def test_the_archives_fast_path_writes_what_the_pydantic_path_writes(tmp_path, monkeypatch):
+    """``ArchiveWriter.add`` takes most records through ``schemas.fastdecode``; the
+    rows (date folder, position, item index, type, campaign, timestamp, typed
+    fields, event values) must be those the pydantic path writes."""
+    import projector.archive as archive_module
+
+    events = list(generate(campaigns=2, recipients=40, seed=9))
+    # Another day in UTC than in its own offset; and one the fast path leaves to pydantic.
+    late = {**events[3], "occurred_at": "2026-05-12T23:30:00-02:00"}
+    unknown = {**events[4], "unknown": 1}
+    records = (
+        [orjson.dumps(e) for e in events[:150]]
+        + [orjson.dumps(events[i : i + 20]) for i in range(150, len(events), 20)]
+        + [orjson.dumps(late), orjson.dumps(unknown)]
+        + [orjson.dumps([events[0], {"type": "nope"}]), b"{not json"]
+    )
+
+    def write(root: Path) -> None:
+        writer = ArchiveWriter(root, chunk_events=120)
+        for i, r in enumerate(records):
+            writer.add("t", i % 3, i, r)
+            if writer.due():
+                writer.flush()
+        writer.flush()
+
+    write(tmp_path / "fast")
+    monkeypatch.setattr(archive_module, "fast_events", lambda data: None)
+    write(tmp_path / "pydantic")
+    fast, slow = _archive_rows(tmp_path / "fast"), _archive_rows(tmp_path / "pydantic")
+    assert len(fast) == len(events) + 3  # late, unknown and the array's valid item
+    assert any(r["date"] == "date=2026-05-13" for r in fast)
+    assert fast == slow
+
+
 def _fold_with_python(path, records) -> None:
     """The live path's result: the Python fold, in micro-batches, through the store."""
     with open_store(path) as store:
