@@ -6,9 +6,11 @@ a crashed or interrupted replay leaves nothing a swap could pick up.
 
 Same result as the live path, by construction:
 
-* records are decoded with ``schemas.decode_value`` and rejected items become
-  ``DeadLetter`` rows at the same (topic, partition, offset, item_index); the
-  dead-letter *topic* is not written (the live path did that already);
+* records are decoded like the live path: the compiled fast path
+  (``schemas.fastdecode``) takes what it is sure of, ``schemas.decode_value``
+  decides the rest, and rejected items become ``DeadLetter`` rows at the same
+  (topic, partition, offset, item_index); the dead-letter *topic* is not
+  written (the live path did that already);
 * accepted events are folded by ``projector.setfold``, the set-based
   statement of F1-F11 that tests hold equal to the live path's Python fold:
   a rebuild starts from nothing and sees every event, so one set-based pass
@@ -188,9 +190,8 @@ _Decoded = tuple[list[str], list[str], list[tuple[int, int, str]]]
 class Stager:
     """Collects a Kafka replay for the set-based fold.
 
-    Buffers raw records, decodes them in chunks like the live path (in worker
-    processes when ``workers`` > 0: pydantic validation is the replay's bound,
-    ~10-13 us per event), and appends the accepted events, typed
+    Buffers raw records, decodes them in chunks (``decode_chunk``, in worker
+    processes when ``workers`` > 0), and appends the accepted events, typed
     (``projector.setfold.EVENT_STRUCT``), to a DuckDB temporary table of the
     new database from a writer thread. The same interface as ``Batcher``, so
     ``replay_kafka`` feeds either.

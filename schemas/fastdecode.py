@@ -1,11 +1,12 @@
-"""A compiled fast path for decoding records in bulk (rebuilds), never the judge of validity.
+"""A compiled fast path for decoding records in bulk (replays, the archiver), never the judge.
 
 ``schemas.decode.decode_value`` is the contract's only validator: what it
-rejects is dead-lettered by the live path, and a rebuild must accept exactly
-the events the live path accepted. Its cost (pydantic validation plus a
-``model_dump_json`` for DuckDB, ~5 us per event) bounds a replay from Kafka,
-so records are first offered to this decoder: msgspec structs that mirror the
-event models, compiled to C, ~8 times faster.
+rejects is dead-lettered by the live path, and a rebuild or the archive must
+accept exactly the events the live path accepted. Its cost (pydantic
+validation plus a ``model_dump_json``, ~5 us per event) bounded a replay from
+Kafka and the archiver, so records are first offered to this decoder:
+msgspec structs that mirror the event models, compiled to C (~3 times
+faster than pydantic, JSON included).
 
 It only ever says "accepted, and here is the canonical JSON" or "ask
 pydantic" (``None``), never "rejected", and it is deliberately narrower than
