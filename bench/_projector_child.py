@@ -38,7 +38,7 @@ from typing import Any
 from projector.fold import Changes
 from projector.logs import configure_logging
 from projector.settings import Settings
-from projector.store import FlushResult, Store
+from projector.store import FlushResult, live_store
 from projector.worker import Projector, run_worker
 
 
@@ -65,7 +65,7 @@ def main() -> int:
     target_path = Path(args.target)
     target: dict[tuple[str, int], int] | None = None
     fresh = _Recorder()
-    store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
+    store = live_store(settings).open()
     marks: dict[str, Any] = {"first": None, "cpu0": None, "caught_up": None, "cpu1": None,
                              "flushes": 0, "events": 0, "first_flush": None, "flush_wall": []}
     try:

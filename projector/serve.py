@@ -17,7 +17,7 @@ from projector import gcpolicy
 from projector.errors import StoreError
 from projector.feed import ChangeFeed
 from projector.settings import Settings
-from projector.store import Store
+from projector.store import live_store
 from projector.swap import SwapController
 from projector.worker import Projector, run_worker
 
@@ -45,7 +45,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         print(f"projector serve: {note}")
         return 2
     try:
-        store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
+        store = live_store(settings).open()
     except StoreError as e:
         print(f"projector serve: {e}")
         return 2

@@ -35,6 +35,7 @@ from projector.logmark import LogMark
 from projector.rowcache import MISSING, RowCache
 from projector.rows import RecipientRow, RunRow
 from projector.setfold import add_primary_keys, fold_into, missing_primary_keys
+from projector.settings import Settings
 from projector.tables import (
     ATTEMPTS,
     BATCHES,
@@ -106,10 +107,16 @@ class Store:
     """
 
     def __init__(
-        self, path: Path | str, *, memory_limit: str = "2GB", cache_max_rows: int = 1_000_000
+        self,
+        path: Path | str,
+        *,
+        memory_limit: str = "2GB",
+        cache_max_rows: int = 1_000_000,
+        threads: int = 0,
     ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
+        self.threads = threads  # 0: DuckDB's default, one per core
         self.cache_max_rows = cache_max_rows
         self._cache = RowCache(cache_max_rows, complete=False)
         # campaign_id -> (workspace_id, position): every campaign, kept by the
@@ -159,6 +166,10 @@ class Store:
         except duckdb.Error as e:
             raise StoreError(f"cannot initialise {self.path}: {e}") from e
         self._ensure_primary_keys()
+        if self.threads:
+            # After the one-off key build, which is worth every core. The
+            # setting is the database's: the API's cursors share it.
+            self.con.execute(f"SET threads = {int(self.threads)}")
         return self
 
     def _ensure_primary_keys(self) -> None:
@@ -550,6 +561,15 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error:
         pass
+
+
+def live_store(settings: Settings, path: Path | str | None = None) -> Store:
+    """The live writer's store (``settings.db`` unless ``path``), configured, not yet open."""
+    return Store(
+        settings.db if path is None else path,
+        memory_limit=settings.duckdb_memory_limit,
+        threads=settings.duckdb_threads,
+    )
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import httpx
 
 from projector.errors import ProjectorError
 from projector.settings import Settings
-from projector.store import Store
+from projector.store import Store, live_store
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class SwapController:
         t0 = time.monotonic()
         try:
             new = await asyncio.to_thread(
-                lambda: Store(path, memory_limit=settings.duckdb_memory_limit).open()
+                lambda: live_store(settings, path).open()
             )
         except ProjectorError as e:
             raise SwapError(f"cannot open {path}: {e}") from e

@@ -28,7 +28,7 @@ from projector.kafka_offsets import LogReader, OffsetsError, beginning_offsets
 from projector.metrics import Metrics
 from projector.pipeline import DeadLetterSink, Pipeline
 from projector.settings import Settings
-from projector.store import Store
+from projector.store import Store, live_store
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def run_cli(args: Any, settings: Settings) -> int:
         print(f"projector worker: {note}")
         return 2
     try:
-        store = Store(settings.db, memory_limit=settings.duckdb_memory_limit).open()
+        store = live_store(settings).open()
     except StoreError as e:
         print(f"projector worker: {e}")
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -150,3 +151,21 @@ def test_in_memory_campaign_heads_match_the_tables(tmp_path):
         assert store.head("no-such-campaign") is None
         assert_runs_in_memory_match(store)  # reopened: runs loaded from the table
         assert store.runs_of("no-such-campaign") == []
+
+
+def test_the_live_store_limits_duckdb_threads_for_every_cursor(tmp_path):
+    """``duckdb_threads`` bounds DuckDB's pool for the writer and the API's cursors alike."""
+    from projector.settings import Settings
+    from projector.store import live_store
+
+    def threads(con) -> int:
+        return int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+
+    with live_store(Settings(db=tmp_path / "live.duckdb", duckdb_threads=1)) as store:
+        store.flush(golden_events(), {("campaign.runs", 0): 10})
+        assert threads(store.con) == 1
+        assert threads(store.cursor()) == 1
+    # 0 leaves DuckDB's default (one per core), as for rebuilds.
+    default = threads(duckdb.connect())
+    with live_store(Settings(db=tmp_path / "live.duckdb", duckdb_threads=0)) as store:
+        assert threads(store.con) == default
