@@ -17,14 +17,17 @@ from projector.settings import Topics
 class Served:
     url: str
     keys: dict[str, str]  # workspace -> key
+    client_keys: dict[str, list[str]]  # workspace -> one key per client
     proc: subprocess.Popen[bytes]
     workdir: Path
 
 
 @contextmanager
-def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False) -> Iterator[Served]:
+def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False,
+          clients: int = 1) -> Iterator[Served]:
     work = common.workdir(name)
-    keys = common.write_keys(work / "keys.json")
+    client_keys = common.write_keys(work / "keys.json", clients)
+    keys = {ws: ks[0] for ws, ks in client_keys.items()}
     port = free_port()
     env = common.child_env(bootstrap, topics, db=work / "serve.duckdb",
                            api_keys=work / "keys.json", host="127.0.0.1", port=port)
@@ -33,7 +36,7 @@ def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False) -> I
     url = f"http://127.0.0.1:{port}"
     try:
         common.wait_http(url + "/healthz", timeout=60, proc=p)
-        yield Served(url, keys, p, work)
+        yield Served(url, keys, client_keys, p, work)
     finally:
         crashed = p.poll() is not None
         code = common.stop_child(p)

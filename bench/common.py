@@ -295,14 +295,20 @@ def workdir(name: str) -> Path:
 # -- API helpers (serve-based benchmarks) ---------------------------------------
 
 
-def write_keys(path: Path) -> dict[str, str]:
-    """One campaigns:read key per simulator workspace; returns workspace -> key."""
+def write_keys(path: Path, clients: int = 1) -> dict[str, list[str]]:
+    """``clients`` keys per simulator workspace (campaigns and analytics read); ws -> keys.
+
+    The API limits requests per key (``PROJECTOR_RATE_LIMIT``, 50/s by
+    default): a benchmark of many pollers gives each its own key, as many
+    real clients would have, or it measures the limiter's 429s.
+    """
     from projector.simulate import WORKSPACES
 
-    keys = {ws: f"bench-key-{ws}-{uuid.uuid4().hex[:12]}" for ws in WORKSPACES}
+    keys = {ws: [f"bench-key-{ws}-{i}-{uuid.uuid4().hex[:12]}" for i in range(clients)]
+            for ws in WORKSPACES}
     path.write_text(json.dumps({"keys": [
         {"key": k, "workspace_id": ws, "scopes": ["campaigns:read", "analytics:read"]}
-        for ws, k in keys.items()
+        for ws, ks in keys.items() for k in ks
     ]}))
     return keys
 

@@ -3,10 +3,15 @@
 
 The load is ``projector simulate --rate 2000`` (the project's own paced
 producer, single-event records) in a child process. Pollers are 50 asyncio
-tasks sharing one ``httpx.AsyncClient`` (50 connections) in this process,
+tasks sharing a pool of 50 keep-alive connections in this process (the lean
+client of ``bench.rawhttp``: httpx's own CPU capped the closed loop),
 each in a closed loop (next request as soon as the previous answered) over
-the campaigns the simulator defines first, with the key of the campaign's
-workspace. Latency is measured client-side (request sent -> body read), so it
+the campaigns the simulator defines first. Each poller has its own API key
+per workspace, as separate clients would: the API rate-limits each key (50
+requests/s by default), and with one key per workspace the paced and closed
+phases used to measure mostly fast 429s (~20% of paced requests until
+2026-11-30). A phase with any answer other than 200 does not meet the
+target. Latency is measured client-side (request sent -> body read), so it
 includes queueing in the client and the server; the server's own
 ``projector_http_request_seconds`` histogram for the route (scraped from
 /metrics before and after) is reported alongside, as bucket bounds.
@@ -26,6 +31,7 @@ from typing import Any
 
 from bench import common
 from bench._serve import serve
+from bench.rawhttp import RawHTTPError, RawPool
 from projector import gcpolicy
 
 NAME = "status_latency"
@@ -79,6 +85,15 @@ async def _settled(url: str, timeout: float = 60.0) -> float | None:
             await asyncio.sleep(0.5)
 
 
+def _all_answered(phase: dict[str, Any]) -> bool:
+    """Every request got a 200: a 429 (rate limit) or an error is not a status answer."""
+    return phase["status_codes"] == {"200": phase["requests"]} and not phase["transport_errors"]
+
+
+def _met(phase: dict[str, Any]) -> bool:
+    return _all_answered(phase) and phase["client_latency"].get("p99_ms", float("inf")) < 20
+
+
 def _bucket_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
     diff = sorted((b, after.get(b, 0) - before.get(b, 0)) for b in after)
     total = diff[-1][1] if diff else 0
@@ -91,16 +106,15 @@ def _bucket_quantiles(before: dict[float, float], after: dict[float, float]) -> 
     return res
 
 
-async def _phase(url: str, targets: list[tuple[str, str]], duration: float,
-                 interval: float | None) -> dict[str, Any]:
+async def _phase(url: str, targets: list[tuple[str, str]], keys: dict[str, list[str]],
+                 duration: float, interval: float | None) -> dict[str, Any]:
     import httpx
 
     lat: list[float] = []
     codes: dict[int, int] = {}
     errors = 0
-    limits = httpx.Limits(max_connections=POLLERS, max_keepalive_connections=POLLERS)
     lag_before = await _settled(url)
-    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
         text = (await client.get("/metrics")).text
         before = _histogram(text)
         stop = time.monotonic() + duration
@@ -117,19 +131,23 @@ async def _phase(url: str, targets: list[tuple[str, str]], duration: float,
                     next_at += interval
                 if time.monotonic() >= stop:
                     return
-                cid, key = targets[k % len(targets)]
+                cid, ws = targets[k % len(targets)]
+                key = keys[ws][i]  # each poller its own key, as separate clients would
                 k += 1
                 t0 = time.perf_counter()
                 try:
-                    r = await client.get(f"/v1/campaign/{cid}/status", headers={"X-API-Key": key})
+                    status, _ = await asyncio.wait_for(
+                        pool.get(f"/v1/campaign/{cid}/status", {"X-API-Key": key}), 10.0)
                     lat.append(time.perf_counter() - t0)
-                    codes[r.status_code] = codes.get(r.status_code, 0) + 1
-                except httpx.HTTPError:
+                    codes[status] = codes.get(status, 0) + 1
+                except (TimeoutError, RawHTTPError, OSError, asyncio.IncompleteReadError):
                     errors += 1
 
+        pool = RawPool.for_url(url, POLLERS)
         t0 = time.monotonic()
         await asyncio.gather(*(poller(i) for i in range(POLLERS)))
         elapsed = time.monotonic() - t0
+        await pool.close()
         text = (await client.get("/metrics")).text
         after = _histogram(text)
     return {
@@ -147,6 +165,7 @@ async def _phase(url: str, targets: list[tuple[str, str]], duration: float,
 
 async def _ready_targets(url: str, keys: dict[str, str], deadline: float
                          ) -> list[tuple[str, str]]:
+    """(campaign_id, workspace_id) of the campaigns to poll, once the API shows them all."""
     import httpx
 
     wanted = common.first_campaigns(4000, **SIM)
@@ -157,7 +176,7 @@ async def _ready_targets(url: str, keys: dict[str, str], deadline: float
             for cid, ws in wanted:
                 r = await client.get(f"/v1/campaign/{cid}/status", headers={"X-API-Key": keys[ws]})
                 if r.status_code == 200:
-                    ready.append((cid, keys[ws]))
+                    ready.append((cid, ws))
             if len(ready) == len(wanted):
                 break
             await asyncio.sleep(0.5)
@@ -169,7 +188,7 @@ def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = Fa
     with common.broker() as b:
         topics = common.fresh_topics()
         common.create_topics(b.bootstrap, topics)
-        with serve(b.bootstrap, topics, NAME, profile) as s:
+        with serve(b.bootstrap, topics, NAME, profile, clients=POLLERS) as s:
             env = common.child_env(b.bootstrap, topics)
             sim = common.start_child(
                 ["-m", "projector", "simulate", "--rate", str(RATE),
@@ -185,9 +204,11 @@ def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = Fa
                 if not targets:
                     raise RuntimeError("no campaign became visible through the API in 25 s")
                 # Lightest first; each phase starts once the server has caught up.
-                gentle = asyncio.run(_phase(s.url, targets, gentle_duration, GENTLE_INTERVAL))
-                paced = asyncio.run(_phase(s.url, targets, paced_duration, PACED_INTERVAL))
-                closed = asyncio.run(_phase(s.url, targets, duration, None))
+                keys = s.client_keys
+                gentle = asyncio.run(
+                    _phase(s.url, targets, keys, gentle_duration, GENTLE_INTERVAL))
+                paced = asyncio.run(_phase(s.url, targets, keys, paced_duration, PACED_INTERVAL))
+                closed = asyncio.run(_phase(s.url, targets, keys, duration, None))
             finally:
                 if sim.poll() is not None and sim.returncode != 0:
                     print(f"  note: simulate exited {sim.returncode}: {common.tail(sim, 5)}")
@@ -195,10 +216,16 @@ def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = Fa
             work = s.workdir
             died = s.proc.poll() is not None
     p99 = closed["client_latency"].get("p99_ms", float("inf"))
+    for name, phase in (("gentle", gentle), ("paced", paced), ("closed loop", closed)):
+        if not _all_answered(phase):
+            print(f"  note: {name}: not every request was answered 200 "
+                  f"({phase['status_codes']}, {phase['transport_errors']} transport errors): "
+                  "its latencies are not those of status answers")
     figures = {
         "method": "projector serve + `projector simulate --rate 2000` (child); 50 asyncio "
-                  "pollers on one httpx.AsyncClient; client-side latency; server histogram "
-                  "from /metrics",
+                  "pollers sharing a pool of 50 keep-alive connections (bench.rawhttp), each "
+                  "poller with its own API key; client-side latency; server histogram from "
+                  "/metrics",
         "pollers": POLLERS,
         "ingest_events_per_s": RATE,
         "campaigns_polled": len(targets),
@@ -206,9 +233,9 @@ def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = Fa
         "paced": {"interval_per_poller_s": PACED_INTERVAL, **paced},
         "gentle": {"interval_per_poller_s": GENTLE_INTERVAL, **gentle},
         "target": "p99 < 20 ms",
-        "target_met_closed_loop": p99 < 20,
-        "target_met_paced": paced["client_latency"].get("p99_ms", float("inf")) < 20,
-        "target_met_gentle": gentle["client_latency"].get("p99_ms", float("inf")) < 20,
+        "target_met_closed_loop": _met(closed),
+        "target_met_paced": _met(paced),
+        "target_met_gentle": _met(gentle),
         "serve_died_during_run": died,
         **({"profile": str(work / "profile.txt")} if profile else {}),
         "profiled": profile,  # py-spy attached: slower, not comparable
@@ -217,7 +244,8 @@ def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = Fa
     cl, pl = closed["client_latency"], paced["client_latency"]
     common.row(NAME, "closed loop: requests/s", f"{closed['requests_per_s']:,.0f}", "")
     common.row(NAME, "closed loop: p50", f"{cl['p50_ms']:,.1f} ms", "")
-    common.row(NAME, "closed loop: p99", f"{p99:,.1f} ms", "< 20 ms", p99 < 20)
+    common.row(NAME, "closed loop: p99", f"{p99:,.1f} ms", "< 20 ms",
+               figures["target_met_closed_loop"])
     offered = f"paced ({POLLERS / PACED_INTERVAL:.0f} req/s): p50"
     common.row(NAME, offered, f"{pl['p50_ms']:,.1f} ms", "")
     common.row(NAME, "paced: p99", f"{pl['p99_ms']:,.1f} ms", "< 20 ms",
