@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
@@ -58,18 +57,6 @@ def _cpu_seconds(pid: int) -> float:
 
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _write_keys(path: Path) -> dict[str, list[str]]:
-    from projector.simulate import WORKSPACES
-
-    keys = {ws: [f"bench-stream-{ws}-{i}-0123456789" for i in range(KEYS_PER_WORKSPACE)]
-            for ws in WORKSPACES}
-    path.write_text(json.dumps({"keys": [
-        {"key": k, "workspace_id": ws, "scopes": ["campaigns:read"]}
-        for ws, ks in keys.items() for k in ks
-    ]}))
-    return keys
 
 
 class Clients:
@@ -124,7 +111,7 @@ class Clients:
 async def _phase(bootstrap: str, topics: Any, target: str, ws: str, n_clients: int,
                  backlog: int) -> dict[str, Any]:
     work = common.workdir(f"{NAME}-{n_clients}")
-    keys = _write_keys(work / "keys.json")
+    keys = common.write_keys(work / "keys.json", KEYS_PER_WORKSPACE)
     port = free_port()
     env = common.child_env(bootstrap, topics, db=work / "serve.duckdb",
                            api_keys=work / "keys.json", host="127.0.0.1", port=port)
