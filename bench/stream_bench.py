@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--events", type=int, default=BACKLOG)
     args = ap.parse_args(argv)
+    if args.events < 2 * START_AT:
+        # The window opens once START_AT events are applied: a smaller backlog
+        # is drained before it opens and measures 0 events/s.
+        ap.error(f"--events must be at least {2 * START_AT:,} (the measuring window opens "
+                 f"at {START_AT:,} events applied)")
 
     events = list(common.sim_events(args.events, **SIM))
     per_campaign = Counter(e["campaign_id"] for e in events)
