@@ -85,7 +85,7 @@ def main() -> int:
     raw = list(common.sim_events(args.events))
     events = [EVENT_ADAPTER.validate_python(e) for e in raw]
     path = Path(tempfile.mkdtemp(prefix="bench-store-")) / "p.duckdb"
-    store = Store(path).open()
+    store = Store(path, threads=1).open()  # as the live writer (PROJECTOR_DUCKDB_THREADS)
     proxy = TimedConnection(store._con)  # noqa: SLF001 - measurement only
     store._con = proxy  # type: ignore[assignment]  # noqa: SLF001
     prof = cProfile.Profile() if args.cprofile else None
