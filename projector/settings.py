@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     # DuckDB's worker threads for the live database (worker, serve); 0 = one
     # per core, DuckDB's default. At live rates a flush is small and gains
     # nothing from a second thread, while DuckDB's pool taking both cores of a
-    # small machine starves the API and faust's loop of CPU: one thread cut the
-    # status p99 at 200 polls/s from 11-13 to 9 ms and did not slow ingestion
-    # (docs/benchmarks.md, "DuckDB's threads"). Rebuilds always use every core.
+    # small machine starves the API and faust's loop of CPU. One thread gave a
+    # lower status p99 at 200 polls/s (9.4-13.5 against 9.6-17.7 ms, interleaved),
+    # used less CPU and did not slow ingestion (docs/benchmarks.md, "DuckDB's
+    # threads"). Rebuilds always use every core.
     duckdb_threads: int = Field(default=1, ge=0)
     log_level: str = "INFO"
     # API protection: requests/s and burst per key, and per client address for
