@@ -21,13 +21,12 @@ import httpx
 import pytest
 
 from projector import views
-from projector.broker import free_port
 from projector.emit import EventEmitter
 from projector.settings import Topics
 from projector.simulate import generate
 from projector.state import State
 from schemas import EVENT_ADAPTER
-from tests.fixtures.processes import Procs, projector_env, tail
+from tests.fixtures.processes import Procs, projector_env, start_serve
 from tests.golden import golden_events, golden_expected
 from tests.test_simulate_serve import wait_until, watermark_total
 
@@ -76,15 +75,7 @@ def test_every_endpoint_and_error_over_http(
         {"key": key, "workspace_id": ws, "scopes": scopes} for key, ws, scopes in KEYS.values()
     ]}))  # fmt: skip
     env = projector_env(bootstrap, topics, flush_max_events=300, flush_interval_ms=50)
-    port = free_port()
-    serve = procs.start(
-        "serve", "--db", str(tmp_path / "p.duckdb"), "--port", str(port),
-        "--api-keys", str(tmp_path / "keys.json"), env=env, log_name="serve",
-    )  # fmt: skip
-
-    def alive() -> str | None:
-        code = serve.poll()
-        return None if code is None else f"projector serve exited {code}:\n{tail(serve)}"
+    _, port, alive = start_serve(procs, env, tmp_path / "p.duckdb", tmp_path / "keys.json")
 
     golden = golden_events()
     generated = [EVENT_ADAPTER.validate_python(e) for e in generate(2, 40, 5)]

@@ -19,13 +19,12 @@ import pytest
 
 from api.keys import KNOWN_SCOPES
 from projector import views
-from projector.broker import free_port
 from projector.emit import EventEmitter
 from projector.settings import Topics
 from projector.simulate import WORKSPACES, generate
 from projector.state import State
 from schemas import EVENT_ADAPTER
-from tests.fixtures.processes import Procs, projector_env, tail
+from tests.fixtures.processes import Procs, projector_env, start_serve
 
 CAMPAIGNS, RECIPIENTS, SEED = 3, 300, 17
 
@@ -89,15 +88,7 @@ def test_api_numbers_equal_the_fold_of_the_simulators_jsonl(
     topics = topics_factory(partitions=4)
     env = projector_env(bootstrap, topics, flush_max_events=400, flush_interval_ms=50)
     keys = keys_file(tmp_path / "keys.json")
-    port = free_port()
-    serve = procs.start(
-        "serve", "--db", str(tmp_path / "p.duckdb"), "--port", str(port),
-        "--api-keys", str(tmp_path / "keys.json"), env=env, log_name="serve",
-    )  # fmt: skip
-
-    def alive() -> str | None:
-        code = serve.poll()
-        return None if code is None else f"projector serve exited {code}:\n{tail(serve)}"
+    _, port, alive = start_serve(procs, env, tmp_path / "p.duckdb", tmp_path / "keys.json")
 
     # The same seed written as JSONL by the CLI: what the API is checked against.
     jsonl = tmp_path / "sim.jsonl"
