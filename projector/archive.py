@@ -230,7 +230,7 @@ class ArchiveWriter:
                 rows.item_index.append(index if is_array else -1)
                 rows.event_type.append(ev.type)
                 rows.campaign_id.append(ev.campaign_id)
-                rows.occurred_at.append(datetime.fromisoformat(ev.occurred_at))
+                rows.occurred_at.append(ev.occurred)
                 rows.event.append(ev.json)
             self._events += len(events)
             return

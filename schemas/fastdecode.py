@@ -185,42 +185,47 @@ _EXTRA_TIMESTAMPS: Final[dict[type, tuple[str, ...]]] = {
 }
 
 
-def _utc(text: str) -> str | None:
-    """The timestamp in UTC, or None when it names no real instant (the models decide)."""
+def _utc(text: str) -> tuple[str, datetime] | None:
+    """The timestamp in UTC, as text and as a datetime, or None when it names no
+    real instant (the models decide)."""
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
     if text[-1] == "Z":
-        return text
-    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return text, parsed
+    utc = parsed.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z"), utc
 
 
-def _settle(ev: _Event) -> bool:
-    """Apply the models' normalisations in place; False when the models must decide."""
+def _settle(ev: _Event) -> datetime | None:
+    """Apply the models' normalisations in place; the event's instant (UTC), or
+    None when the models must decide."""
     at = _utc(ev.occurred_at)
     if at is None:
-        return False
-    ev.occurred_at = at
+        return None
+    ev.occurred_at, occurred = at
     kind = type(ev)
     if kind is MessageDlr:
         if type(ev.error_code) is int:  # type: ignore[attr-defined]
             ev.error_code = str(ev.error_code)  # type: ignore[attr-defined]
-        return True
+        return occurred
     if kind is MessageSubmitted:
-        return ev.outcome != "sent" or bool(ev.message_id)  # type: ignore[attr-defined]
+        sure = ev.outcome != "sent" or bool(ev.message_id)  # type: ignore[attr-defined]
+        return occurred if sure else None
     if kind is CampaignDefined:
         if ev.channel_name is None:  # type: ignore[attr-defined]
             ev.channel_name = ev.channel  # type: ignore[attr-defined]
-        return True
+        return occurred
     if kind is BatchFailed:
-        return depth(ev.error_detail) <= MAX_DETAIL_DEPTH  # type: ignore[attr-defined]
+        shallow = depth(ev.error_detail) <= MAX_DETAIL_DEPTH  # type: ignore[attr-defined]
+        return occurred if shallow else None
     for name in _EXTRA_TIMESTAMPS.get(kind, ()):
         value = _utc(getattr(ev, name))
         if value is None:
-            return False
-        setattr(ev, name, value)
-    return True
+            return None
+        setattr(ev, name, value[0])
+    return occurred
 
 
 class FastEvent(NamedTuple):
@@ -230,6 +235,7 @@ class FastEvent(NamedTuple):
     campaign_id: str
     occurred_at: str  # UTC, ``...Z``, as the model normalises it
     json: str  # canonical JSON: the same values as ``model_dump_json``
+    occurred: datetime  # ``occurred_at`` parsed (the check parsed it already)
 
 
 def fast_events(
@@ -250,10 +256,11 @@ def fast_events(
         return None
     out: list[FastEvent] = []
     for ev in events:
-        if not _settle(ev):
+        occurred = _settle(ev)
+        if occurred is None:
             return None
         tag: str = ev.__struct_config__.tag  # type: ignore[assignment]
-        out.append(FastEvent(tag, ev.campaign_id, ev.occurred_at, _ENCODE(ev).decode()))
+        out.append(FastEvent(tag, ev.campaign_id, ev.occurred_at, _ENCODE(ev).decode(), occurred))
     return out, is_array
 
 
