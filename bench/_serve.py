@@ -16,10 +16,14 @@ from projector.settings import Topics
 @dataclass
 class Served:
     url: str
-    keys: dict[str, str]  # workspace -> key
     client_keys: dict[str, list[str]]  # workspace -> one key per client
     proc: subprocess.Popen[bytes]
     workdir: Path
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """workspace -> one key (the first client's)."""
+        return {ws: ks[0] for ws, ks in self.client_keys.items()}
 
 
 @contextmanager
@@ -27,7 +31,6 @@ def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False,
           clients: int = 1) -> Iterator[Served]:
     work = common.workdir(name)
     client_keys = common.write_keys(work / "keys.json", clients)
-    keys = {ws: ks[0] for ws, ks in client_keys.items()}
     port = free_port()
     env = common.child_env(bootstrap, topics, db=work / "serve.duckdb",
                            api_keys=work / "keys.json", host="127.0.0.1", port=port)
@@ -36,7 +39,7 @@ def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False,
     url = f"http://127.0.0.1:{port}"
     try:
         common.wait_http(url + "/healthz", timeout=60, proc=p)
-        yield Served(url, keys, client_keys, p, work)
+        yield Served(url, client_keys, p, work)
     finally:
         crashed = p.poll() is not None
         code = common.stop_child(p)

@@ -40,7 +40,7 @@ KEYS = {
     "beta_no_pii": ("bb-beta-no-pii-0123456", "ws_beta", ["campaigns:read", "analytics:read"]),
     "nobody": ("bb-nobody-0123456789ab", "ws_nobody", ALL),  # owns no campaign
 }
-KEY_OF_WS = {ws: key for key, ws, scopes in KEYS.values() if scopes == ALL}
+ROLE_OF_WS = {ws: role for role, (_, ws, scopes) in KEYS.items() if scopes == ALL}
 
 
 async def _produce(bootstrap: str, topics: Topics, events: list[Any]) -> int:
@@ -96,14 +96,10 @@ def test_every_endpoint_and_error_over_http(
         def get(path: str, key: str | None = None) -> httpx.Response:
             return http.get(path, headers={} if key is None else {"X-API-Key": KEYS[key][0]})
 
-        def key_of(cid: str) -> str:
-            ws = expected.campaigns[cid].workspace_id
-            return next(k for k, (_, w, scopes) in KEYS.items() if w == ws and scopes == ALL)
-
         # Every campaign, golden and generated: payloads equal the fold.
         assert set(want_golden) < set(expected.campaigns)
         for cid, campaign in expected.campaigns.items():
-            key = key_of(cid)
+            key = ROLE_OF_WS[campaign.workspace_id]
             runs = expected.runs_of(cid)
             status = _ok(get(f"/v1/campaign/{cid}/status", key))
             assert status == views.status_payload(cid, views.latest_run(runs)), cid
