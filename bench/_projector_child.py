@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import threading
 import time
@@ -138,6 +139,9 @@ def main() -> int:
         "freshness": fresh.values if args.freshness else None,
         "settings": {"flush_max_events": settings.flush_max_events,
                      "flush_interval_ms": settings.flush_interval_ms},
+        # Peak resident memory of the whole run (Linux reports KiB): what
+        # the flush size bound costs while catching up on a backlog.
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     with open(args.out, "w") as f:
         json.dump(out, f)

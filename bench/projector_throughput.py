@@ -62,6 +62,7 @@ def run(name: str, events: int, array_size: int, profile: bool = False) -> dict[
         "flush_share_of_window": round(got["flush_seconds_total"] / got["elapsed_s"], 3),
         "child_wall_s": round(wall, 2),
         "settings": got["settings"],
+        "max_rss_mb": round(got["max_rss_mb"]) if got.get("max_rss_mb") else None,
         "events_per_s": round(rate),
         "profiled": profile,  # py-spy attached: slower, not comparable
         "workdir": str(work),
