@@ -1,8 +1,8 @@
 """Where a flush's time goes: ``Store.flush`` alone, no Kafka, no faust.
 
 Folds the throughput runs' simulator events through ``Store.flush`` in
-micro-batches of ``--batch`` events (the projector's default flush bound is
-5000) on a fresh DuckDB file, and reports
+micro-batches of ``--batch`` events (default 5000, comparable with the older
+figures; the live bound is 50,000 while catching up) on a fresh DuckDB file, and reports
 
 * per-flush wall time as the table grows (first and last flushes),
 * time per SQL statement kind (the connection is wrapped by a timing proxy;

@@ -569,6 +569,7 @@ def live_store(settings: Settings, path: Path | str | None = None) -> Store:
         settings.db if path is None else path,
         memory_limit=settings.duckdb_memory_limit,
         threads=settings.duckdb_threads,
+        cache_max_rows=settings.cache_max_rows,
     )
 
 

@@ -60,7 +60,9 @@ def test_golden_into_duckdb_equals_in_memory_fold(tmp_path):
     assert got == dump(state)
 
 
-@pytest.mark.parametrize("cache_rows", [1_000_000, 3], ids=["whole-state-cache", "evicting-cache"])
+@pytest.mark.parametrize(
+    "cache_rows", [1_000_000, 3, 0], ids=["whole-state-cache", "evicting-cache", "no-cache"]
+)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), events=histories())
 def test_any_batching_into_duckdb_equals_the_fold(cache_rows, data, events):
@@ -169,3 +171,15 @@ def test_the_live_store_limits_duckdb_threads_for_every_cursor(tmp_path):
     default = threads(duckdb.connect())
     with live_store(Settings(db=tmp_path / "live.duckdb", duckdb_threads=0)) as store:
         assert threads(store.con) == default
+
+
+def test_the_live_store_takes_its_cache_bound_from_the_settings(tmp_path):
+    """``PROJECTOR_CACHE_MAX_ROWS`` reaches the writer: past it the cache is dropped."""
+    from projector.settings import Settings
+    from projector.store import live_store
+
+    for bound, kept in ((1_000_000, True), (5, False)):
+        path = tmp_path / f"live-{bound}.duckdb"
+        with live_store(Settings(db=path, cache_max_rows=bound)) as store:
+            store.flush(golden_events(), {("campaign.runs", 0): 10})
+            assert (store._cache.size() > 0) is kept  # noqa: SLF001
