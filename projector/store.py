@@ -391,16 +391,25 @@ class Store:
             if not self._cache.complete or self._seq:
                 raise StoreError(f"{self.path} is not empty: a set-based rebuild needs a new one")
             seq = self._seq + 1
-            with self._transaction("rebuild", seq) as con:
-                n = fold_into(con, source, on_step, materialise=materialise, primary_keys=False)
-                deadletters = list(deadletters)
-                if deadletters:
-                    self._write_deadletters(deadletters)
-                con.execute(
-                    "INSERT INTO campaign_positions SELECT campaign_id, ? FROM campaigns", [seq]
-                )
-                if offsets:
-                    self._write_offsets(offsets, marks or {})
+            # Nothing reads the tables in insertion order (every query orders
+            # by key), so DuckDB may insert the fold's rows in parallel. Six
+            # interleaved pairs on 1M archived events: 1.70-1.82 s against
+            # 1.81-1.90 s. Set outside the transaction: a failed one refuses
+            # every statement until rolled back, the RESET included.
+            self.con.execute("SET preserve_insertion_order = false")
+            try:
+                with self._transaction("rebuild", seq) as con:
+                    n = fold_into(con, source, on_step, materialise=materialise, primary_keys=False)
+                    deadletters = list(deadletters)
+                    if deadletters:
+                        self._write_deadletters(deadletters)
+                    con.execute(
+                        "INSERT INTO campaign_positions SELECT campaign_id, ? FROM campaigns", [seq]
+                    )
+                    if offsets:
+                        self._write_offsets(offsets, marks or {})
+            finally:
+                self.con.execute("RESET preserve_insertion_order")
             self._seq = seq
             self._keys_pending = True
             self._load_runs()

@@ -183,3 +183,27 @@ def test_the_live_store_takes_its_cache_bound_from_the_settings(tmp_path):
         with live_store(Settings(db=path, cache_max_rows=bound)) as store:
             store.flush(golden_events(), {("campaign.runs", 0): 10})
             assert (store._cache.size() > 0) is kept  # noqa: SLF001
+
+
+def test_a_failed_rebuild_says_why_and_leaves_the_connection_as_it_was(tmp_path):
+    """The rebuild's insert-order setting is undone after a failure too (after the rollback)."""
+    from projector.errors import StoreError
+
+    def order(store: Store) -> bool:
+        setting = "SELECT current_setting('preserve_insertion_order')"
+        return bool(store.con.execute(setting).fetchone()[0])
+
+    with Store(tmp_path / "rebuilt.duckdb") as store:
+        with pytest.raises(StoreError, match="rebuild failed and was rolled back.*no_such_table"):
+            store.rebuild("(SELECT * FROM no_such_table)", {})
+        assert order(store) is True
+        store.con.execute("SELECT count(*) FROM runs").fetchone()  # usable: not left aborted
+    with Store(tmp_path / "rebuilt2.duckdb") as store:
+        from projector.setfold import typed
+
+        source = typed(
+            "(SELECT 'campaign.defined' AS event_type, "
+            "'{\"campaign_id\": \"c1\", \"workspace_id\": \"w1\"}' AS event)"
+        )
+        assert store.rebuild(source, {("campaign.runs", 0): 1}) == 1
+        assert order(store) is True
