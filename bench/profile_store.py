@@ -30,7 +30,8 @@ from typing import Any
 import pyarrow as pa
 
 from bench import common
-from projector.store import Store
+from projector.settings import Settings
+from projector.store import live_store
 from schemas import EVENT_ADAPTER
 
 
@@ -85,7 +86,7 @@ def main() -> int:
     raw = list(common.sim_events(args.events))
     events = [EVENT_ADAPTER.validate_python(e) for e in raw]
     path = Path(tempfile.mkdtemp(prefix="bench-store-")) / "p.duckdb"
-    store = Store(path, threads=1).open()  # as the live writer (PROJECTOR_DUCKDB_THREADS)
+    store = live_store(Settings(), path).open()  # configured as the live writer
     proxy = TimedConnection(store._con)  # noqa: SLF001 - measurement only
     store._con = proxy  # type: ignore[assignment]  # noqa: SLF001
     prof = cProfile.Profile() if args.cprofile else None
