@@ -99,11 +99,13 @@ SELECT * FROM (SELECT * FROM {table} SEMI JOIN d USING ({key}))
 QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1)"""
 
 
-def _reads(source: str) -> tuple[str, ...]:
+def _reads(source: str, messages: str = "messages") -> tuple[str, ...]:
     """Statements that split ``source`` into narrow working tables, one pass per family.
 
     Submits and reports are nearly every event: they get tables of just the
     columns their rules read. The rest (a few per run and batch) is kept whole.
+    The reports' winners go into ``messages`` (``projector.setmerge`` passes
+    a working table, to merge them with the stored ones).
     """
     return (
         # Every submit attempt is kept; within an attempt the later, then larger id (F4).
@@ -119,7 +121,7 @@ WITH s AS MATERIALIZED (
   FROM {source} WHERE event_type = 'message.submitted')
 SELECT * FROM {_first("s", "run_id, recipient_id, attempt", "ev_at DESC, event_id DESC")}""",
         # F5: terminal beats non-terminal, then later, then larger id.
-        f"""INSERT INTO messages BY NAME
+        f"""INSERT INTO {messages} BY NAME
 SELECT * FROM (
   SELECT fields.message_id AS message_id, fields.run_id AS run_id,
          fields.campaign_id AS campaign_id, fields.status AS status,
@@ -147,12 +149,8 @@ FROM {source} GROUP BY 1""",
     )
 
 
-_STEPS = (
-    """INSERT INTO attempts BY NAME
-SELECT run_id, recipient_id, attempt, campaign_id, ev_at AS submitted_at, event_id, outcome,
-       message_id, batch_id, reason
-FROM sf_sub""",
-    # F11 membership: the smallest (batch_sequence, batch_id) naming a recipient.
+# F11 membership: the smallest (batch_sequence, batch_id) naming a recipient.
+_MEMBERS = (
     """CREATE OR REPLACE TEMP TABLE sf_named AS
 SELECT run_id, m.recipient_id AS recipient_id, m.phone_number AS phone_number,
        batch_sequence, batch_id
@@ -162,6 +160,14 @@ FROM (SELECT run_id, batch_id, batch_sequence,
       FROM sf_e WHERE type = 'batch.created')""",
     f"""CREATE OR REPLACE TEMP TABLE sf_members AS
 SELECT * FROM {_first("sf_named", "run_id, recipient_id", "batch_sequence, batch_id")}""",
+)
+
+_STEPS = (
+    """INSERT INTO attempts BY NAME
+SELECT run_id, recipient_id, attempt, campaign_id, ev_at AS submitted_at, event_id, outcome,
+       message_id, batch_id, reason
+FROM sf_sub""",
+    *_MEMBERS,
     # F4: the highest attempt wins, then the later, then the larger id. A
     # recipient is named by a batch, a submit, or both (F11).
     f"""INSERT INTO recipients BY NAME
@@ -287,7 +293,7 @@ def fold_into(
             on_step(i, total)
         con.execute(step)
     n = con.execute("SELECT coalesce(sum(events), 0) FROM sf_campaigns").fetchone()[0]  # type: ignore[index]
-    _normalise_error_details(con)
+    normalise_error_details(con)
     if primary_keys:
         add_primary_keys(con)
     for ddl in VIEWS_DDL:
@@ -320,14 +326,16 @@ def add_primary_keys(con: duckdb.DuckDBPyConnection) -> list[str]:
     return missing
 
 
-def _normalise_error_details(con: duckdb.DuckDBPyConnection) -> None:
+def normalise_error_details(con: duckdb.DuckDBPyConnection, only: str | None = None) -> None:
     """Store ``error_detail`` as the Python fold does (``json.dumps(sort_keys=True)``).
 
     DuckDB writes JSON compactly and keeps key order; the rows are few (failed
-    batches), so Python re-serialises them.
+    batches), so Python re-serialises them: all, or those whose (run_id,
+    batch_id) the relation ``only`` names.
     """
+    keys = f" AND (run_id, batch_id) IN (SELECT run_id, batch_id FROM {only})" if only else ""
     rows = con.execute(
-        "SELECT run_id, batch_id, error_detail FROM batches WHERE error_detail IS NOT NULL"
+        f"SELECT run_id, batch_id, error_detail FROM batches WHERE error_detail IS NOT NULL{keys}"
     ).fetchall()
     fixed = [
         (json.dumps(json.loads(detail), sort_keys=True), run_id, batch_id)

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # the cache is dropped whole and refilled from misses. Measured ~210
     # bytes per cached row (tracemalloc, 520,000 rows): ~210 MB at the default.
     cache_max_rows: int = Field(default=1_000_000, ge=0)
+    # Flushes of at least this many events are folded by set-based SQL
+    # (projector.setmerge), which runs in DuckDB without the GIL, instead of
+    # event by event in Python; 0 = never. Only a backlog makes such flushes.
+    merge_min_events: int = Field(default=10_000, ge=0)
     log_level: str = "INFO"
     # API protection: requests/s and burst per key, and per client address for
     # requests without a valid key; 0 turns rate limiting off.

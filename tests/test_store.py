@@ -60,20 +60,40 @@ def test_golden_into_duckdb_equals_in_memory_fold(tmp_path):
     assert got == dump(state)
 
 
+def assert_heads_match(store: Store) -> None:
+    """Every campaign's head (tenant, position) is the table's."""
+    stored = store.con.execute(
+        "SELECT c.campaign_id, c.workspace_id, p.position FROM campaigns c "
+        "JOIN campaign_positions p USING (campaign_id)"
+    ).fetchall()
+    assert {cid: store.head(cid) for cid, _, _ in stored} == {
+        cid: (ws, pos) for cid, ws, pos in stored
+    }
+
+
 @pytest.mark.parametrize(
-    "cache_rows", [1_000_000, 3, 0], ids=["whole-state-cache", "evicting-cache", "no-cache"]
+    ("cache_rows", "merge_min"),
+    [(1_000_000, 0), (3, 0), (0, 0), (1_000_000, 4), (3, 1)],
+    ids=["whole-state-cache", "evicting-cache", "no-cache", "sql-merge-large", "sql-merge-all"],
 )
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), events=histories())
-def test_any_batching_into_duckdb_equals_the_fold(cache_rows, data, events):
+def test_any_batching_into_duckdb_equals_the_fold(cache_rows, merge_min, data, events):
+    """Flushes of at least ``merge_min`` events go through the set-based merge."""
     order = data.draw(st.permutations(events))
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(order)), max_size=6))))
-    with Store(":memory:", cache_max_rows=cache_rows) as store:
+    with Store(":memory:", cache_max_rows=cache_rows, merge_min_events=merge_min) as store:
         start = 0
         for cut in [*cuts, len(order)]:
             store.flush(order[start:cut], {("t", 0): cut})
             start = cut
             assert_runs_in_memory_match(store)
+            assert_heads_match(store)
+            # After every flush, not only at the end: a later flush (the full
+            # redelivery below, a merge) could repair what a stale cache broke.
+            so_far = State()
+            so_far.apply(order[:cut])
+            assert read_all(store) == dump(so_far)
         store.flush(order, {})  # a full redelivery changes nothing
         got = read_all(store)
     state = State()

@@ -1,0 +1,425 @@
+"""The fold as set-based SQL onto projections that already hold rows: a merge.
+
+``projector.setfold`` builds tables from a complete event set. A backlog is
+not complete: its events land on rows earlier flushes wrote. But every row
+keeps the ordering key of the event that won each of its values (see
+``projector.rows``), so the winner of "stored row plus new events" is the
+winner between the stored value and the new events' own winner: the same
+comparison the Python fold makes, once per key instead of once per event.
+Counters are not merged but recounted, for the runs and batches the events
+touch only, from the recipient and batch rows (the sums the Python fold
+maintains by differences).
+
+Like ``setfold`` this is a second statement of F1-F11:
+``tests/fold/test_setmerge.py`` folds hypothesis histories chunk by chunk
+through it and requires the Python fold's tables.
+
+Input: a relation of validated events with ``event_type`` and ``fields``
+(``setfold.EVENT_STRUCT``), as ``setfold.fold_into`` reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from projector.setfold import (
+    _FAILED_DLR,
+    _MEMBERS,
+    _TERMINAL_DLR,
+    _earliest,
+    _first,
+    _latest,
+    _reads,
+    normalise_error_details,
+)
+
+
+def _gt(a: tuple[str, ...], b: tuple[str, ...]) -> str:
+    """SQL for the tuple ``a`` ordering after ``b`` (lexicographic, no NULLs)."""
+    head = f"{a[0]} > {b[0]}"
+    if len(a) == 1:
+        return head
+    return f"({head} OR ({a[0]} = {b[0]} AND {_gt(a[1:], b[1:])}))"
+
+
+def _wins_later(new: tuple[str, str], old: tuple[str, str]) -> str:
+    """``fold._after``: the new (at, id) orders after the stored one, or none is stored."""
+    return f"({old[0]} IS NULL OR {_gt(new, (old[0], f'coalesce({old[1]}, {chr(39) * 2})'))})"
+
+
+def _wins_earlier(new: tuple[str, str], old: tuple[str, str]) -> str:
+    """``fold._before``: the new (at, id) orders before the stored one, or none is stored."""
+    return f"({old[0]} IS NULL OR {_gt((old[0], f'coalesce({old[1]}, {chr(39) * 2})'), new)})"
+
+
+def _pick(win: str, pairs: tuple[tuple[str, str, str], ...]) -> str:
+    """Columns taken from the new side when ``win`` holds, else from the stored row."""
+    return ",\n       ".join(
+        f"CASE WHEN {win} THEN {new} ELSE {old} END AS {name}" for name, new, old in pairs
+    )
+
+
+_READ_TEMP = ("sm_msg_new",)
+
+_MERGE = (
+    # Attempts: within one attempt the later, then larger id (F4).
+    f"""INSERT OR REPLACE INTO attempts BY NAME
+SELECT n.run_id, n.recipient_id, n.attempt, n.campaign_id, n.ev_at AS submitted_at, n.event_id,
+       n.outcome, n.message_id, n.batch_id, n.reason
+FROM sf_sub n LEFT JOIN attempts o
+  ON o.run_id = n.run_id AND o.recipient_id = n.recipient_id AND o.attempt = n.attempt
+WHERE o.run_id IS NULL OR {_gt(("n.ev_at", "n.event_id"), ("o.submitted_at", "o.event_id"))}""",
+    # Reports (F5): terminal beats non-terminal, then later, then larger id.
+    f"""CREATE OR REPLACE TEMP TABLE sm_msg_won AS
+SELECT n.* FROM sm_msg_new n LEFT JOIN messages o ON o.message_id = n.message_id
+WHERE o.message_id IS NULL OR {
+        _gt(
+            (f"(n.status IN ({_TERMINAL_DLR}))::INT", "n.reported_at", "n.event_id"),
+            (f"(o.status IN ({_TERMINAL_DLR}))::INT", "o.reported_at", "o.event_id"),
+        )
+    }""",
+    "INSERT OR REPLACE INTO messages BY NAME SELECT * FROM sm_msg_won",
+    # Each touched run's identity: stored, else from these events (F3).
+    """CREATE OR REPLACE TEMP TABLE sm_run_ids AS
+SELECT n.run_id, coalesce(o.campaign_id, n.campaign_id) AS campaign_id,
+       coalesce(o.workspace_id, n.workspace_id) AS workspace_id
+FROM sf_runs n LEFT JOIN runs o USING (run_id)""",
+    *_MEMBERS,
+    # Recipients: the stored row against these events' winning submit (F4)
+    # and first naming batch (F11).
+    f"""CREATE OR REPLACE TEMP TABLE sm_rec AS
+WITH w AS {_first("sf_sub", "run_id, recipient_id", "attempt DESC, ev_at DESC, event_id DESC")},
+k AS (SELECT run_id, recipient_id FROM w UNION SELECT run_id, recipient_id FROM sf_members),
+j AS (
+  SELECT k.run_id, k.recipient_id, ri.campaign_id AS run_campaign_id,
+         o.campaign_id AS o_campaign_id, o.phone_number AS o_phone_number,
+         o.batch_sequence AS o_batch_sequence, o.created_batch_id AS o_created_batch_id,
+         o.attempt AS o_attempt, o.submitted_at AS o_submitted_at,
+         o.submit_event_id AS o_submit_event_id, o.outcome AS o_outcome,
+         o.message_id AS o_message_id, o.submit_batch_id AS o_submit_batch_id,
+         o.submit_phone AS o_submit_phone, o.reason AS o_reason,
+         m.phone_number AS m_phone_number, m.batch_sequence AS m_batch_sequence,
+         m.batch_id AS m_batch_id,
+         w.attempt AS w_attempt, w.ev_at AS w_ev_at, w.event_id AS w_event_id,
+         w.outcome AS w_outcome, w.message_id AS w_message_id, w.batch_id AS w_batch_id,
+         w.phone_number AS w_phone_number, w.reason AS w_reason,
+         m.run_id IS NOT NULL AND (o.batch_sequence IS NULL OR {
+        _gt(
+            ("o.batch_sequence", "coalesce(o.created_batch_id, '')"),
+            ("m.batch_sequence", "m.batch_id"),
+        )
+    }) AS mw,
+         w.run_id IS NOT NULL AND (o.attempt IS NULL OR {
+        _gt(
+            ("w.attempt", "w.ev_at", "w.event_id"),
+            ("o.attempt", "o.submitted_at", "o.submit_event_id"),
+        )
+    }) AS ww
+  FROM k JOIN sm_run_ids ri USING (run_id)
+  LEFT JOIN recipients o USING (run_id, recipient_id)
+  LEFT JOIN sf_members m USING (run_id, recipient_id)
+  LEFT JOIN w USING (run_id, recipient_id))
+SELECT run_id, recipient_id, coalesce(o_campaign_id, run_campaign_id) AS campaign_id,
+       o_submit_batch_id,
+       {
+        _pick(
+            "mw",
+            (
+                ("phone_number", "m_phone_number", "o_phone_number"),
+                ("batch_sequence", "m_batch_sequence", "o_batch_sequence"),
+                ("created_batch_id", "m_batch_id", "o_created_batch_id"),
+            ),
+        )
+    },
+       {
+        _pick(
+            "ww",
+            (
+                ("attempt", "w_attempt", "o_attempt"),
+                ("submitted_at", "w_ev_at", "o_submitted_at"),
+                ("submit_event_id", "w_event_id", "o_submit_event_id"),
+                ("outcome", "w_outcome", "o_outcome"),
+                ("message_id", "w_message_id", "o_message_id"),
+                ("submit_batch_id", "w_batch_id", "o_submit_batch_id"),
+                ("submit_phone", "w_phone_number", "o_submit_phone"),
+                ("reason", "w_reason", "o_reason"),
+            ),
+        )
+    }
+FROM j""",
+    # A recipient's delivery state is always its winning message's (F5, F11).
+    """INSERT OR REPLACE INTO recipients BY NAME
+SELECT r.* EXCLUDE (o_submit_batch_id), msg.status AS delivery_status
+FROM sm_rec r LEFT JOIN messages msg ON msg.message_id = r.message_id""",
+    # Recipients elsewhere whose message has a new winning report (the holder
+    # is the truth even if the report names another run).
+    """CREATE OR REPLACE TEMP TABLE sm_dlr_runs AS
+SELECT DISTINCT r.run_id FROM recipients r JOIN sm_msg_won m ON r.message_id = m.message_id
+WHERE r.delivery_status IS DISTINCT FROM m.status""",
+    """UPDATE recipients SET delivery_status = m.status FROM sm_msg_won m
+WHERE recipients.message_id = m.message_id
+  AND recipients.delivery_status IS DISTINCT FROM m.status""",
+    # Batches: the stored row against these events' winners (F6); counts
+    # recounted for every batch a winning submit entered or left.
+    """CREATE OR REPLACE TEMP TABLE sm_bkeys AS
+SELECT DISTINCT run_id, batch_id FROM sf_e WHERE type LIKE 'batch.%'
+UNION SELECT run_id, o_submit_batch_id FROM sm_rec WHERE o_submit_batch_id IS NOT NULL
+UNION SELECT run_id, submit_batch_id FROM sm_rec WHERE submit_batch_id IS NOT NULL""",
+    f"""CREATE OR REPLACE TEMP TABLE sm_batches AS
+WITH cr AS ({_latest("type = 'batch.created'", "run_id, batch_id")}),
+st AS ({_earliest("type = 'batch.started'", "run_id, batch_id")}),
+te AS ({_earliest("type IN ('batch.completed', 'batch.failed')", "run_id, batch_id")}),
+seen AS (SELECT DISTINCT run_id, batch_id FROM sf_e WHERE type LIKE 'batch.%'),
+cnt AS (SELECT r.run_id, r.submit_batch_id AS batch_id,
+               count(*) FILTER (WHERE r.outcome = 'sent') AS sent_count,
+               count(*) FILTER (WHERE r.outcome = 'failed') AS failed_count
+        FROM recipients r JOIN sm_bkeys k
+          ON r.run_id = k.run_id AND r.submit_batch_id = k.batch_id GROUP BY ALL),
+j AS (
+  SELECT k.run_id, k.batch_id, coalesce(o.campaign_id, ri.campaign_id) AS campaign_id,
+         coalesce(o.seen, false) OR seen.run_id IS NOT NULL AS seen,
+         o.batch_sequence AS o_batch_sequence, o.recipient_count AS o_recipient_count,
+         o.created_at AS o_created_at, o.created_event_id AS o_created_event_id,
+         o.started_at AS o_started_at, o.started_event_id AS o_started_event_id,
+         o.terminal_status AS o_terminal_status, o.terminal_at AS o_terminal_at,
+         o.terminal_event_id AS o_terminal_event_id, o.error_detail AS o_error_detail,
+         cr.batch_sequence AS cr_batch_sequence,
+         coalesce(json_array_length(cr.recipients), 0) AS cr_recipient_count,
+         cr.ev_at AS cr_at, cr.event_id AS cr_id, st.ev_at AS st_at, st.event_id AS st_id,
+         substr(te.type, 7) AS te_status, te.ev_at AS te_at, te.event_id AS te_id,
+         te.error_detail AS te_error_detail,
+         cr.run_id IS NOT NULL AND {
+        _wins_later(("cr.ev_at", "cr.event_id"), ("o.created_at", "o.created_event_id"))
+    } AS crw,
+         st.run_id IS NOT NULL AND {
+        _wins_earlier(("st.ev_at", "st.event_id"), ("o.started_at", "o.started_event_id"))
+    } AS stw,
+         te.run_id IS NOT NULL AND {
+        _wins_earlier(("te.ev_at", "te.event_id"), ("o.terminal_at", "o.terminal_event_id"))
+    } AS tew,
+         coalesce(cnt.sent_count, 0) AS sent_count, coalesce(cnt.failed_count, 0) AS failed_count
+  FROM sm_bkeys k JOIN (SELECT run_id, campaign_id FROM sm_run_ids
+                        UNION ALL SELECT run_id, campaign_id FROM runs
+                        ANTI JOIN sm_run_ids USING (run_id)) ri USING (run_id)
+  LEFT JOIN batches o USING (run_id, batch_id) LEFT JOIN seen USING (run_id, batch_id)
+  LEFT JOIN cr USING (run_id, batch_id) LEFT JOIN st USING (run_id, batch_id)
+  LEFT JOIN te USING (run_id, batch_id) LEFT JOIN cnt USING (run_id, batch_id))
+SELECT run_id, batch_id, campaign_id, seen,
+       {
+        _pick(
+            "crw",
+            (
+                ("batch_sequence", "cr_batch_sequence", "o_batch_sequence"),
+                ("recipient_count", "cr_recipient_count", "coalesce(o_recipient_count, 0)"),
+                ("created_at", "cr_at", "o_created_at"),
+                ("created_event_id", "cr_id", "o_created_event_id"),
+            ),
+        )
+    },
+       {
+        _pick(
+            "stw",
+            (
+                ("started_at", "st_at", "o_started_at"),
+                ("started_event_id", "st_id", "o_started_event_id"),
+            ),
+        )
+    },
+       {
+        _pick(
+            "tew",
+            (
+                ("terminal_status", "te_status", "o_terminal_status"),
+                ("terminal_at", "te_at", "o_terminal_at"),
+                ("terminal_event_id", "te_id", "o_terminal_event_id"),
+                ("error_detail", "te_error_detail", "o_error_detail"),
+            ),
+        )
+    },
+       tew AND te_error_detail IS NOT NULL AS detail_new,
+       sent_count, failed_count
+FROM j""",
+    # A batch named by no batch event and counting no submit is as absent (BatchRow.empty).
+    """DELETE FROM batches WHERE (run_id, batch_id) IN (
+  SELECT run_id, batch_id FROM sm_batches
+  WHERE NOT seen AND sent_count = 0 AND failed_count = 0)""",
+    """INSERT OR REPLACE INTO batches BY NAME
+SELECT * EXCLUDE (detail_new) FROM sm_batches
+WHERE seen OR sent_count > 0 OR failed_count > 0""",
+    # F10: the latest snapshot wins.
+    f"""INSERT OR REPLACE INTO snapshots BY NAME
+SELECT n.run_id, n.campaign_id, n.ev_at AS event_at, n.event_id, n.frozen_at, n.channel,
+       n.provider, n.sender_id, n.template, n.personalized, n.body,
+       n.cost.total_cost AS total_cost, n.cost.currency_units AS currency_units,
+       n.recipient_count, from_json(n.recipients, '["VARCHAR"]') AS recipients
+FROM ({_latest("type = 'run.snapshot_frozen'", "run_id")}) n
+LEFT JOIN snapshots o USING (run_id)
+WHERE o.run_id IS NULL OR {_gt(("n.ev_at", "n.event_id"), ("o.event_at", "o.event_id"))}""",
+    # Runs: the stored row against these events' winners (F3), updated_at
+    # (F8), and every counter recounted (F7, F9, F11).
+    f"""CREATE OR REPLACE TEMP TABLE sm_runs AS
+WITH keys AS (SELECT run_id FROM sf_runs UNION SELECT run_id FROM sm_dlr_runs),
+sc AS ({_latest("type = 'run.scheduled'", "run_id")}),
+cl AS ({_earliest("type = 'run.claimed'", "run_id")}),
+te AS ({_earliest("type IN ('run.completed', 'run.failed', 'run.cancelled')", "run_id")}),
+sn AS (SELECT DISTINCT run_id FROM sf_e WHERE type = 'run.snapshot_frozen'),
+rc AS (SELECT run_id, count(*) AS known_recipients,
+              count(*) FILTER (WHERE outcome = 'sent') AS sent,
+              count(*) FILTER (WHERE outcome = 'failed') AS failed,
+              count(*) FILTER (WHERE outcome = 'skipped') AS skipped,
+              count(*) FILTER (WHERE outcome = 'sent' AND delivery_status = 'delivered')
+                  AS delivered,
+              count(*) FILTER (WHERE outcome = 'sent' AND delivery_status IN ({_FAILED_DLR}))
+                  AS failed_delivery,
+              min(submitted_at) FILTER (WHERE outcome = 'sent') AS first_sent_at,
+              max(submitted_at) FILTER (WHERE outcome = 'sent') AS last_sent_at
+       FROM recipients SEMI JOIN keys USING (run_id) GROUP BY run_id),
+bc AS (SELECT run_id, count(*) FILTER (WHERE seen) AS batches_seen,
+              count(*) FILTER (WHERE terminal_status = 'completed') AS batches_completed
+       FROM batches SEMI JOIN keys USING (run_id) GROUP BY run_id),
+j AS (
+  SELECT k.run_id, coalesce(o.campaign_id, n.campaign_id) AS campaign_id,
+         coalesce(o.workspace_id, n.workspace_id) AS workspace_id,
+         o.scheduled_at AS o_scheduled_at, o.recipient_count AS o_recipient_count,
+         o.batch_size AS o_batch_size, o.declared_total_batches AS o_declared_total_batches,
+         o.max_attempts AS o_max_attempts, o.scheduled_event_at AS o_scheduled_event_at,
+         o.scheduled_event_id AS o_scheduled_event_id, o.claimed_at AS o_claimed_at,
+         o.claimed_event_id AS o_claimed_event_id, o.terminal_status AS o_terminal_status,
+         o.terminal_at AS o_terminal_at, o.terminal_event_id AS o_terminal_event_id,
+         o.error_code AS o_error_code, o.error_message AS o_error_message,
+         coalesce(o.has_snapshot, false) OR sn.run_id IS NOT NULL AS has_snapshot,
+         CASE WHEN o.updated_at IS NULL OR n.updated_at > o.updated_at
+              THEN n.updated_at ELSE o.updated_at END AS updated_at,
+         sc.scheduled_at AS sc_scheduled_at, sc.recipient_count AS sc_recipient_count,
+         sc.batch_size AS sc_batch_size, sc.total_batches AS sc_total_batches,
+         sc.max_attempts AS sc_max_attempts, sc.ev_at AS sc_at, sc.event_id AS sc_id,
+         cl.ev_at AS cl_at, cl.event_id AS cl_id,
+         substr(te.type, 5) AS te_status, te.ev_at AS te_at, te.event_id AS te_id,
+         te.error.code AS te_error_code, te.error.message AS te_error_message,
+         sc.run_id IS NOT NULL AND {
+        _wins_later(("sc.ev_at", "sc.event_id"), ("o.scheduled_event_at", "o.scheduled_event_id"))
+    } AS scw,
+         cl.run_id IS NOT NULL AND {
+        _wins_earlier(("cl.ev_at", "cl.event_id"), ("o.claimed_at", "o.claimed_event_id"))
+    } AS clw,
+         te.run_id IS NOT NULL AND {
+        _wins_earlier(("te.ev_at", "te.event_id"), ("o.terminal_at", "o.terminal_event_id"))
+    } AS tew,
+         coalesce(rc.known_recipients, 0) AS known_recipients, coalesce(rc.sent, 0) AS sent,
+         coalesce(rc.failed, 0) AS failed, coalesce(rc.skipped, 0) AS skipped,
+         coalesce(rc.delivered, 0) AS delivered,
+         coalesce(rc.failed_delivery, 0) AS failed_delivery,
+         coalesce(bc.batches_seen, 0) AS batches_seen,
+         coalesce(bc.batches_completed, 0) AS batches_completed,
+         rc.first_sent_at, rc.last_sent_at
+  FROM keys k LEFT JOIN runs o USING (run_id) LEFT JOIN sf_runs n USING (run_id)
+  LEFT JOIN sc USING (run_id) LEFT JOIN cl USING (run_id) LEFT JOIN te USING (run_id)
+  LEFT JOIN sn USING (run_id) LEFT JOIN rc USING (run_id) LEFT JOIN bc USING (run_id))
+SELECT run_id, campaign_id, workspace_id, has_snapshot, updated_at,
+       {
+        _pick(
+            "scw",
+            (
+                ("scheduled_at", "sc_scheduled_at", "o_scheduled_at"),
+                (
+                    "recipient_count",
+                    "coalesce(sc_recipient_count, 0)",
+                    "coalesce(o_recipient_count, 0)",
+                ),
+                ("batch_size", "sc_batch_size", "o_batch_size"),
+                ("declared_total_batches", "sc_total_batches", "o_declared_total_batches"),
+                ("max_attempts", "sc_max_attempts", "o_max_attempts"),
+                ("scheduled_event_at", "sc_at", "o_scheduled_event_at"),
+                ("scheduled_event_id", "sc_id", "o_scheduled_event_id"),
+            ),
+        )
+    },
+       {
+        _pick(
+            "clw",
+            (
+                ("claimed_at", "cl_at", "o_claimed_at"),
+                ("claimed_event_id", "cl_id", "o_claimed_event_id"),
+            ),
+        )
+    },
+       {
+        _pick(
+            "tew",
+            (
+                ("terminal_status", "te_status", "o_terminal_status"),
+                ("terminal_at", "te_at", "o_terminal_at"),
+                ("terminal_event_id", "te_id", "o_terminal_event_id"),
+                ("error_code", "te_error_code", "o_error_code"),
+                ("error_message", "te_error_message", "o_error_message"),
+            ),
+        )
+    },
+       known_recipients, sent, failed, skipped, delivered, failed_delivery,
+       batches_seen, batches_completed, first_sent_at, last_sent_at
+FROM j""",
+    "INSERT OR REPLACE INTO runs BY NAME SELECT * FROM sm_runs",
+    # Campaigns: the smallest tenant id, the latest event, the latest definition.
+    f"""CREATE OR REPLACE TEMP TABLE sm_campaigns AS
+WITH d AS ({_latest("type = 'campaign.defined'", "campaign_id")})
+SELECT n.campaign_id,
+       CASE WHEN o.workspace_id IS NULL OR n.workspace_id < o.workspace_id
+            THEN n.workspace_id ELSE o.workspace_id END AS workspace_id,
+       CASE WHEN o.updated_at IS NULL OR n.updated_at > o.updated_at
+            THEN n.updated_at ELSE o.updated_at END AS updated_at,
+       {
+        _pick(
+            "d.campaign_id IS NOT NULL AND "
+            + _wins_later(("d.ev_at", "d.event_id"), ("o.defined_at", "o.defined_event_id")),
+            (
+                ("name", "d.name", "o.name"),
+                ("channel", "d.channel", "o.channel"),
+                ("channel_name", "d.channel_name", "o.channel_name"),
+                ("provider", "d.provider", "o.provider"),
+                ("campaign_type", "d.campaign_type", "o.campaign_type"),
+                ("defined_at", "d.ev_at", "o.defined_at"),
+                ("defined_event_id", "d.event_id", "o.defined_event_id"),
+            ),
+        )
+    }
+FROM sf_campaigns n LEFT JOIN campaigns o USING (campaign_id)
+LEFT JOIN d USING (campaign_id)""",
+    "INSERT OR REPLACE INTO campaigns BY NAME SELECT * FROM sm_campaigns",
+)
+
+_TEMP = (
+    "sf_e", "sf_runs", "sf_sub", "sf_named", "sf_members", "sf_campaigns", "sm_msg_new",
+    "sm_msg_won", "sm_run_ids", "sm_rec", "sm_dlr_runs", "sm_bkeys", "sm_batches", "sm_runs",
+    "sm_campaigns",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What a merge changed: events read, and the campaigns whose rows it wrote."""
+
+    events: int
+    campaigns: frozenset[str]
+    run_ids: frozenset[str]
+
+
+def merge_into(con: duckdb.DuckDBPyConnection, source: str) -> Merged:
+    """Fold every event of ``source`` into the projection tables as they stand.
+
+    Runs in the caller's transaction; the tables must have their primary
+    keys (``INSERT OR REPLACE``). ``source`` is read several times: pass a
+    table, not a JSON relation to parse again on every read.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE sm_msg_new AS SELECT * FROM messages LIMIT 0")
+    for step in (*_reads(source, messages="sm_msg_new"), *_MERGE):
+        con.execute(step)
+    normalise_error_details(con, "sm_batches WHERE detail_new")
+    n = con.execute("SELECT coalesce(sum(events), 0) FROM sf_campaigns").fetchone()[0]  # type: ignore[index]
+    runs = con.execute("SELECT run_id, campaign_id FROM sm_runs").fetchall()
+    campaigns = {c for (c,) in con.execute("SELECT campaign_id FROM sf_campaigns").fetchall()}
+    campaigns.update(c for _, c in runs)
+    for t in _TEMP:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return Merged(int(n), frozenset(campaigns), frozenset(r for r, _ in runs))
