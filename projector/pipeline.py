@@ -41,6 +41,7 @@ from projector.store import DeadLetter, FlushResult, Store
 from schemas import decode_value
 from schemas.decode import Decoded, Reject
 from schemas.errors import RejectCode
+from schemas.fastdecode import FastEvent, fast_events
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,21 @@ def _decode(raw: bytes) -> Decoded:
         log.warning("decoder failed on a record (%s: %s); dead-lettering it", type(e).__name__, e)
         reason = f"{code}: the decoder failed: {type(e).__name__}: {e}"
         return Decoded([], [Reject(None, reason, raw)])
+
+
+def _fast(raw: bytes) -> list[FastEvent] | None:
+    """The record's events by the compiled fast path, or None: ``_decode`` judges it.
+
+    ~3 times cheaper than pydantic on this loop, which also runs faust. The
+    events stay canonical JSON: a large flush merges them in SQL as they are,
+    a small one validates them into models in the writer thread
+    (``Store.flush``). Never raises: anything unexpected goes to the judge.
+    """
+    try:
+        got = fast_events(raw)
+    except Exception:
+        return None
+    return None if got is None else got[0]
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
@@ -282,9 +298,15 @@ class Pipeline:
             batch.acks.append(ack)
         if timestamp is not None:
             batch.stamps.append(timestamp)
-        decoded = _decode(value if value is not None else b"")
-        batch.events.extend(decoded.events)
-        for reject in decoded.rejects:
+        data = value if value is not None else b""
+        fast = _fast(data)
+        if fast is not None:
+            batch.events.extend(fast)
+            decoded = None
+        else:
+            decoded = _decode(data)
+            batch.events.extend(decoded.events)
+        for reject in decoded.rejects if decoded is not None else ():
             dl = DeadLetter(
                 topic,
                 partition,

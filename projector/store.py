@@ -52,6 +52,8 @@ from projector.tables import (
     Table,
 )
 from projector.views import recipient_sort_key
+from schemas import EVENT_ADAPTER
+from schemas.fastdecode import FastEvent
 
 log = logging.getLogger(__name__)
 
@@ -341,10 +343,16 @@ class Store:
         ``offsets`` maps each source partition to the offset of the next
         record to read after this batch; ``marks`` names the last record
         applied from each (``projector.logmark``), where the caller knows it.
+        ``events`` are models or ``FastEvent`` (the fast decoder's canonical
+        JSON), mixed as the records came.
         """
         deadletters = list(deadletters)
         if self.merge_min_events and len(events) >= self.merge_min_events:
             return self._flush_merged(events, offsets, deadletters, marks)
+        events = [
+            EVENT_ADAPTER.validate_json(ev.json) if isinstance(ev, FastEvent) else ev
+            for ev in events
+        ]
         with self._lock:
             self._ensure_primary_keys()
             seq = self._seq + 1
@@ -373,14 +381,21 @@ class Store:
         """``flush`` of a large batch: the fold as set-based SQL, off the GIL.
 
         The Python fold holds the GIL for ~12 us per event, which the
-        consumer's loop needs too; DuckDB releases it while it merges. Only
-        the JSON of each event is made in Python. The writer's row cache
-        cannot follow rows changed in SQL, so it starts again, empty.
+        consumer's loop needs too; DuckDB releases it while it merges. Events
+        the fast decoder took arrive as canonical JSON already; only models
+        are serialised here. The writer's row cache cannot follow rows
+        changed in SQL, so it starts again, empty.
         """
         stage = pa.table(  # noqa: F841 (read by DuckDB by name)
             {
                 "event_type": pa.array([ev.type for ev in events], pa.string()),
-                "event": pa.array([ev.model_dump_json() for ev in events], pa.string()),
+                "event": pa.array(
+                    [
+                        ev.json if isinstance(ev, FastEvent) else ev.model_dump_json()
+                        for ev in events
+                    ],
+                    pa.string(),
+                ),
             }
         )
         with self._lock:
