@@ -1,8 +1,10 @@
 """The fold: events in, changed projection rows out. The reference statement of F1-F11.
 
 Rebuilds from nothing use ``projector.setfold``, the same rules as set-based
-SQL; ``tests/fold/test_setfold.py`` holds the two equal, table for table, so
-a change to a rule here must be made there too (the test fails until it is).
+SQL, and large live flushes ``projector.setmerge``, the same again onto stored
+rows; ``tests/fold/test_setfold.py`` and ``tests/fold/test_setmerge.py`` hold
+them equal to this fold, table for table, so a change to a rule here must be
+made there too (the tests fail until it is).
 
 ``fold(prior, events)`` reads the rows an event batch touches through the
 ``Prior`` interface (the in-memory state in tests and replays, a preloaded

@@ -16,7 +16,8 @@ This is a second statement of the rules, so it must never drift from the
 Python fold: ``tests/fold/test_setfold.py`` folds hypothesis-generated
 histories both ways and requires identical tables, and the replay tests
 compare a live database with an archive rebuild through ``projector verify``.
-It only builds a database from nothing; incremental folding stays in Python.
+It only builds a database from nothing; ``projector.setmerge`` folds large
+live flushes onto tables that already hold rows, with the same winners.
 
 Input: a relation of validated events with ``event_type`` and ``fields``
 (``EVENT_STRUCT``): the archive's typed column, or ``typed()`` over

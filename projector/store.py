@@ -85,12 +85,18 @@ class FlushResult:
 
 
 def connect(
-    path: Path | str, *, read_only: bool = False, memory_limit: str = "2GB"
+    path: Path | str,
+    *,
+    read_only: bool = False,
+    memory_limit: str = "2GB",
+    checkpoint_threshold: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open DuckDB, turning its lock and I/O errors into ours."""
     # memory_limit goes in the connect config: WAL replay after a crash runs
     # before any SET statement could apply.
     config = {"memory_limit": memory_limit}
+    if checkpoint_threshold is not None:
+        config["checkpoint_threshold"] = checkpoint_threshold
     try:
         if not read_only:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -117,9 +123,12 @@ class Store:
         cache_max_rows: int = 1_000_000,
         threads: int = 0,
         merge_min_events: int = 0,
+        checkpoint_threshold: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
+        # WAL size that makes a commit checkpoint (None: DuckDB's 16 MB).
+        self.checkpoint_threshold = checkpoint_threshold
         self.threads = threads  # 0: DuckDB's default, one per core
         self.cache_max_rows = cache_max_rows
         # Flushes of at least this many events are folded by set-based SQL
@@ -141,7 +150,11 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------
     def open(self) -> Store:
-        self._con = connect(self.path, memory_limit=self.memory_limit)
+        self._con = connect(
+            self.path,
+            memory_limit=self.memory_limit,
+            checkpoint_threshold=self.checkpoint_threshold,
+        )
         try:
             self._con.execute("BEGIN")
             for table in PROJECTIONS:
@@ -650,6 +663,7 @@ def live_store(settings: Settings, path: Path | str | None = None) -> Store:
         threads=settings.duckdb_threads,
         cache_max_rows=settings.cache_max_rows,
         merge_min_events=settings.merge_min_events,
+        checkpoint_threshold=settings.duckdb_checkpoint_threshold,
     )
 
 

@@ -222,6 +222,23 @@ def test_the_live_store_takes_its_cache_bound_from_the_settings(tmp_path):
             assert (store._cache.size() > 0) is kept  # noqa: SLF001
 
 
+def test_the_live_store_takes_merge_and_checkpoint_settings(tmp_path):
+    """``PROJECTOR_MERGE_MIN_EVENTS`` and ``..._DUCKDB_CHECKPOINT_THRESHOLD`` reach the writer."""
+    from projector.settings import Settings
+    from projector.store import live_store
+
+    events = golden_events()
+    for merge_min, merged in ((len(events), True), (len(events) + 1, False), (0, False)):
+        path = tmp_path / f"live-{merge_min}.duckdb"
+        settings = Settings(db=path, merge_min_events=merge_min, duckdb_checkpoint_threshold="3MB")
+        with live_store(settings) as store:
+            store.flush(events, {("campaign.runs", 0): 10})
+            # A merge leaves the row cache empty; the Python fold fills it.
+            assert (store._cache.size() == 0) is merged  # noqa: SLF001
+            threshold = store.con.execute("SELECT current_setting('checkpoint_threshold')")
+            assert threshold.fetchone()[0] == "2.8 MiB"
+
+
 def test_a_failed_rebuild_says_why_and_leaves_the_connection_as_it_was(tmp_path):
     """The rebuild's insert-order setting is undone after a failure too (after the rollback)."""
     from projector.errors import StoreError
