@@ -237,6 +237,9 @@ def test_the_live_store_takes_merge_and_checkpoint_settings(tmp_path):
             assert (store._cache.size() == 0) is merged  # noqa: SLF001
             threshold = store.con.execute("SELECT current_setting('checkpoint_threshold')")
             assert threshold.fetchone()[0] == "2.8 MiB"
+            # A merge runs on two DuckDB threads, then gives the second back.
+            threads = store.con.execute("SELECT current_setting('threads')").fetchone()[0]
+            assert int(threads) == settings.duckdb_threads == 1
 
 
 def test_a_failed_rebuild_says_why_and_leaves_the_connection_as_it_was(tmp_path):
