@@ -150,9 +150,16 @@ SELECT run_id, recipient_id, coalesce(o_campaign_id, run_campaign_id) AS campaig
     }
 FROM j""",
     # A recipient's delivery state is always its winning message's (F5, F11).
-    """INSERT OR REPLACE INTO recipients BY NAME
+    # Written in list order, as the Python path writes them: run detail's
+    # top 500 then prunes row groups by zone maps (store.Store._write). On
+    # two threads INSERT OR REPLACE does not keep the order; DELETE and a
+    # plain INSERT do.
+    """DELETE FROM recipients
+WHERE (run_id, recipient_id) IN (SELECT run_id, recipient_id FROM sm_rec)""",
+    """INSERT INTO recipients BY NAME
 SELECT r.* EXCLUDE (o_submit_batch_id), msg.status AS delivery_status
-FROM sm_rec r LEFT JOIN messages msg ON msg.message_id = r.message_id""",
+FROM sm_rec r LEFT JOIN messages msg ON msg.message_id = r.message_id
+ORDER BY r.run_id, r.batch_sequence ASC NULLS LAST, r.recipient_id""",
     # Recipients elsewhere whose message has a new winning report (the holder
     # is the truth even if the report names another run).
     """CREATE OR REPLACE TEMP TABLE sm_dlr_runs AS

@@ -242,6 +242,19 @@ def test_the_live_store_takes_merge_and_checkpoint_settings(tmp_path):
             assert int(threads) == settings.duckdb_threads == 1
 
 
+def test_a_merged_flush_writes_recipients_in_list_order(tmp_path):
+    """As the Python path does: run detail's top 500 prunes row groups by zone maps."""
+    events = golden_events()
+    random.Random(3).shuffle(events)
+    with Store(tmp_path / "m.duckdb", merge_min_events=1) as store:
+        store.flush(events, {("t", 0): 1})
+        stored = store.con.execute(
+            "SELECT run_id, batch_sequence, recipient_id FROM recipients ORDER BY rowid"
+        ).fetchall()
+    assert len(stored) > 1
+    assert stored == sorted(stored, key=lambda r: (r[0], r[1] is None, r[1] or 0, r[2]))
+
+
 def test_a_failed_rebuild_says_why_and_leaves_the_connection_as_it_was(tmp_path):
     """The rebuild's insert-order setting is undone after a failure too (after the rollback)."""
     from projector.errors import StoreError
