@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     # small machine starves the API and faust's loop of CPU. One thread gave a
     # lower status p99 at 200 polls/s (9.4-13.5 against 9.6-17.7 ms, interleaved),
     # used less CPU and did not slow ingestion (docs/benchmarks.md, "DuckDB's
-    # threads"). Rebuilds always use every core.
+    # threads"). Rebuilds always use every core; a flush merged in SQL runs on
+    # two (projector.store.MERGE_THREADS: duckdb-python takes the GIL per task).
     duckdb_threads: int = Field(default=1, ge=0)
     # Rows of the projection tables the live writer keeps in memory, so a
     # flush reads from DuckDB only the keys it has not seen. Past the bound
