@@ -86,6 +86,29 @@ def _earliest(where: str, key: str) -> str:
         f"(PARTITION BY {key} ORDER BY ev_at, event_id) = 1"
     )
 
+def run_counters(scope: str = "") -> str:
+    """The CTEs ``rc`` and ``bc``: each run's counters over its recipients and batches.
+
+    F7, F9 and F11 in one place for the rebuild and the merge; ``scope``
+    narrows the runs counted (the merge recounts only those it touched,
+    e.g. ``" SEMI JOIN keys USING (run_id)"``).
+    """
+    return f"""rc AS (SELECT run_id, count(*) AS known_recipients,
+              count(*) FILTER (WHERE outcome = 'sent') AS sent,
+              count(*) FILTER (WHERE outcome = 'failed') AS failed,
+              count(*) FILTER (WHERE outcome = 'skipped') AS skipped,
+              count(*) FILTER (WHERE outcome = 'sent' AND delivery_status = 'delivered')
+                  AS delivered,
+              count(*) FILTER (WHERE outcome = 'sent' AND delivery_status IN ({_FAILED_DLR}))
+                  AS failed_delivery,
+              min(submitted_at) FILTER (WHERE outcome = 'sent') AS first_sent_at,
+              max(submitted_at) FILTER (WHERE outcome = 'sent') AS last_sent_at
+       FROM recipients{scope} GROUP BY run_id),
+bc AS (SELECT run_id, count(*) FILTER (WHERE seen) AS batches_seen,
+              count(*) FILTER (WHERE terminal_status = 'completed') AS batches_completed
+       FROM batches{scope} GROUP BY run_id)"""
+
+
 
 def _first(table: str, key: str, order: str) -> str:
     """One row of ``table`` per ``key``: the first by ``order``.
@@ -217,20 +240,7 @@ WITH sc AS ({_latest("type = 'run.scheduled'", "run_id")}),
 cl AS ({_earliest("type = 'run.claimed'", "run_id")}),
 te AS ({_earliest("type IN ('run.completed', 'run.failed', 'run.cancelled')", "run_id")}),
 sn AS (SELECT DISTINCT run_id FROM sf_e WHERE type = 'run.snapshot_frozen'),
-rc AS (SELECT run_id, count(*) AS known_recipients,
-              count(*) FILTER (WHERE outcome = 'sent') AS sent,
-              count(*) FILTER (WHERE outcome = 'failed') AS failed,
-              count(*) FILTER (WHERE outcome = 'skipped') AS skipped,
-              count(*) FILTER (WHERE outcome = 'sent' AND delivery_status = 'delivered')
-                  AS delivered,
-              count(*) FILTER (WHERE outcome = 'sent' AND delivery_status IN ({_FAILED_DLR}))
-                  AS failed_delivery,
-              min(submitted_at) FILTER (WHERE outcome = 'sent') AS first_sent_at,
-              max(submitted_at) FILTER (WHERE outcome = 'sent') AS last_sent_at
-       FROM recipients GROUP BY run_id),
-bc AS (SELECT run_id, count(*) FILTER (WHERE seen) AS batches_seen,
-              count(*) FILTER (WHERE terminal_status = 'completed') AS batches_completed
-       FROM batches GROUP BY run_id)
+{run_counters()}
 SELECT r.run_id, r.campaign_id, r.workspace_id, sc.scheduled_at,
        coalesce(sc.recipient_count, 0) AS recipient_count, sc.batch_size,
        sc.total_batches AS declared_total_batches, sc.max_attempts,

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import duckdb
 
 from projector.setfold import (
-    _FAILED_DLR,
     _MEMBERS,
     _TERMINAL_DLR,
     _earliest,
@@ -33,6 +32,7 @@ from projector.setfold import (
     _latest,
     _reads,
     normalise_error_details,
+    run_counters,
 )
 
 
@@ -272,20 +272,7 @@ sc AS ({_latest("type = 'run.scheduled'", "run_id")}),
 cl AS ({_earliest("type = 'run.claimed'", "run_id")}),
 te AS ({_earliest("type IN ('run.completed', 'run.failed', 'run.cancelled')", "run_id")}),
 sn AS (SELECT DISTINCT run_id FROM sf_e WHERE type = 'run.snapshot_frozen'),
-rc AS (SELECT run_id, count(*) AS known_recipients,
-              count(*) FILTER (WHERE outcome = 'sent') AS sent,
-              count(*) FILTER (WHERE outcome = 'failed') AS failed,
-              count(*) FILTER (WHERE outcome = 'skipped') AS skipped,
-              count(*) FILTER (WHERE outcome = 'sent' AND delivery_status = 'delivered')
-                  AS delivered,
-              count(*) FILTER (WHERE outcome = 'sent' AND delivery_status IN ({_FAILED_DLR}))
-                  AS failed_delivery,
-              min(submitted_at) FILTER (WHERE outcome = 'sent') AS first_sent_at,
-              max(submitted_at) FILTER (WHERE outcome = 'sent') AS last_sent_at
-       FROM recipients SEMI JOIN keys USING (run_id) GROUP BY run_id),
-bc AS (SELECT run_id, count(*) FILTER (WHERE seen) AS batches_seen,
-              count(*) FILTER (WHERE terminal_status = 'completed') AS batches_completed
-       FROM batches SEMI JOIN keys USING (run_id) GROUP BY run_id),
+{run_counters(" SEMI JOIN keys USING (run_id)")},
 j AS (
   SELECT k.run_id, coalesce(o.campaign_id, n.campaign_id) AS campaign_id,
          coalesce(o.workspace_id, n.workspace_id) AS workspace_id,

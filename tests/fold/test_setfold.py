@@ -56,12 +56,18 @@ def _sql_rows(events: list[Any]) -> dict[str, dict[Any, tuple[Any, ...]]]:
     con.execute("BEGIN")
     assert fold_into(con, typed("src"), materialise=True) == len(src)
     con.execute("COMMIT")
+    out = _stored_rows(con)
+    con.close()
+    return out
+
+
+def _stored_rows(con: duckdb.DuckDBPyConnection) -> dict[str, dict[Any, tuple[Any, ...]]]:
+    """Every projection table as stored, keyed like ``_state_rows``."""
     out: dict[str, dict[Any, tuple[Any, ...]]] = {}
     for table in PROJECTIONS:
         arrow = con.sql(f"SELECT {table.select_list} FROM {table.name}").to_arrow_table()
         arrow = arrow.cast(table.arrow_schema)
         out[table.name] = _keyed(table, [tuple(r.values()) for r in arrow.to_pylist()])
-    con.close()
     return out
 
 

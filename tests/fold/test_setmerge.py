@@ -20,7 +20,7 @@ from projector.setmerge import merge_into
 from projector.state import State
 from projector.tables import PROJECTIONS, VIEWS_DDL
 from tests.fold.scenarios import histories
-from tests.fold.test_setfold import _keyed, _rivals, _state_rows
+from tests.fold.test_setfold import _rivals, _state_rows, _stored_rows
 from tests.golden import golden_events
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -45,11 +45,7 @@ def _merged_rows(chunks: list[list[Any]]) -> dict[str, dict[Any, tuple[Any, ...]
         con.execute("COMMIT")
         assert merged.events == len(chunk)
         assert merged.campaigns >= {ev.campaign_id for ev in chunk}
-    out: dict[str, dict[Any, tuple[Any, ...]]] = {}
-    for table in PROJECTIONS:
-        arrow = con.sql(f"SELECT {table.select_list} FROM {table.name}").to_arrow_table()
-        arrow = arrow.cast(table.arrow_schema)
-        out[table.name] = _keyed(table, [tuple(r.values()) for r in arrow.to_pylist()])
+    out = _stored_rows(con)
     con.close()
     return out
 
