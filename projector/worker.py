@@ -116,8 +116,16 @@ class ProjectorService(mode.Service):
         from faust.types import TP
 
         p = self.projector
-        assigned = {(tp.topic, tp.partition) for tp in p.app.consumer.assignment()}
-        for (topic, partition), offset in p.pipeline.stalled(end, STALL_SECONDS).items():
+        consumer = p.app.consumer
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        # The group's offsets as faust read them on assignment (and its own
+        # commits since, which never pass DuckDB's: we ack only what is stored).
+        committed = {
+            (tp.topic, tp.partition): offset
+            for tp, offset in consumer._committed_offset.items()  # noqa: SLF001 - no public view
+            if offset is not None
+        }
+        for (topic, partition), offset in p.pipeline.stalled(end, STALL_SECONDS, committed).items():
             if (topic, partition) in assigned:
                 log.warning(
                     "%s[%d] delivers nothing below the log end; seeking to %d",
@@ -126,7 +134,7 @@ class ProjectorService(mode.Service):
                     offset,
                 )
                 p.pipeline.last_seen[(topic, partition)] = time.monotonic()
-                await p.app.consumer.seek_wait({TP(topic, partition): offset})
+                await consumer.seek_wait({TP(topic, partition): offset})
 
     @mode.Service.task
     async def _poll_log(self) -> None:

@@ -162,7 +162,7 @@ async def _storm(bootstrap, topics, db, rng):
                 if need + 1 < top:
                     consumer.seek(TopicPartition(topic, partition), rng.randrange(need + 1, top))
                     jumps += 1
-            for (topic, partition), offset in pipeline.stalled(end, 1.0).items():
+            for (topic, partition), offset in pipeline.stalled(end, 1.0, {}).items():
                 consumer.seek(TopicPartition(topic, partition), offset)  # the worker's watchdog
             await pipeline.flush()
         await pipeline.flush()
