@@ -53,6 +53,19 @@ class _Recorder:
         self.values.append((time.time(), seconds))
 
 
+class _Forward:
+    """A histogram that also hands every observation to a recorder."""
+
+    def __init__(self, histogram: Any, recorder: _Recorder) -> None:
+        self.histogram = histogram
+        self.recorder = recorder
+        self._sum = histogram._sum  # noqa: SLF001 - read at the end, as for the real one
+
+    def observe(self, seconds: float) -> None:
+        self.histogram.observe(seconds)
+        self.recorder.observe(seconds)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True, help="JSON [[topic, partition, end], ...]")
@@ -78,14 +91,29 @@ def main() -> int:
         if args.freshness:
             projector.metrics.freshness = fresh  # type: ignore[assignment]
         real_add = pipeline.add
+        arrivals = _Recorder()  # freshness mode: how late records reach Pipeline.add
 
         async def first_add(*a: Any, **kw: Any) -> None:
             marks["first"] = time.monotonic()
             marks["cpu0"] = time.process_time()
+            if args.freshness:
+                pipeline.add = timed_add  # type: ignore[method-assign]
+                await timed_add(*a, **kw)
+                return
             del pipeline.add  # back to the class method: no cost on later records
             await real_add(*a, **kw)
 
+        async def timed_add(*a: Any, **kw: Any) -> None:
+            # The agent passes the record's Kafka timestamp (seconds) last.
+            if len(a) == 7 and a[6] is not None:
+                arrivals.observe(time.time() - a[6])
+            await real_add(*a, **kw)
+
         pipeline.add = first_add  # type: ignore[method-assign]
+        flush_walls = _Recorder()
+        if args.freshness:
+            projector.metrics.flush_seconds = _Forward(  # type: ignore[assignment]
+                projector.metrics.flush_seconds, flush_walls)
 
         def on_flush(result: FlushResult) -> None:
             nonlocal target
@@ -137,6 +165,10 @@ def main() -> int:
         "flush_seconds_total": flush_sum,
         "first_flush_wall": marks.get("first_flush_wall"),
         "freshness": fresh.values if args.freshness else None,
+        # (wall time, seconds): lateness of each record at Pipeline.add, and
+        # each flush's wall time (Store.flush in the writer thread).
+        "arrivals": arrivals.values if args.freshness else None,
+        "flush_walls": flush_walls.values if args.freshness else None,
         "settings": {"flush_max_events": settings.flush_max_events,
                      "flush_interval_ms": settings.flush_interval_ms},
         # Peak resident memory of the whole run (Linux reports KiB): what
