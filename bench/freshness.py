@@ -104,9 +104,11 @@ def run(duration: float = 30.0, profile: bool = False) -> dict[str, Any]:
     fresh = [s for t, s in got["freshness"] if t - s >= start]
     stats = common.summary_ms(fresh)
     # Where the time goes: how late records reach the pipeline (broker, fetch
-    # wait, faust), and how long each flush takes in the writer thread.
-    arrivals = common.summary_ms([s for t, s in got.get("arrivals") or [] if t >= start])
-    flushes = common.summary_ms([s for t, s in got.get("flush_walls") or [] if t >= start])
+    # wait, faust), and how long each flush takes in the writer thread. Each
+    # is kept as (end, seconds), so end - seconds is when it began, filtered
+    # like the freshness figures.
+    arrivals = common.summary_ms([s for t, s in got.get("arrivals") or [] if t - s >= start])
+    flushes = common.summary_ms([s for t, s in got.get("flush_walls") or [] if t - s >= start])
     p99 = stats.get("p99_ms", float("inf"))
     figures = {
         "method": "projector worker in a child; paced producer 2,000 events/s (20 single-event "

@@ -86,10 +86,11 @@ def _earliest(where: str, key: str) -> str:
         f"(PARTITION BY {key} ORDER BY ev_at, event_id) = 1"
     )
 
+
 def run_counters(scope: str = "") -> str:
     """The CTEs ``rc`` and ``bc``: each run's counters over its recipients and batches.
 
-    F7, F9 and F11 in one place for the rebuild and the merge; ``scope``
+    F7 and F11 in one place for the rebuild and the merge; ``scope``
     narrows the runs counted (the merge recounts only those it touched,
     e.g. ``" SEMI JOIN keys USING (run_id)"``).
     """
@@ -107,7 +108,6 @@ def run_counters(scope: str = "") -> str:
 bc AS (SELECT run_id, count(*) FILTER (WHERE seen) AS batches_seen,
               count(*) FILTER (WHERE terminal_status = 'completed') AS batches_completed
        FROM batches{scope} GROUP BY run_id)"""
-
 
 
 def _first(table: str, key: str, order: str) -> str:
