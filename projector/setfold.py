@@ -90,9 +90,9 @@ def _earliest(where: str, key: str) -> str:
 def run_counters(scope: str = "") -> str:
     """The CTEs ``rc`` and ``bc``: each run's counters over its recipients and batches.
 
-    F7 and F11 in one place for the rebuild and the merge; ``scope``
-    narrows the runs counted (the merge recounts only those it touched,
-    e.g. ``" SEMI JOIN keys USING (run_id)"``).
+    F7, F9 (the sent-at range and counts analytics sum) and F11 in one place
+    for the rebuild and the merge; ``scope`` narrows the runs counted (the
+    merge recounts only those it touched, e.g. ``" SEMI JOIN keys USING (run_id)"``).
     """
     return f"""rc AS (SELECT run_id, count(*) AS known_recipients,
               count(*) FILTER (WHERE outcome = 'sent') AS sent,
