@@ -7,7 +7,9 @@ together with the machine it ran on.
 
 Child processes (faust workers, ``projector serve``) run with their working
 directory in a temporary folder, so faust's ``<app>-data`` folders never land
-in the repository.
+in the repository. Those folders hold each run's logs and database (tens of
+MB for (c)); :func:`tidy` removes them once a benchmark has succeeded, so
+repeated runs do not fill ``/tmp``, and keeps them when it failed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,7 +136,7 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
 
 @contextmanager
 def broker() -> Iterator[EmbeddedBroker]:
-    b = EmbeddedBroker(log_path=Path(tempfile.mkdtemp(prefix="bench-broker-")) / "tansu.log")
+    b = EmbeddedBroker(log_path=workdir("broker") / "tansu.log")
     b.start()
     try:
         yield b
@@ -288,8 +291,31 @@ def tail(p: subprocess.Popen[bytes], lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+# Work folders made since the last tidy(): removed or reported by it.
+_SCRATCH: list[Path] = []
+
+
 def workdir(name: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    path = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    _SCRATCH.append(path)
+    return path
+
+
+def tidy(*, failed: bool = False, keep: bool = False) -> None:
+    """Remove the work folders made since the last call, or say where they are.
+
+    A failed benchmark keeps them (its logs tell why), and so does ``keep``
+    (profiles, databases to look at); otherwise each run would leave its
+    logs and database in ``/tmp`` for good.
+    """
+    paths = list(_SCRATCH)
+    _SCRATCH.clear()
+    if failed or keep:
+        for path in paths:
+            print(f"  kept {path}", flush=True)
+        return
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # -- API helpers (serve-based benchmarks) ---------------------------------------

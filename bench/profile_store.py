@@ -20,6 +20,7 @@ import cProfile
 import io
 import pstats
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -104,6 +105,7 @@ def main() -> int:
     total = time.perf_counter() - t0
     store._con = proxy._con  # noqa: SLF001
     store.close()
+    shutil.rmtree(path.parent, ignore_errors=True)
 
     print(f"{len(events):,} events in {len(per_flush)} flushes of {args.batch}: {total:.2f} s, "
           f"{len(events) / total:,.0f} events/s")

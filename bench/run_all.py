@@ -10,6 +10,8 @@ loop + 10 s paced polling for (e).
 ``--profile`` runs the children under ``py-spy record`` (pip install py-spy
 into the venv; a measurement aid only) and prints a summary; profiled runs
 are slower, so their figures are not comparable with unprofiled ones.
+Each benchmark's work folders (logs, databases) are removed once it has
+succeeded; ``--keep``, ``--profile`` or a failure keeps them and prints where.
 No assertions: the benchmarks report figures and whether targets are met.
 """
 
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freshness-seconds", type=float, default=30.0)
     ap.add_argument("--status-seconds", type=float, default=20.0)
     ap.add_argument("--profile", action="store_true", help="run children under py-spy")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep each benchmark's work folder (logs, database) in /tmp")
     args = ap.parse_args(argv)
     only = set(args.only or NAMES)
     array_events = args.array_events or 2 * args.events
@@ -73,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"| {name:<16} | FAILED (see traceback below)", flush=True)
             traceback.print_exc()
+            common.tidy(failed=True)
+        else:
+            common.tidy(keep=args.keep or args.profile)
 
     from bench import faust_ceiling, freshness, projector_throughput, status_latency
 

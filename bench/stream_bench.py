@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     common.row(NAME, f"events per serve CPU-s, {args.clients} cl.", f"{cpu_loaded:,.0f}")
     common.row(NAME, "CPU efficiency drop", f"{cpu_drop:.1%}")
     print(f"results appended to {path}")
+    common.tidy()
     return 0
 
 

