@@ -17,10 +17,14 @@ Same result as the live path, by construction:
   replaces thousands of micro-batch upserts. Offsets, log marks and dead
   letters land in the same transaction as the rows.
 
-Kafka records are decoded while they are fetched and staged, typed, in a
-DuckDB temporary table by a writer thread; the archive is read where it lies
-(its files carry the typed struct). Nothing is folded until every source is
-read, so a failure leaves no database behind.
+Kafka records are decoded while they are fetched (in worker processes, which
+hand back Arrow tables: a buffer copy instead of pickling a million strings)
+and their canonical JSON is staged in a DuckDB temporary table by a writer
+thread, then typed in one parallel pass once everything is read, which
+costs a fifth of typing each chunk as it arrives (0.5 s against 2.3-2.8 s
+per million events, measured in one process). The archive is read where it lies (its files carry the
+typed struct). Nothing is folded until every source is read, so a failure
+leaves no database behind.
 """
 
 from __future__ import annotations
@@ -72,7 +76,8 @@ STAGE_RECORDS = 5_000
 STAGE_BYTES = 2_000_000
 # Kafka replays with fewer records decode in-process (worker start-up ~1 s).
 POOL_MIN_RECORDS = 2_000
-STAGE_TABLE = "replay_kafka_events"
+STAGE_TABLE = "replay_kafka_events"  # (event_type, event JSON) as decoded
+TYPED_TABLE = "replay_kafka_typed"  # (event_type, fields): what the fold reads
 
 
 class ReplayError(ProjectorError):
@@ -153,16 +158,16 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
 
-def decode_chunk(
-    values: list[bytes | None],
-) -> tuple[list[str], list[str], list[tuple[int, int, str]]]:
-    """Decode records like the live path: accepted events as (type, JSON), rejects by position.
+def decode_chunk(values: list[bytes | None]) -> tuple[pa.Table, list[tuple[int, int, str]]]:
+    """Decode records like the live path: accepted events as (event_type, event JSON), rejects.
 
     Each record is offered to the compiled fast path first
     (``schemas.fastdecode``, ~3 times faster with the JSON included), which
     hands anything it is not sure of to ``decode_value``, the judge. A
-    module-level function so worker processes can run it. Rejects are
-    ``(record position in values, item index or -1, reason)``.
+    module-level function so worker processes can run it; the events come
+    back as an Arrow table, which crosses the process boundary as buffers
+    (pickling the strings one by one cost ~1 s per million events, both
+    sides). Rejects are ``(record position in values, item index or -1, reason)``.
     """
     types: list[str] = []
     events: list[str] = []
@@ -181,27 +186,29 @@ def decode_chunk(
             events.append(ev.model_dump_json())
         for r in decoded.rejects:
             rejects.append((i, -1 if r.index is None else r.index, r.reason))
-    return types, events, rejects
+    table = pa.table(
+        {"event_type": pa.array(types, pa.string()), "event": pa.array(events, pa.string())}
+    )
+    return table, rejects
 
 
-_Decoded = tuple[list[str], list[str], list[tuple[int, int, str]]]
+_Decoded = tuple[pa.Table, list[tuple[int, int, str]]]
 
 
 class Stager:
     """Collects a Kafka replay for the set-based fold.
 
     Buffers raw records, decodes them in chunks (``decode_chunk``, in worker
-    processes when ``workers`` > 0), and appends the accepted events, typed
-    (``projector.setfold.EVENT_STRUCT``), to a DuckDB temporary table of the
-    new database from a writer thread. The same interface as ``Batcher``, so
-    ``replay_kafka`` feeds either.
+    processes when ``workers`` > 0), and appends the accepted events' JSON
+    to a DuckDB temporary table of the new database from a writer thread;
+    ``drain`` types them all at once (``projector.setfold.typed``) into
+    ``source``, the relation the fold reads. The same interface as
+    ``Batcher``, so ``replay_kafka`` feeds either.
     """
 
-    source = f"(SELECT event_type, fields FROM {STAGE_TABLE})"
+    source = f"(SELECT event_type, fields FROM {TYPED_TABLE})"
 
     def __init__(self, store: Store, *, workers: int = 0) -> None:
-        from projector.setfold import EMPTY, typed
-
         self.store = store
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-stager")
         self.pool: ProcessPoolExecutor | None = None
@@ -218,8 +225,9 @@ class Stager:
         self.stats = Stats()
         self._decoding: deque[tuple[list[tuple[str, int, int]], Future[_Decoded]]] = deque()
         self._appending: Future[None] | None = None
-        self._typed = typed("batch")
-        store.con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE_TABLE} AS SELECT * FROM {EMPTY}")
+        store.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {STAGE_TABLE} (event_type VARCHAR, event VARCHAR)"
+        )
 
     def add_record(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         self.meta.append((topic, partition, offset))
@@ -249,20 +257,19 @@ class Stager:
             self._decoding.append((meta, done))
 
     def _take(self, meta: list[tuple[str, int, int]], decoded: _Decoded) -> None:
-        types, events, rejects = decoded
+        events, rejects = decoded
         for i, index, reason in rejects:
             topic, partition, offset = meta[i]
             self.deadletters.append(DeadLetter(topic, partition, offset, index, reason))
-        self.stats.events += len(events)
+        self.stats.events += events.num_rows
         self.stats.deadletters += len(rejects)
-        if events:
+        if events.num_rows:
             if self._appending is not None:
                 self._appending.result()
-            self._appending = self.writer.submit(self._append, types, events)
+            self._appending = self.writer.submit(self._append, events)
 
-    def _append(self, types: list[str], events: list[str]) -> None:
-        batch = pa.table({"event_type": types, "event": events})  # noqa: F841 (read by DuckDB)
-        self.store.con.execute(f"INSERT INTO {STAGE_TABLE} SELECT * FROM {self._typed}")
+    def _append(self, events: pa.Table) -> None:
+        self.store.con.execute(f"INSERT INTO {STAGE_TABLE} SELECT * FROM events")
 
     async def flush_async(self) -> None:
         """Hand the buffered records to a decoder; take finished chunks, bounded in flight."""
@@ -292,6 +299,11 @@ class Stager:
         if self._appending is not None:
             self._appending.result()
             self._appending = None
+        from projector.setfold import typed
+
+        con = self.store.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {TYPED_TABLE} AS FROM {typed(STAGE_TABLE)}")
+        con.execute(f"DROP TABLE {STAGE_TABLE}")
 
     def close(self) -> None:
         self.writer.shutdown(wait=True)
