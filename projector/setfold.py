@@ -32,7 +32,7 @@ from collections.abc import Callable
 import duckdb
 
 from projector.rows import DLR_TERMINAL
-from projector.tables import PROJECTIONS, VIEWS_DDL
+from projector.tables import INDEXES, PROJECTIONS, VIEWS_DDL
 
 # Every field any rule reads, typed: ``json_transform(event, EVENT_STRUCT)``.
 # Nested values (recipient lists, error details) stay JSON text. The archive
@@ -328,13 +328,22 @@ def missing_primary_keys(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [t.name for t in PROJECTIONS if t.name not in keyed]
 
 
+def missing_indexes(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Secondary indexes (``projector.tables.INDEXES``) the database lacks."""
+    present = {r[0] for r in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
+    return [name for name in INDEXES if name not in present]
+
+
 def add_primary_keys(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Add the primary key of every projection table that lacks it; returns their names."""
+    """Add every missing primary key and secondary index; returns what was added."""
     missing = missing_primary_keys(con)
     by_name = {t.name: t for t in PROJECTIONS}
     for name in missing:
         con.execute(f"ALTER TABLE {name} ADD PRIMARY KEY ({', '.join(by_name[name].key)})")
-    return missing
+    indexes = missing_indexes(con)
+    for name in indexes:
+        con.execute(INDEXES[name])
+    return missing + indexes
 
 
 def normalise_error_details(con: duckdb.DuckDBPyConnection, only: str | None = None) -> None:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projector.state import State
+from projector import store as store_module
 from projector.store import DeadLetter, Store
 from projector.tables import PROJECTIONS
 from schemas import EVENT_ADAPTER
@@ -168,6 +169,33 @@ def test_a_reopened_database_reads_misses_from_duckdb(tmp_path):
         got = read_all(store)
     state = State()
     state.apply(golden_events())
+    assert got == dump(state)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "chunked_max"), [(3, 1_000), (50, 1_000), (3, 5)], ids=["chunks", "one-chunk", "scan"]
+)
+def test_delivery_reports_find_their_recipients_by_chunks_or_by_one_scan(
+    tmp_path, monkeypatch, chunk, chunked_max
+):
+    """Reports whose recipients are not cached are matched on message_id in DuckDB:
+    in chunks (served by the index), or past a bound in one scan. Same rows."""
+    monkeypatch.setattr(store_module, "HOLDER_CHUNK", chunk)
+    monkeypatch.setattr(store_module, "HOLDER_CHUNKED_MAX", chunked_max)
+    events = golden_events()
+    dlrs = [e for e in events if e.type == "message.dlr"]
+    assert len({e.message_id for e in dlrs}) > 5  # more ids than the small bounds
+    path = tmp_path / "p.duckdb"
+    with Store(path) as store:
+        store.flush([e for e in events if e.type != "message.dlr"], {("t", 0): 1})
+    with Store(path, cache_max_rows=0) as store:  # every holder comes from DuckDB
+        assert store.con.execute(
+            "SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'recipients_by_message'"
+        ).fetchone() == (1,)
+        store.flush(dlrs, {("t", 0): 2})
+        got = read_all(store)
+    state = State()
+    state.apply(events)
     assert got == dump(state)
 
 
