@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.state import State
 from projector import store as store_module
+from projector.state import State
 from projector.store import DeadLetter, Store
 from projector.tables import PROJECTIONS
 from schemas import EVENT_ADAPTER
