@@ -66,12 +66,14 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 # DuckDB threads while a flush merges in SQL (see Store._flush_merged).
 MERGE_THREADS = 2
-# Delivery reports' holders are looked up this many message ids at a time:
-# DuckDB's dynamic_or_filter_threshold (default 50), up to which a join
-# filters its scan by the key list, from an index where there is one. Past
-# HOLDER_CHUNKED_MAX ids in one flush a single scan is cheaper (_select_holders).
-HOLDER_CHUNK = 50
-HOLDER_CHUNKED_MAX = 500
+# Keys per statement where a table's keys are in no order (message ids):
+# DuckDB's dynamic_or_filter_threshold (default 50), up to which a join - and
+# the conflict check of INSERT OR REPLACE - filters its scan by the key list,
+# which it answers from an index. Past it DuckDB scans the table: at 5M
+# stored messages, 100 keys cost 100-110 ms in one statement, 5-9 ms in two.
+# Past KEY_CHUNKED_MAX keys in one flush a single scan is cheaper (_steps).
+KEY_CHUNK = 50
+KEY_CHUNKED_MAX = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,8 +561,12 @@ class Store:
                 # By key: DuckDB's ART index upserts are much cheaper in order.
                 ordered = [rows[k] for k in sorted(rows)]
             changed.update(r.campaign_id for r in ordered)
-            batch = table.to_arrow(ordered)  # noqa: F841 (read by DuckDB by name)
-            con.execute(f"INSERT OR REPLACE INTO {table.name} SELECT * FROM batch")
+            # Message ids are in no order: chunks keep the conflict check on
+            # the index (see KEY_CHUNK); other keys start with run_id.
+            step = _steps(len(ordered)) if table is MESSAGES else len(ordered)
+            for i in range(0, len(ordered), step):
+                batch = table.to_arrow(ordered[i : i + step])  # noqa: F841 (read by DuckDB)
+                con.execute(f"INSERT OR REPLACE INTO {table.name} SELECT * FROM batch")
         if changes.deleted_batches:
             gone = pa.table(  # noqa: F841
                 {
@@ -660,18 +666,21 @@ def recipient_order(r: RecipientRow) -> tuple[Any, ...]:
     return (r.run_id, *recipient_sort_key(r))
 
 
+def _steps(n: int) -> int:
+    """Keys per statement for ``n`` keys in no order: chunks that reach the index, or all."""
+    return KEY_CHUNK if n <= KEY_CHUNKED_MAX else max(n, 1)
+
+
 def _select_holders(con: duckdb.DuckDBPyConnection, message_ids: list[str]) -> list[tuple]:
     """Recipient rows whose winning submit names one of ``message_ids``.
 
     Not filtered by run: a report names its run, but the recipient holding
-    the message is the truth even if the report's run is wrong. A join with
-    at most ``HOLDER_CHUNK`` keys makes DuckDB filter the scan with their
-    list, which it answers from the ``recipients_by_message`` index; with
-    more it scans every recipient (5M stored: 3 ms against 220 ms, on one
-    thread). So a micro-batch asks in chunks; a large one, whose chunks
-    would cost more than a scan of a typical store, asks once.
+    the message is the truth even if the report's run is wrong. Asked in
+    chunks (``KEY_CHUNK``) that DuckDB answers from the
+    ``recipients_by_message`` index; in one statement it scans every
+    recipient (5M stored: 3 ms against 220 ms, on one thread).
     """
-    step = HOLDER_CHUNK if len(message_ids) <= HOLDER_CHUNKED_MAX else len(message_ids)
+    step = _steps(len(message_ids))
     sql = f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN mids USING (message_id)"
     rows: list[tuple] = []
     for i in range(0, len(message_ids), step):
@@ -683,12 +692,13 @@ def _select_holders(con: duckdb.DuckDBPyConnection, message_ids: list[str]) -> l
 def _select_keys(
     con: duckdb.DuckDBPyConnection, table: Table, keys: list[Any], *, runs: list[str] = ()
 ) -> dict[Any, Any]:
-    """Rows of ``table`` for ``keys`` (tuples for composite keys), by key."""
+    """Rows of ``table`` for ``keys`` (tuples for composite keys), by key.
+
+    Keys that start with ``run_id`` are clustered (rows are written run by
+    run), so one statement does; message ids are in no order and are asked
+    in chunks that DuckDB answers from the primary key (``KEY_CHUNK``).
+    """
     composite = len(table.key) > 1
-    columns = list(zip(*keys, strict=True)) if composite else [keys]
-    key_table = pa.table(  # noqa: F841 (read by DuckDB by name)
-        {name: pa.array(list(col)) for name, col in zip(table.key, columns, strict=True)}
-    )
     using = ", ".join(table.key)
     sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN key_table USING ({using})"
     params: list[Any] = []
@@ -696,8 +706,17 @@ def _select_keys(
         # A constant run list lets DuckDB skip row groups of other runs (zone maps).
         sql += f" WHERE run_id IN ({', '.join('?' * len(runs))})"
         params = list(runs)
+    step = _steps(len(keys)) if table.key[0] != "run_id" else max(len(keys), 1)
+    found: list[tuple] = []
+    for i in range(0, len(keys), step):
+        chunk = keys[i : i + step]
+        columns = list(zip(*chunk, strict=True)) if composite else [chunk]
+        key_table = pa.table(  # noqa: F841 (read by DuckDB by name)
+            {name: pa.array(list(col)) for name, col in zip(table.key, columns, strict=True)}
+        )
+        found.extend(con.execute(sql, params).fetchall())
     out = {}
-    for t in con.execute(sql, params).fetchall():
+    for t in found:
         row = table.from_tuple(t)
         key = tuple(getattr(row, k) for k in table.key) if composite else getattr(row, table.key[0])
         out[key] = row
