@@ -71,9 +71,13 @@ MERGE_THREADS = 2
 # the conflict check of INSERT OR REPLACE - filters its scan by the key list,
 # which it answers from an index. Past it DuckDB scans the table: at 5M
 # stored messages, 100 keys cost 100-110 ms in one statement, 5-9 ms in two.
-# Past KEY_CHUNKED_MAX keys in one flush a single scan is cheaper (_steps).
+# Past KEY_CHUNKED_MAX keys in one flush a single scan is cheaper (_steps),
+# and so it is below KEY_CHUNK_MIN_ROWS stored rows (a scan of 100k rows
+# costs about what two more statements do; chunks made (d)'s flushes on a
+# young store 7 ms slower at the median).
 KEY_CHUNK = 50
 KEY_CHUNKED_MAX = 500
+KEY_CHUNK_MIN_ROWS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +306,11 @@ class Store:
         except duckdb.Error as e:
             raise StoreError(f"checkpoint failed: {e}") from e
 
+    def _large(self, table: Table) -> bool:
+        """Whether ``table`` holds enough rows that keys in no order go in chunks (0.2 ms)."""
+        n = self.con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]  # type: ignore[index]
+        return n >= KEY_CHUNK_MIN_ROWS
+
     def load_prior(self, plan: LoadPlan) -> DictPrior:
         """Rows the plan names: from the cache, else one query per table."""
         prior = DictPrior()
@@ -322,7 +331,7 @@ class Store:
         if ask:
             holders: dict[str, set[RecipientKey]] = {mid: set() for mid in ask}
             found = {}
-            for t in _select_holders(self.con, ask):
+            for t in _select_holders(self.con, ask, chunked=self._large(RECIPIENTS)):
                 row = RECIPIENTS.from_tuple(t)
                 key = (row.run_id, row.recipient_id)
                 found[key] = prior.recipients.get(key, row)
@@ -350,7 +359,8 @@ class Store:
     ) -> dict[Any, Any]:
         found, unknown = self._cache.split(table.name, keys)
         if unknown:
-            rows = _select_keys(self.con, table, unknown, runs=sorted(runs))
+            chunked = table.key[0] != "run_id" and self._large(table)
+            rows = _select_keys(self.con, table, unknown, runs=sorted(runs), chunked=chunked)
             self._cache.remember(table.name, unknown, rows)
             found.update(rows)
         return found
@@ -563,7 +573,8 @@ class Store:
             changed.update(r.campaign_id for r in ordered)
             # Message ids are in no order: chunks keep the conflict check on
             # the index (see KEY_CHUNK); other keys start with run_id.
-            step = _steps(len(ordered)) if table is MESSAGES else len(ordered)
+            chunked = table is MESSAGES and self._large(MESSAGES)
+            step = _steps(len(ordered), chunked)
             for i in range(0, len(ordered), step):
                 batch = table.to_arrow(ordered[i : i + step])  # noqa: F841 (read by DuckDB)
                 con.execute(f"INSERT OR REPLACE INTO {table.name} SELECT * FROM batch")
@@ -666,12 +677,14 @@ def recipient_order(r: RecipientRow) -> tuple[Any, ...]:
     return (r.run_id, *recipient_sort_key(r))
 
 
-def _steps(n: int) -> int:
+def _steps(n: int, chunked: bool) -> int:
     """Keys per statement for ``n`` keys in no order: chunks that reach the index, or all."""
-    return KEY_CHUNK if n <= KEY_CHUNKED_MAX else max(n, 1)
+    return KEY_CHUNK if chunked and n <= KEY_CHUNKED_MAX else max(n, 1)
 
 
-def _select_holders(con: duckdb.DuckDBPyConnection, message_ids: list[str]) -> list[tuple]:
+def _select_holders(
+    con: duckdb.DuckDBPyConnection, message_ids: list[str], *, chunked: bool
+) -> list[tuple]:
     """Recipient rows whose winning submit names one of ``message_ids``.
 
     Not filtered by run: a report names its run, but the recipient holding
@@ -680,7 +693,7 @@ def _select_holders(con: duckdb.DuckDBPyConnection, message_ids: list[str]) -> l
     ``recipients_by_message`` index; in one statement it scans every
     recipient (5M stored: 3 ms against 220 ms, on one thread).
     """
-    step = _steps(len(message_ids))
+    step = _steps(len(message_ids), chunked)
     sql = f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN mids USING (message_id)"
     rows: list[tuple] = []
     for i in range(0, len(message_ids), step):
@@ -690,13 +703,19 @@ def _select_holders(con: duckdb.DuckDBPyConnection, message_ids: list[str]) -> l
 
 
 def _select_keys(
-    con: duckdb.DuckDBPyConnection, table: Table, keys: list[Any], *, runs: list[str] = ()
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    keys: list[Any],
+    *,
+    runs: list[str] = (),
+    chunked: bool = False,
 ) -> dict[Any, Any]:
     """Rows of ``table`` for ``keys`` (tuples for composite keys), by key.
 
     Keys that start with ``run_id`` are clustered (rows are written run by
-    run), so one statement does; message ids are in no order and are asked
-    in chunks that DuckDB answers from the primary key (``KEY_CHUNK``).
+    run), so one statement does; message ids are in no order and, in a
+    large table (``chunked``), are asked in chunks that DuckDB answers from
+    the primary key (``KEY_CHUNK``).
     """
     composite = len(table.key) > 1
     using = ", ".join(table.key)
@@ -706,7 +725,7 @@ def _select_keys(
         # A constant run list lets DuckDB skip row groups of other runs (zone maps).
         sql += f" WHERE run_id IN ({', '.join('?' * len(runs))})"
         params = list(runs)
-    step = _steps(len(keys)) if table.key[0] != "run_id" else max(len(keys), 1)
+    step = _steps(len(keys), chunked)
     found: list[tuple] = []
     for i in range(0, len(keys), step):
         chunk = keys[i : i + step]

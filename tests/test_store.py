@@ -182,6 +182,7 @@ def test_delivery_reports_find_their_recipients_by_chunks_or_by_one_scan(
     in chunks (served by the index), or past a bound in one scan. Same rows."""
     monkeypatch.setattr(store_module, "KEY_CHUNK", chunk)
     monkeypatch.setattr(store_module, "KEY_CHUNKED_MAX", chunked_max)
+    monkeypatch.setattr(store_module, "KEY_CHUNK_MIN_ROWS", 0)  # chunk even this small store
     events = golden_events()
     dlrs = [e for e in events if e.type == "message.dlr"]
     assert len({e.message_id for e in dlrs}) > 5  # more ids than the small bounds
