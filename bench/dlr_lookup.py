@@ -7,8 +7,9 @@ long-running deployment meets it:
 
 1. a fresh database takes the first part of a simulated stream in large
    flushes (its submits: the DLRs that follow have holders in DuckDB);
-2. ``recipients`` is padded with ``--pad`` synthetic rows of a run no event
-   names (history: a year of campaigns);
+2. ``recipients``, ``attempts`` and ``messages`` are padded with ``--pad``
+   synthetic rows each, of a run no event names (history: a year of
+   campaigns);
 3. the store is reopened, so its row cache is empty as after a restart, and
    the rest of the stream (DLRs and later submits) is flushed in micro-batches
    of ``--batch`` events, each timed (``Store.flush`` wall time).
@@ -40,17 +41,24 @@ HISTORY_BATCH = 5000
 
 
 def _pad(con: Any, rows: int) -> None:
-    """``rows`` copies of one stored recipient, re-keyed under a run no event names.
+    """``rows`` recipients of a run no event names, each with its attempt and report.
 
-    Message ids look like the simulator's (``msg_`` and 16 hex digits, in no
-    order), so DuckDB's min/max filters cannot skip the padding.
+    Copies of one stored row of each table, re-keyed. Message ids look like
+    the simulator's (``msg_`` and 16 hex digits, in no order), so DuckDB's
+    min/max filters cannot skip the padding.
     """
-    con.execute(
-        "INSERT INTO recipients SELECT r.* REPLACE ('bench-pad-run' AS run_id, "
-        "'pad-' || i AS recipient_id, 'msg_' || md5(i::VARCHAR)[:16] AS message_id) "
-        "FROM (SELECT * FROM recipients WHERE message_id IS NOT NULL LIMIT 1) r, range(?) t(i)",
-        [rows],
-    )
+    mid = "'msg_' || md5(i::VARCHAR)[:16]"
+    for table, rekey in (
+        ("recipients", f"'pad-' || i AS recipient_id, {mid} AS message_id"),
+        ("attempts", f"'pad-' || i AS recipient_id, {mid} AS message_id"),
+        ("messages", f"{mid} AS message_id"),
+    ):
+        con.execute(
+            f"INSERT INTO {table} SELECT r.* REPLACE ('bench-pad-run' AS run_id, {rekey}) "
+            f"FROM (SELECT * FROM {table} WHERE message_id IS NOT NULL LIMIT 1) r, "
+            "range(?) t(i)",
+            [rows],
+        )
     con.execute("CHECKPOINT")
 
 
