@@ -1,4 +1,4 @@
-"""Small flushes against a big database: does a flush's cost grow with the recipients stored?
+"""Small flushes against a big database: does a flush's cost grow with the rows stored?
 
 A delivery report names a ``message_id``; when the recipient holding it is not
 in the writer's row cache (always after a restart, a catch-up merge or a cache
@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.dlr_lookup",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--pad", type=int, nargs="+", default=[0, 1_000_000, 5_000_000],
-                    help="synthetic recipients added before the timed flushes (default: 0 1M 5M)")
+                    help="synthetic rows added to recipients, attempts and messages each "
+                         "before the timed flushes (default: 0 1M 5M)")
     ap.add_argument("--events", type=int, default=60_000, help="simulated events (default 60,000)")
     ap.add_argument("--batch", type=int, default=200,
                     help="events per timed flush (default 200: a flush at 2,000 events/s)")
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = [measure(events, pad, args.batch, args.split) for pad in args.pad]
     figures = {
         "method": "Store.flush alone (live configuration, one DuckDB thread): history in "
-                  f"{HISTORY_BATCH:,}-event flushes, recipients padded with synthetic rows, "
+                  f"{HISTORY_BATCH:,}-event flushes, recipients, attempts and messages padded "
+                  "with synthetic rows, "
                   f"store reopened (empty row cache), the rest in {args.batch}-event flushes",
         "events": len(events),
         "batch": args.batch,

@@ -35,7 +35,7 @@ from projector.logmark import LogMark
 from projector.rowcache import MISSING, RowCache
 from projector.rows import RecipientRow, RunRow
 from projector.setfold import (
-    add_primary_keys,
+    add_keys_and_indexes,
     fold_into,
     missing_indexes,
     missing_primary_keys,
@@ -167,6 +167,7 @@ class Store:
         self._seq = 0
         self._lock = threading.Lock()
         self._keys_pending = False  # a rebuild left the primary keys to the next writer
+        self._large_tables: set[str] = set()  # see _large
 
     # -- lifecycle -------------------------------------------------------------
     def open(self) -> Store:
@@ -207,14 +208,14 @@ class Store:
             )
         except duckdb.Error as e:
             raise StoreError(f"cannot initialise {self.path}: {e}") from e
-        self._ensure_primary_keys()
+        self._ensure_keys()
         if self.threads:
             # After the one-off key build, which is worth every core. The
             # setting is the database's: the API's cursors share it.
             self.con.execute(f"SET threads = {int(self.threads)}")
         return self
 
-    def _ensure_primary_keys(self) -> None:
+    def _ensure_keys(self) -> None:
         """Build the keys and ``tables.INDEXES`` a rebuild left out, before an upsert needs them.
 
         ``rebuild`` leaves them out: building and persisting the indexes was a
@@ -228,7 +229,7 @@ class Store:
         began = time.perf_counter()
         try:
             self.con.execute("BEGIN")
-            added = add_primary_keys(self.con)
+            added = add_keys_and_indexes(self.con)
             self.con.execute("COMMIT")
         except duckdb.Error as e:
             self.con.execute("ROLLBACK")
@@ -307,9 +308,16 @@ class Store:
             raise StoreError(f"checkpoint failed: {e}") from e
 
     def _large(self, table: Table) -> bool:
-        """Whether ``table`` holds enough rows that keys in no order go in chunks (0.2 ms)."""
-        n = self.con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]  # type: ignore[index]
-        return n >= KEY_CHUNK_MIN_ROWS
+        """Whether ``table`` holds enough rows that keys in no order go in chunks.
+
+        Counted (0.2 ms) until it is: a writer's tables do not shrink, so a
+        large store asks nothing more on its flushes.
+        """
+        if table.name not in self._large_tables:
+            n = self.con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]  # type: ignore[index]
+            if n >= KEY_CHUNK_MIN_ROWS:
+                self._large_tables.add(table.name)
+        return table.name in self._large_tables
 
     def load_prior(self, plan: LoadPlan) -> DictPrior:
         """Rows the plan names: from the cache, else one query per table."""
@@ -331,7 +339,11 @@ class Store:
         if ask:
             holders: dict[str, set[RecipientKey]] = {mid: set() for mid in ask}
             found = {}
-            for t in _select_holders(self.con, ask, chunked=self._large(RECIPIENTS)):
+            # Not filtered by run: a report names its run, but the recipient
+            # holding the message is the truth even if the report's run is
+            # wrong. Through the recipients_by_message index when chunked.
+            chunked = self._large(RECIPIENTS)
+            for t in _semi_join(self.con, RECIPIENTS, ("message_id",), ask, chunked=chunked):
                 row = RECIPIENTS.from_tuple(t)
                 key = (row.run_id, row.recipient_id)
                 found[key] = prior.recipients.get(key, row)
@@ -359,7 +371,7 @@ class Store:
     ) -> dict[Any, Any]:
         found, unknown = self._cache.split(table.name, keys)
         if unknown:
-            chunked = table.key[0] != "run_id" and self._large(table)
+            chunked = table is MESSAGES and self._large(MESSAGES)  # see _write
             rows = _select_keys(self.con, table, unknown, runs=sorted(runs), chunked=chunked)
             self._cache.remember(table.name, unknown, rows)
             found.update(rows)
@@ -389,7 +401,7 @@ class Store:
             for ev in events
         ]
         with self._lock:
-            self._ensure_primary_keys()
+            self._ensure_keys()
             seq = self._seq + 1
             with self._transaction("flush", seq):
                 changes = fold(self.load_prior(plan_loads(events)), events) if events else Changes()
@@ -434,7 +446,7 @@ class Store:
             }
         )
         with self._lock:
-            self._ensure_primary_keys()
+            self._ensure_keys()
             seq = self._seq + 1
             # duckdb-python takes the GIL after every task of a query it runs
             # (to check for Ctrl-C), so in this thread DuckDB advances only as
@@ -682,23 +694,34 @@ def _steps(n: int, chunked: bool) -> int:
     return KEY_CHUNK if chunked and n <= KEY_CHUNKED_MAX else max(n, 1)
 
 
-def _select_holders(
-    con: duckdb.DuckDBPyConnection, message_ids: list[str], *, chunked: bool
+def _semi_join(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    on: tuple[str, ...],
+    keys: list[Any],
+    *,
+    where: str = "",
+    params: list[Any] | None = None,
+    chunked: bool = False,
 ) -> list[tuple]:
-    """Recipient rows whose winning submit names one of ``message_ids``.
+    """Rows of ``table`` whose ``on`` columns match one of ``keys`` (tuples when several).
 
-    Not filtered by run: a report names its run, but the recipient holding
-    the message is the truth even if the report's run is wrong. Asked in
-    chunks (``KEY_CHUNK``) that DuckDB answers from the
-    ``recipients_by_message`` index; in one statement it scans every
-    recipient (5M stored: 3 ms against 220 ms, on one thread).
+    With ``chunked`` (keys in no order, a large table) the keys go
+    ``KEY_CHUNK`` at a time, which DuckDB answers from an index; in one
+    statement it would scan the table (5M rows: 3 ms against 220 ms).
     """
-    step = _steps(len(message_ids), chunked)
-    sql = f"SELECT {RECIPIENTS.select_list} FROM recipients SEMI JOIN mids USING (message_id)"
+    composite = len(on) > 1
+    using = ", ".join(on)
+    sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN key_table USING ({using})"
+    step = _steps(len(keys), chunked)
     rows: list[tuple] = []
-    for i in range(0, len(message_ids), step):
-        mids = pa.table({"message_id": pa.array(message_ids[i : i + step], pa.string())})  # noqa: F841
-        rows.extend(con.execute(sql).fetchall())
+    for i in range(0, len(keys), step):
+        chunk = keys[i : i + step]
+        columns = list(zip(*chunk, strict=True)) if composite else [chunk]
+        key_table = pa.table(  # noqa: F841 (read by DuckDB by name)
+            {name: pa.array(list(col)) for name, col in zip(on, columns, strict=True)}
+        )
+        rows.extend(con.execute(sql + where, params or []).fetchall())
     return rows
 
 
@@ -714,28 +737,16 @@ def _select_keys(
 
     Keys that start with ``run_id`` are clustered (rows are written run by
     run), so one statement does; message ids are in no order and, in a
-    large table (``chunked``), are asked in chunks that DuckDB answers from
-    the primary key (``KEY_CHUNK``).
+    large table (``chunked``), are asked in chunks (``_semi_join``).
     """
-    composite = len(table.key) > 1
-    using = ", ".join(table.key)
-    sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN key_table USING ({using})"
-    params: list[Any] = []
+    where, params = "", []
     if runs and "run_id" in table.key:
         # A constant run list lets DuckDB skip row groups of other runs (zone maps).
-        sql += f" WHERE run_id IN ({', '.join('?' * len(runs))})"
+        where = f" WHERE run_id IN ({', '.join('?' * len(runs))})"
         params = list(runs)
-    step = _steps(len(keys), chunked)
-    found: list[tuple] = []
-    for i in range(0, len(keys), step):
-        chunk = keys[i : i + step]
-        columns = list(zip(*chunk, strict=True)) if composite else [chunk]
-        key_table = pa.table(  # noqa: F841 (read by DuckDB by name)
-            {name: pa.array(list(col)) for name, col in zip(table.key, columns, strict=True)}
-        )
-        found.extend(con.execute(sql, params).fetchall())
+    composite = len(table.key) > 1
     out = {}
-    for t in found:
+    for t in _semi_join(con, table, table.key, keys, where=where, params=params, chunked=chunked):
         row = table.from_tuple(t)
         key = tuple(getattr(row, k) for k in table.key) if composite else getattr(row, table.key[0])
         out[key] = row
