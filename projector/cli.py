@@ -147,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--decode-workers",
         type=int,
         default=None,
-        help="processes decoding Kafka records (default: one per CPU; 0: in this process)",
+        help=(
+            "reader processes that fetch and decode Kafka records "
+            "(default: one per CPU; 0: in this process)"
+        ),
     )
     p.add_argument(
         "--no-kafka", action="store_true", help="with --from-archive: do not continue from Kafka"

@@ -17,14 +17,13 @@ Same result as the live path, by construction:
   replaces thousands of micro-batch upserts. Offsets, log marks and dead
   letters land in the same transaction as the rows.
 
-Kafka records are decoded while they are fetched (in worker processes, which
-hand back Arrow tables: a buffer copy instead of pickling a million strings)
-and their canonical JSON is staged in a DuckDB temporary table by a writer
-thread, then typed in one parallel pass once everything is read, which
-costs a fifth of typing each chunk as it arrives (0.5 s against 2.3-2.8 s
-per million events, measured in one process). The archive is read where it
-lies (its files carry the typed struct). Nothing is folded until every
-source is read, so a failure leaves no database behind.
+Kafka records are fetched and decoded by reader processes, each owning a
+share of the partitions (``projector.replay_readers``), which write the
+accepted events' canonical JSON to Arrow files; once every reader is done,
+the files are typed in one parallel pass (0.5 s per million events; typing
+each chunk as it arrives cost 2.3-2.8 s). The archive is read where it lies
+(its files carry the typed struct). Nothing is folded until every source is
+read, so a failure leaves no database behind.
 """
 
 from __future__ import annotations
@@ -33,11 +32,12 @@ import argparse
 import asyncio
 import logging
 import multiprocessing as mp
-import os
+import queue
+import shutil
 import sys
+import tempfile
 import time
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -58,10 +58,24 @@ from rich.progress import (
 
 from projector.errors import ProjectorError, StoreError
 from projector.logmark import LogMark, digest
+from projector.replay_readers import (
+    REPORT_EVERY,
+    STAGE_SCHEMA,
+    ReadError,
+    Share,
+    ShareResult,
+    bulk_consumer,
+    init_reader,
+    read_share,
+    readers_for,
+    split,
+)
+from projector.replay_readers import (
+    Progress as ReadProgress,
+)
 from projector.settings import Settings
 from projector.store import DeadLetter, FlushResult, Store
 from schemas import decode_value
-from schemas.fastdecode import fast_decode
 
 if TYPE_CHECKING:
     from projector.archive import ArchiveFile
@@ -71,12 +85,9 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 
 BATCH_EVENTS = 50_000
-# Raw Kafka records per decoding chunk (whichever bound comes first).
-STAGE_RECORDS = 5_000
-STAGE_BYTES = 2_000_000
-# Kafka replays with fewer records decode in-process (worker start-up ~1 s).
+# Kafka replays with fewer records are read in-process (reader start-up ~1 s).
 POOL_MIN_RECORDS = 2_000
-STAGE_TABLE = "replay_kafka_events"  # (event_type, event JSON) as decoded
+STAGE_VIEW = "replay_kafka_staged"  # the readers' (event_type, event JSON), mapped
 TYPED_TABLE = "replay_kafka_typed"  # (event_type, fields): what the fold reads
 
 
@@ -158,157 +169,144 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
 
-def decode_chunk(values: list[bytes | None]) -> tuple[pa.Table, list[tuple[int, int, str]]]:
-    """Decode records like the live path: accepted events as (event_type, event JSON), rejects.
+def stage_from_kafka(
+    store: Store,
+    bootstrap: str,
+    start: Mapping[TopicPartition, int],
+    end: Mapping[TopicPartition, int],
+    *,
+    since: datetime | None = None,
+    readers: int = 0,
+    bar: Bar | None = None,
+) -> Staged:
+    """Read, decode and type every record from ``start`` up to ``end`` into ``TYPED_TABLE``.
 
-    Each record is offered to the compiled fast path first
-    (``schemas.fastdecode``, ~3 times faster with the JSON included), which
-    hands anything it is not sure of to ``decode_value``, the judge. A
-    module-level function so worker processes can run it; the events come
-    back as an Arrow table, which crosses the process boundary as buffers
-    (pickling the strings one by one cost ~1 s per million events, both
-    sides). Rejects are ``(record position in values, item index or -1, reason)``.
+    ``readers`` processes each read a share of the partitions
+    (``projector.replay_readers``); 0 reads them all in this process. Their
+    Arrow files are staged beside the database being built and removed at
+    the end, whatever happens.
     """
-    types: list[str] = []
-    events: list[str] = []
-    rejects: list[tuple[int, int, str]] = []
-    for i, value in enumerate(values):
-        data = value if value is not None else b""
-        fast = fast_decode(data)
-        if fast is not None:
-            for kind, doc in fast:
-                types.append(kind)
-                events.append(doc)
-            continue
-        decoded = decode_value(data)
-        for ev in decoded.events:
-            types.append(ev.type)
-            events.append(ev.model_dump_json())
-        for r in decoded.rejects:
-            rejects.append((i, -1 if r.index is None else r.index, r.reason))
-    table = pa.table(
-        {"event_type": pa.array(types, pa.string()), "event": pa.array(events, pa.string())}
-    )
-    return table, rejects
+    shares = split(start, end, readers or 1)
+    stage_dir = Path(tempfile.mkdtemp(prefix=store.path.name + ".stage-", dir=store.path.parent))
+    since_ms = int(since.timestamp() * 1000) if since is not None else None
+    jobs = [
+        Share(
+            i,
+            bootstrap,
+            {tp: start.get(tp, 0) for tp in tps},
+            {tp: end[tp] for tp in tps},
+            str(stage_dir / f"share-{i}.arrow"),
+            since_ms,
+        )
+        for i, tps in enumerate(shares)
+    ]
+    total = sum(end[tp] - start.get(tp, 0) for tps in shares for tp in tps)
+    idle = len(end) - sum(len(tps) for tps in shares)  # nothing to read: done already
+    staged = Staged(offsets={tp: start.get(tp, 0) for tp in end})
+    seen: dict[int, ReadProgress] = {}
+
+    def show(p: ReadProgress) -> None:
+        seen[p.share] = p
+        if bar is not None:
+            staged.stats.records = sum(q.records for q in seen.values())
+            staged.stats.events = sum(q.events for q in seen.values())
+            done = idle + sum(q.done for q in seen.values())
+            bar.update(staged.stats.records, staged.stats, done)
+
+    if bar is not None:
+        bar.phase("kafka", total, len(end))
+    try:
+        try:
+            if readers and jobs:
+                results = _read_in_pool(jobs, readers, show)
+            else:
+                results = [read_share(job, show) for job in jobs]
+        except ReadError as e:
+            raise ReplayError(str(e)) from e
+        stats = staged.stats
+        stats.records = stats.events = 0
+        for job, result in zip(jobs, results, strict=True):
+            log.info(
+                "reader %d: %d partitions, %d records, %d events in %.2f s (%.2f s of CPU)",
+                job.index,
+                len(job.end),
+                result.records,
+                result.events,
+                result.seconds,
+                result.cpu_seconds,
+            )
+            stats.records += result.records
+            stats.events += result.events
+            stats.deadletters += len(result.deadletters)
+            staged.offsets.update(result.offsets)
+            staged.marks.update(result.marks)
+            staged.deadletters.extend(result.deadletters)
+        _type_staged(store, [job.stage for job in jobs])
+    finally:
+        shutil.rmtree(stage_dir, ignore_errors=True)
+    return staged
 
 
-_Decoded = tuple[pa.Table, list[tuple[int, int, str]]]
+def _read_in_pool(
+    jobs: list[Share], readers: int, show: Callable[[ReadProgress], None]
+) -> list[ShareResult]:
+    """Run ``read_share`` for every job in reader processes, relaying their progress."""
+    # spawn, not fork: this process runs threads (DuckDB's).
+    ctx = mp.get_context("spawn")
+    reports, stop = ctx.Queue(), ctx.Event()
+    with ProcessPoolExecutor(
+        min(readers, len(jobs)),
+        mp_context=ctx,
+        initializer=init_reader,
+        initargs=(reports, stop),
+    ) as pool:
+        futures = [pool.submit(read_share, job) for job in jobs]
+        try:
+            while not all(f.done() for f in futures):
+                try:
+                    show(reports.get(timeout=REPORT_EVERY))
+                except queue.Empty:
+                    pass
+                for f in futures:
+                    if f.done() and f.exception() is not None:
+                        f.result()  # raise the first failure; the others stop
+            return [f.result() for f in futures]
+        except BrokenProcessPool as e:
+            raise ReplayError(f"a reader process died: {e}") from e
+        finally:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            reports.close()
 
 
-class Stager:
-    """Collects a Kafka replay for the set-based fold.
+def _type_staged(store: Store, paths: list[str]) -> None:
+    """Type the readers' Arrow files into ``TYPED_TABLE`` in one parallel statement.
 
-    Buffers raw records, decodes them in chunks (``decode_chunk``, in worker
-    processes when ``workers`` > 0), and appends the accepted events' JSON
-    to a DuckDB temporary table of the new database from a writer thread;
-    ``drain`` types them all at once (``projector.setfold.typed``) into
-    ``source``, the relation the fold reads. The same interface as
-    ``Batcher``, so ``replay_kafka`` feeds either.
+    The files are memory-mapped, not read: DuckDB scans their record batches
+    in place.
     """
+    from projector.setfold import typed
+
+    tables = [pa.ipc.open_file(pa.memory_map(path)).read_all() for path in paths]
+    staged = pa.concat_tables(tables) if tables else STAGE_SCHEMA.empty_table()
+    con = store.con
+    con.register(STAGE_VIEW, staged)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {TYPED_TABLE} AS FROM {typed(STAGE_VIEW)}")
+    finally:
+        con.unregister(STAGE_VIEW)
+
+
+@dataclass
+class Staged:
+    """A Kafka replay's events, typed in ``TYPED_TABLE``, and where it stopped."""
 
     source = f"(SELECT event_type, fields FROM {TYPED_TABLE})"
-
-    def __init__(self, store: Store, *, workers: int = 0) -> None:
-        self.store = store
-        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-stager")
-        self.pool: ProcessPoolExecutor | None = None
-        if workers > 0:
-            # spawn, not fork: this process runs threads (DuckDB, the writer).
-            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-        self.max_inflight = 2 * max(workers, 1)
-        self.meta: list[tuple[str, int, int]] = []
-        self.values: list[bytes | None] = []
-        self.buffered = 0
-        self.deadletters: list[DeadLetter] = []
-        self.offsets: dict[TopicPartition, int] = {}
-        self.last: dict[TopicPartition, tuple[int, bytes | None]] = {}
-        self.stats = Stats()
-        self._decoding: deque[tuple[list[tuple[str, int, int]], Future[_Decoded]]] = deque()
-        self._appending: Future[None] | None = None
-        store.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {STAGE_TABLE} (event_type VARCHAR, event VARCHAR)"
-        )
-
-    def add_record(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
-        self.meta.append((topic, partition, offset))
-        self.values.append(value)
-        self.buffered += len(value) if value is not None else 0
-        self.offsets[(topic, partition)] = offset + 1
-        self.last[(topic, partition)] = (offset, value)
-        self.stats.records += 1
-
-    @property
-    def full(self) -> bool:
-        return self.buffered >= STAGE_BYTES or len(self.values) >= STAGE_RECORDS
-
-    def marks(self) -> dict[TopicPartition, LogMark]:
-        return {tp: LogMark(off, digest(value)) for tp, (off, value) in self.last.items()}
-
-    def _start_chunk(self) -> None:
-        if not self.values:
-            return
-        meta, values = self.meta, self.values
-        self.meta, self.values, self.buffered = [], [], 0
-        if self.pool is not None:
-            self._decoding.append((meta, self.pool.submit(decode_chunk, values)))
-        else:
-            done: Future[_Decoded] = Future()
-            done.set_result(decode_chunk(values))
-            self._decoding.append((meta, done))
-
-    def _take(self, meta: list[tuple[str, int, int]], decoded: _Decoded) -> None:
-        events, rejects = decoded
-        for i, index, reason in rejects:
-            topic, partition, offset = meta[i]
-            self.deadletters.append(DeadLetter(topic, partition, offset, index, reason))
-        self.stats.events += events.num_rows
-        self.stats.deadletters += len(rejects)
-        if events.num_rows:
-            if self._appending is not None:
-                self._appending.result()
-            self._appending = self.writer.submit(self._append, events)
-
-    def _append(self, events: pa.Table) -> None:
-        self.store.con.execute(f"INSERT INTO {STAGE_TABLE} SELECT * FROM events")
-
-    async def flush_async(self) -> None:
-        """Hand the buffered records to a decoder; take finished chunks, bounded in flight."""
-        self._start_chunk()
-        while len(self._decoding) > self.max_inflight or (
-            self._decoding and self._decoding[0][1].done()
-        ):
-            meta, future = self._decoding.popleft()
-            try:
-                decoded = await asyncio.wrap_future(future)
-            except BrokenProcessPool as e:
-                raise ReplayError(f"a decoding worker process died: {e}") from e
-            if self._appending is not None:
-                await asyncio.wrap_future(self._appending)
-            self._take(meta, decoded)
-
-    def drain(self) -> None:
-        """Decode and stage everything still buffered (after the event loop ends)."""
-        self._start_chunk()
-        while self._decoding:
-            meta, future = self._decoding.popleft()
-            try:
-                decoded = future.result()
-            except BrokenProcessPool as e:
-                raise ReplayError(f"a decoding worker process died: {e}") from e
-            self._take(meta, decoded)
-        if self._appending is not None:
-            self._appending.result()
-            self._appending = None
-        from projector.setfold import typed
-
-        con = self.store.con
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {TYPED_TABLE} AS FROM {typed(STAGE_TABLE)}")
-        con.execute(f"DROP TABLE {STAGE_TABLE}")
-
-    def close(self) -> None:
-        self.writer.shutdown(wait=True)
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+    stats: Stats = field(default_factory=Stats)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    marks: dict[TopicPartition, LogMark] = field(default_factory=dict)
+    deadletters: list[DeadLetter] = field(default_factory=list)
 
 
 # -- progress ------------------------------------------------------------------------
@@ -458,28 +456,8 @@ async def start_offsets(
     return start, end
 
 
-def bulk_consumer(bootstrap: str) -> Any:
-    """A group-less consumer that reads whole partitions fast (big fetches, no CRC checks).
-
-    The replay reads with it, and so does the raw-consumption baseline of
-    ``bench.replay_bench``, so that baseline measures the same reads.
-    """
-    from aiokafka import AIOKafkaConsumer
-
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_wait_ms=100,
-        check_crcs=False,
-    )
-
-
 async def replay_kafka(
-    batcher: Batcher | Stager,
+    batcher: Batcher,
     bootstrap: str,
     start: Mapping[TopicPartition, int],
     end: Mapping[TopicPartition, int],
@@ -569,8 +547,9 @@ def replay(
 ) -> Outcome:
     """Build ``db`` (which must not exist) and return what was done.
 
-    ``decode_workers``: processes decoding Kafka records (default: one per
-    CPU; 0 decodes in this process, as do replays under POOL_MIN_RECORDS).
+    ``decode_workers``: reader processes that fetch and decode Kafka records
+    (default: one per CPU; 0 reads in this process, as do replays under
+    POOL_MIN_RECORDS records).
     """
     from projector.kafka_offsets import OffsetsError
 
@@ -630,30 +609,26 @@ def replay(
                         # Continue where the archive ends; the rest from the log start.
                         start = {tp: max(o, archive_ends.get(tp, o)) for tp, o in start.items()}
                     records = sum(max(0, o - start.get(tp, 0)) for tp, o in end.items())
-                    workers = decode_workers if decode_workers is not None else os.cpu_count()
-                    stager = Stager(
-                        store, workers=(workers or 0) if records >= POOL_MIN_RECORDS else 0
-                    )
                     staging = time.monotonic()
-                    try:
-                        asyncio.run(
-                            replay_kafka(
-                                stager, settings.bootstrap, start, end, since=since, bar=bar
-                            )
-                        )
-                        stager.drain()
-                    finally:
-                        stager.close()
+                    staged = stage_from_kafka(
+                        store,
+                        settings.bootstrap,
+                        start,
+                        end,
+                        since=since,
+                        readers=readers_for(records, decode_workers, POOL_MIN_RECORDS),
+                        bar=bar,
+                    )
                     log.info(
                         "read, decoded and staged %d records in %.2f s",
-                        stager.stats.records,
+                        staged.stats.records,
                         time.monotonic() - staging,
                     )
-                    parts.append(stager.source)
-                    offsets.update(stager.offsets)
-                    marks = stager.marks()
-                    deadletters = stager.deadletters
-                    stats = stager.stats
+                    parts.append(staged.source)
+                    offsets.update(staged.offsets)
+                    marks = staged.marks
+                    deadletters = staged.deadletters
+                    stats = staged.stats
             bar.phase("fold (set-based, steps)", 0, len(offsets))
 
             def step(done: int, total: int) -> None:

@@ -19,6 +19,8 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from aiokafka import AIOKafkaProducer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from projector.archive import ArchiveWriter, positions, read_archive
 from projector.kafka_offsets import log_end_offsets
@@ -388,3 +390,71 @@ def test_kafka_replay_decoding_in_worker_processes_equals_decoding_in_process(
     assert _deadletters(tmp_path / "pooled.duckdb") == _deadletters(tmp_path / "inline.duckdb")
     assert len(_deadletters(tmp_path / "pooled.duckdb")) == 5
     assert pooled.offsets == inline.offsets
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inline.duckdb", "pooled.duckdb"]
+
+
+def test_a_failed_kafka_replay_leaves_no_database_and_no_staged_files(
+    bootstrap, topics_factory, tmp_path, monkeypatch
+):
+    """A reader that fails mid-way: the replay says why, and its stage files go with it."""
+    import projector.replay_readers as readers
+    from projector.replay import ReplayError
+
+    topics = topics_factory()
+    asyncio.run(produce(bootstrap, topics, list(generate(campaigns=1, recipients=40, seed=3))))
+    settings = Settings(bootstrap=bootstrap, topics=topics)
+    real = readers.decode_chunk
+    calls = []
+
+    def failing(values):
+        calls.append(len(values))
+        real(values)
+        raise readers.ReadError("broker went away (simulated)")
+
+    monkeypatch.setattr(readers, "decode_chunk", failing)
+    with pytest.raises(ReplayError, match="simulated"):
+        replay(settings, tmp_path / "new.duckdb", progress=False, decode_workers=0)
+    assert calls, "the reader never decoded a chunk"
+    assert list(tmp_path.iterdir()) == []
+
+
+@given(
+    sizes=st.dictionaries(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 15)),
+        st.tuples(st.integers(0, 50), st.integers(0, 5_000)),
+    ),
+    readers=st.integers(1, 4),
+)
+def test_partitions_are_shared_once_each_and_balanced_by_records(sizes, readers):
+    from projector.replay_readers import split
+
+    start = {tp: s for tp, (s, _) in sizes.items()}
+    end = {tp: s + n for tp, (s, n) in sizes.items()}
+    shares = split(start, end, readers)
+    todo = sorted(tp for tp in end if end[tp] > start[tp])
+    assert sorted(tp for share in shares for tp in share) == todo
+    assert len(shares) == min(readers, len(todo)) and all(shares)
+    loads = sorted(sum(end[tp] - start[tp] for tp in share) for share in shares)
+    if loads:
+        # Greedy: the heaviest share exceeds the lightest by at most one partition.
+        assert loads[-1] - loads[0] <= max(end[tp] - start[tp] for tp in todo)
+
+
+def test_reader_processes_that_cannot_reach_the_broker_fail_the_replay_clearly(tmp_path):
+    import socket
+
+    from projector.replay import ReplayError, stage_from_kafka
+    from projector.store import Store
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    start = {("t", 0): 0, ("t", 1): 0}
+    end = {("t", 0): 10, ("t", 1): 10}
+    store = Store(tmp_path / "new.duckdb").open()
+    try:
+        with pytest.raises(ReplayError, match=f"reading from {dead} failed"):
+            stage_from_kafka(store, dead, start, end, readers=2)
+    finally:
+        store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.duckdb"]
