@@ -68,7 +68,7 @@ async def _raw(bootstrap: str, topics: list[str]) -> tuple[float, int]:
 
     from projector.archive import stop_consumer
     from projector.kafka_offsets import log_end_offsets
-    from projector.replay import bulk_consumer
+    from projector.replay_readers import bulk_consumer
 
     end = await log_end_offsets(bootstrap, topics)
     consumer = bulk_consumer(bootstrap)

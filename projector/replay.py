@@ -61,10 +61,10 @@ from projector.logmark import LogMark, digest
 from projector.replay_readers import (
     REPORT_EVERY,
     STAGE_SCHEMA,
+    Fetcher,
     ReadError,
     Share,
     ShareResult,
-    bulk_consumer,
     init_reader,
     read_share,
     readers_for,
@@ -466,62 +466,27 @@ async def replay_kafka(
     bar: Bar | None = None,
 ) -> None:
     """Fold every record from ``start`` up to ``end`` (exclusive) of each partition."""
-    from aiokafka import TopicPartition as KTP
-    from aiokafka.errors import KafkaError
-
-    from projector.archive import stop_consumer
-
     since_ms = int(since.timestamp() * 1000) if since is not None else None
     # Every partition gets a stored offset, even one with nothing to read, so
     # the database can be caught up (or swapped in) from exactly here.
     batcher.offsets.update({tp: start.get(tp, 0) for tp in end})
-    reached = {tp: start.get(tp, 0) for tp in end}
-    active = {tp for tp in end if reached[tp] < end[tp]}
-    total = sum(end[tp] - reached[tp] for tp in active)
+    fetcher = Fetcher(bootstrap, start, end, since_ms)
+    total = sum(end[tp] - fetcher.reached[tp] for tp in fetcher.active)
     if bar is not None:
         bar.phase("kafka", total, len(end))
-    # offsets_for_times may answer with a batch's base offset on some brokers:
-    # skip records older than --since until the first one at or after it.
-    waiting = set(active) if since_ms is not None else set()
-    consumer = bulk_consumer(bootstrap)
     try:
-        await consumer.start()
-        if active:
-            consumer.assign([KTP(t, p) for t, p in sorted(active)])
-            for t, p in active:
-                consumer.seek(KTP(t, p), reached[(t, p)])
-        while active:
-            fetched = await consumer.getmany(timeout_ms=1000)
-            for ktp, records in fetched.items():
-                tp = (ktp.topic, ktp.partition)
-                if tp not in active:
-                    continue
-                stop = end[tp]
-                for r in records:
-                    if r.offset < reached[tp]:
-                        continue  # a re-fetch
-                    if r.offset >= stop:
-                        break
-                    reached[tp] = r.offset + 1
-                    if tp in waiting:
-                        if r.timestamp < since_ms:  # type: ignore[operator]
-                            batcher.offsets[tp] = r.offset + 1
-                            continue
-                        waiting.discard(tp)
-                    batcher.add_record(r.topic, r.partition, r.offset, r.value)
-                if reached[tp] >= stop:
-                    active.discard(tp)
-                    consumer.pause(ktp)
+        async for records, skipped in fetcher.batches():
+            batcher.offsets.update(skipped)
+            for r in records:
+                batcher.add_record(r.topic, r.partition, r.offset, r.value)
             if batcher.full:
                 await batcher.flush_async()
             if bar is not None:
-                done = sum(1 for tp in end if tp not in active)
-                bar.update(total - sum(end[tp] - reached[tp] for tp in active), batcher.stats, done)
+                left = sum(end[tp] - fetcher.reached[tp] for tp in fetcher.active)
+                bar.update(total - left, batcher.stats, fetcher.done)
         await batcher.flush_async()
-    except KafkaError as e:
-        raise ReplayError(f"reading from {bootstrap} failed: {e!r}") from e
-    finally:
-        await stop_consumer(consumer)
+    except ReadError as e:
+        raise ReplayError(str(e)) from e
 
 
 # -- the command ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ import heapq
 import os
 import queue
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,25 +186,85 @@ def read_share(share: Share, report: Callable[[Progress], None] | None = None) -
     return out
 
 
+class Fetcher:
+    """Fetches each partition from ``start`` up to ``end`` (exclusive), group-less.
+
+    ``batches()`` yields, per fetch, the records to apply and, for partitions
+    where records older than ``since_ms`` were skipped, the offset after them.
+    ``reached`` is each partition's next offset; ``done`` how many are at their end.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        start: Mapping[TopicPartition, int],
+        end: Mapping[TopicPartition, int],
+        since_ms: int | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.end = dict(end)
+        self.since_ms = since_ms
+        self.reached = {tp: start.get(tp, 0) for tp in end}
+        self.active = {tp for tp in end if self.reached[tp] < end[tp]}
+        self.done = len(end) - len(self.active)
+
+    async def batches(self) -> AsyncIterator[tuple[list[Any], dict[TopicPartition, int]]]:
+        from aiokafka import TopicPartition as KTP
+        from aiokafka.errors import KafkaError
+
+        from projector.archive import stop_consumer
+
+        reached, end, active = self.reached, self.end, self.active
+        # offsets_for_times may answer with a batch's base offset on some
+        # brokers: skip records older than --since until the first one at or after it.
+        waiting = set(active) if self.since_ms is not None else set()
+        consumer = bulk_consumer(self.bootstrap)
+        try:
+            await consumer.start()
+            if active:
+                consumer.assign([KTP(t, p) for t, p in sorted(active)])
+                for t, p in active:
+                    consumer.seek(KTP(t, p), reached[(t, p)])
+            while active:
+                fetched = await consumer.getmany(timeout_ms=1000)
+                out: list[Any] = []
+                skipped: dict[TopicPartition, int] = {}
+                for ktp, records in fetched.items():
+                    tp = (ktp.topic, ktp.partition)
+                    if tp not in active:
+                        continue
+                    stop = end[tp]
+                    for r in records:
+                        if r.offset < reached[tp]:
+                            continue  # a re-fetch
+                        if r.offset >= stop:
+                            break
+                        reached[tp] = r.offset + 1
+                        if tp in waiting:
+                            if r.timestamp < self.since_ms:  # type: ignore[operator]
+                                skipped[tp] = r.offset + 1
+                                continue
+                            waiting.discard(tp)
+                        out.append(r)
+                    if reached[tp] >= stop:
+                        active.discard(tp)
+                        consumer.pause(ktp)
+                        self.done += 1
+                yield out, skipped
+        except KafkaError as e:
+            raise ReadError(f"reading from {self.bootstrap} failed: {e!r}") from e
+        finally:
+            await stop_consumer(consumer)
+
+
 async def _read(share: Share, report: Callable[[Progress], None]) -> ShareResult:
-    from aiokafka import TopicPartition as KTP
-    from aiokafka.errors import KafkaError
-
-    from projector.archive import stop_consumer
-
-    out = ShareResult(offsets=dict(share.start))
-    reached = dict(share.start)
-    end = share.end
-    active = {tp for tp in end if reached[tp] < end[tp]}
-    # offsets_for_times may answer with a batch's base offset on some brokers:
-    # skip records older than --since until the first one at or after it.
-    waiting = set(active) if share.since_ms is not None else set()
+    out = ShareResult()
     last: dict[TopicPartition, tuple[int, bytes | None]] = {}
     meta: list[tuple[str, int, int]] = []  # (topic, partition, offset) per value
     values: list[bytes | None] = []
     size = 0
-    done = 0
     reported = 0.0
+    fetcher = Fetcher(share.bootstrap, share.start, share.end, share.since_ms)
 
     with pa.OSFile(share.stage, "wb") as sink, pa.ipc.new_file(sink, STAGE_SCHEMA) as writer:
 
@@ -219,56 +279,26 @@ async def _read(share: Share, report: Callable[[Progress], None]) -> ShareResult
             out.events += table.num_rows
             values, meta, size = [], [], 0
 
-        consumer = bulk_consumer(share.bootstrap)
-        try:
-            await consumer.start()
-            if active:
-                consumer.assign([KTP(t, p) for t, p in sorted(active)])
-                for t, p in active:
-                    consumer.seek(KTP(t, p), reached[(t, p)])
-            while active:
-                if _STOP is not None and _STOP.is_set():
-                    raise ReadError("stopped: another reader failed")
-                fetched = await consumer.getmany(timeout_ms=1000)
-                for ktp, records in fetched.items():
-                    tp = (ktp.topic, ktp.partition)
-                    if tp not in active:
-                        continue
-                    stop = end[tp]
-                    for r in records:
-                        if r.offset < reached[tp]:
-                            continue  # a re-fetch
-                        if r.offset >= stop:
-                            break
-                        reached[tp] = r.offset + 1
-                        out.offsets[tp] = r.offset + 1
-                        if tp in waiting:
-                            if r.timestamp < share.since_ms:  # type: ignore[operator]
-                                continue
-                            waiting.discard(tp)
-                        meta.append((r.topic, r.partition, r.offset))
-                        values.append(r.value)
-                        size += len(r.value) if r.value is not None else 0
-                        last[tp] = (r.offset, r.value)
-                        out.records += 1
-                    if reached[tp] >= stop:
-                        active.discard(tp)
-                        consumer.pause(ktp)
-                        done += 1
-                if size >= CHUNK_BYTES or len(values) >= CHUNK_RECORDS:
-                    stage()
-                now = time.monotonic()
-                if now - reported >= REPORT_EVERY:
-                    reported = now
-                    report(Progress(share.index, out.records, out.events, done))
-            if values:
+        async for records, _ in fetcher.batches():
+            if _STOP is not None and _STOP.is_set():
+                raise ReadError("stopped: another reader failed")
+            for r in records:
+                meta.append((r.topic, r.partition, r.offset))
+                values.append(r.value)
+                size += len(r.value) if r.value is not None else 0
+                last[(r.topic, r.partition)] = (r.offset, r.value)
+            out.records += len(records)
+            if size >= CHUNK_BYTES or len(values) >= CHUNK_RECORDS:
                 stage()
-        except KafkaError as e:
-            raise ReadError(f"reading from {share.bootstrap} failed: {e!r}") from e
-        finally:
-            await stop_consumer(consumer)
+            now = time.monotonic()
+            if now - reported >= REPORT_EVERY:
+                reported = now
+                report(Progress(share.index, out.records, out.events, fetcher.done))
+        if values:
+            stage()
+    out.offsets = fetcher.reached
     out.marks = {tp: LogMark(off, digest(value)) for tp, (off, value) in last.items()}
-    report(Progress(share.index, out.records, out.events, done))
+    report(Progress(share.index, out.records, out.events, fetcher.done))
     return out
 
 
