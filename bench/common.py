@@ -168,9 +168,19 @@ def create_topics(bootstrap: str, topics: Topics, partitions: int = PARTITIONS) 
 
 def sim_events(n: int, *, campaigns: int = SIM_CAMPAIGNS, recipients: int = SIM_RECIPIENTS,
                seed: int = SIM_SEED) -> Iterator[dict[str, Any]]:
+    """The first ``n`` events of the simulated stream, however many are asked for.
+
+    One stream of the default mix holds 273,658 events; past its end come
+    further waves of campaigns (the next seeds), so ``--array-events 500000``
+    runs on 500,000 events (it silently ran on 273,658 before). Waves share
+    no campaign, run or message, so no folding rule sees across them.
+    """
     from projector.simulate import generate
 
-    return itertools.islice(generate(campaigns, recipients, seed), n)
+    waves = (generate(campaigns, recipients, seed + k) for k in itertools.count())
+    if campaigns == 0 or recipients == 0:
+        waves = iter([generate(campaigns, recipients, seed)])
+    return itertools.islice(itertools.chain.from_iterable(waves), n)
 
 
 def preproduce(bootstrap: str, topics: Topics, events: Iterable[dict[str, Any]],

@@ -38,7 +38,8 @@ async def _produce(bootstrap: str, topics: Any, seconds: float, joined: Path) ->
     from aiokafka import AIOKafkaProducer
 
     topic_of = {t: getattr(topics, k) for t, k in TOPIC_KIND_OF_TYPE.items()}
-    events = common.sim_events(10_000_000)
+    # Enough for the run at RATE with the join's wait on top; more would only add waves.
+    events = common.sim_events(int(RATE * (seconds + JOIN_TIMEOUT)) + 1)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     sent = 0
