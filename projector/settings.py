@@ -54,10 +54,11 @@ class Settings(BaseSettings):
     # Micro-batch bounds: a flush happens when either is reached. Under steady
     # load the interval triggers (2,000 events/s: ~200 per flush); the size
     # bound only matters while catching up on a backlog, where each flush's
-    # fixed cost is amortised: arrays of 100 events, 500,000 events, 24-26k
-    # events/s at 50,000 against 17-19k at 10,000 (docs/benchmarks.md). Up to
-    # two batches are buffered, ~1.7 KB per decoded event: ~170 MB at most.
-    flush_max_events: int = Field(default=50000, ge=1)
+    # fixed cost is amortised: 500,000 events in arrays of 100, 42-46k events/s
+    # at 100,000 against 33-38k at 50,000, peak RSS 1.25-1.32 GB against
+    # 0.96-1.05 GB (docs/benchmarks.md). A flush starts at the bound and the
+    # batch filling meanwhile may reach twice it before the consumer waits.
+    flush_max_events: int = Field(default=100000, ge=1)
     flush_interval_ms: int = Field(default=100, ge=1)
     # How long the broker may hold a fetch when it has too little data. faust
     # hard-codes 1500 ms, and Tansu holds a fetch for that long even while
