@@ -236,7 +236,9 @@ class Store:
             raise StoreError(f"cannot build the primary keys of {self.path}: {e}") from e
         self._keys_pending = False
         if added:
-            log.info(
+            # On a new, empty database there was nothing to build: not news.
+            log.log(
+                logging.DEBUG if self._cache.complete and not self._seq else logging.INFO,
                 "built the primary keys and indexes of %s (%s) in %.2fs",
                 self.path, ", ".join(added), time.perf_counter() - began,
             )
