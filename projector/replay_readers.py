@@ -1,16 +1,16 @@
 """The Kafka replay's readers: processes that each fetch, decode and stage some partitions.
 
-A replay from Kafka used to fetch every record in the main process and ship
-the values to decoding processes, then ship the decoded events back: on one
-million events (375 MB of JSON) that was 375 MB pickled each way, and
-reading, decoding and staging took 6.7 s where fetching and decoding alone
-took 3.4 s (measured in ``bench.replay_bench``'s setting, 2 cores). So each
-reader now owns whole partitions: it fetches them itself (a group-less
-consumer, like the main process did), decodes each chunk of records as the
-live path does (``decode_chunk``), and appends the accepted events to an
-Arrow IPC file. The main process only maps those files and types them in one
+A replay from Kafka used to fetch every record in the main process, ship
+the values (375 MB per million events) to decoding processes and stage what
+they sent back from a writer thread, so one core did all the fetching and
+all the staging. Each reader now owns whole partitions: it fetches them
+itself (a group-less consumer), decodes each chunk of records as the live
+path does (``decode_chunk``), and appends the accepted events to an Arrow
+IPC file. The main process only maps those files and types them in one
 parallel statement. What crosses the process boundary is small: offsets,
-log marks, dead letters and progress counts.
+log marks, dead letters and progress counts. Measured in interleaved runs
+on 1M events (2 cores): read, decode and stage 3.55-3.92 s against
+4.07-4.60 s before (docs/benchmarks.md).
 
 Partitions are shared by record count, largest first (each reader pays for
 its own consumer, so there are as many shares as readers).
