@@ -17,6 +17,7 @@ import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -188,14 +189,47 @@ def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
     thread._create_worker_consumer = create_with_wait  # noqa: SLF001
 
 
+DATADIR_PREFIX = "projector-faust-"
+
+
+def sweep_datadirs(root: str) -> list[str]:
+    """Remove the faust data dirs of projector processes that are gone; returns them.
+
+    A worker killed with SIGKILL never runs its atexit. Only names with a
+    pid (``projector-faust-<pid>-<random>``) are touched, and only when no
+    process has that pid: a live one, ours or not, keeps its dir.
+    """
+    removed = []
+    for path in sorted(Path(root).glob(f"{DATADIR_PREFIX}*-*")):
+        pid = path.name[len(DATADIR_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def new_faust_app(
     group_id: str, bootstrap: str, *, partitions: int, fetch_max_wait_ms: int
 ) -> faust.App:
     """The faust app as the projector configures it (the ceiling benchmark uses it too)."""
     # faust makes its data dir (tables, unused with memory stores) in the
     # working directory by default: one `<group>-data` per group id left
-    # behind wherever the projector ran. A private temporary one instead.
-    datadir = tempfile.mkdtemp(prefix="projector-faust-")
+    # behind wherever the projector ran. A private temporary one instead,
+    # named by our pid: atexit removes it, and a process killed before that
+    # leaves one that the next projector to start removes.
+    sweep_datadirs(tempfile.gettempdir())
+    datadir = tempfile.mkdtemp(prefix=f"{DATADIR_PREFIX}{os.getpid()}-")
     atexit.register(shutil.rmtree, datadir, ignore_errors=True)
     app = faust.App(
         group_id,
