@@ -2,12 +2,17 @@
 
 Folds the throughput runs' simulator events through ``Store.flush`` in
 micro-batches of ``--batch`` events (default 5000, comparable with the older
-figures; the live bound is 50,000 while catching up) on a fresh DuckDB file, and reports
+figures; the live bound is 100,000 while catching up) on a fresh DuckDB file, and reports
 
 * per-flush wall time as the table grows (first and last flushes),
 * time per SQL statement kind (the connection is wrapped by a timing proxy;
   the data path is unchanged),
 * with ``--cprofile``, the top functions by cumulative and own time.
+
+Events are pydantic models by default (as in the older figures, so a merge
+serialises each one). ``--as-consumed`` hands them over as the live consumer
+does: decoded by the compiled fast path, canonical JSON included, so the
+figure is the writer's own ceiling with nothing else on the machine.
 
 This is a measurement aid for docs/benchmarks.md, not one of the timed
 benchmarks: ``python -m bench.profile_store --events 100000 [--cprofile]``.
@@ -28,12 +33,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from bench import common
 from projector.settings import Settings
 from projector.store import live_store
 from schemas import EVENT_ADAPTER
+from schemas.fastdecode import fast_events
 
 
 class TimedConnection:
@@ -82,17 +89,25 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--cprofile", action="store_true")
+    ap.add_argument("--as-consumed", action="store_true",
+                    help="events as the consumer hands them (fast path, canonical JSON)")
     args = ap.parse_args()
 
     raw = list(common.sim_events(args.events))
-    events = [EVENT_ADAPTER.validate_python(e) for e in raw]
+    events: list[Any] = []
+    for e in raw:
+        fast = fast_events(orjson.dumps(e)) if args.as_consumed else None
+        if fast is not None:
+            events.extend(fast[0])
+        else:
+            events.append(EVENT_ADAPTER.validate_python(e))
     path = Path(tempfile.mkdtemp(prefix="bench-store-")) / "p.duckdb"
     store = live_store(Settings(), path).open()  # configured as the live writer
     proxy = TimedConnection(store._con)  # noqa: SLF001 - measurement only
     store._con = proxy  # type: ignore[assignment]  # noqa: SLF001
     prof = cProfile.Profile() if args.cprofile else None
     per_flush: list[float] = []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if prof:
         prof.enable()
     for i in range(0, len(events), args.batch):
@@ -102,13 +117,14 @@ def main() -> int:
         per_flush.append(time.perf_counter() - f0)
     if prof:
         prof.disable()
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     store._con = proxy._con  # noqa: SLF001
     store.close()
     shutil.rmtree(path.parent, ignore_errors=True)
 
     print(f"{len(events):,} events in {len(per_flush)} flushes of {args.batch}: {total:.2f} s, "
-          f"{len(events) / total:,.0f} events/s")
+          f"{len(events) / total:,.0f} events/s; {cpu:.2f} s of CPU "
+          f"({len(events) / cpu:,.0f} events per CPU-second)")
     print("per-flush seconds, first 5:", [round(x, 3) for x in per_flush[:5]])
     print("per-flush seconds, last 5: ", [round(x, 3) for x in per_flush[-5:]])
     print("\nSQL time by statement kind (share of total flush time):")
