@@ -15,6 +15,7 @@ flagged inconsistent.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 TopicPartition = tuple[str, int]
@@ -37,6 +38,13 @@ def digest(value: bytes | None) -> int:
     """
     raw = hashlib.blake2b(value or b"", digest_size=8).digest()
     return int.from_bytes(raw, "big", signed=True)
+
+
+def marks_of(
+    last: Mapping[TopicPartition, tuple[int, bytes | None]],
+) -> dict[TopicPartition, LogMark]:
+    """Each partition's mark from its last applied record, given as (offset, value)."""
+    return {tp: LogMark(offset, digest(value)) for tp, (offset, value) in last.items()}
 
 
 def mismatch(tp: TopicPartition, mark: LogMark, found: int | None) -> str | None:

@@ -35,7 +35,7 @@ import orjson
 from projector.errors import StoreError
 from projector.health import PipelineStatus
 from projector.kafka_offsets import OffsetsError
-from projector.logmark import LogMark, digest, mismatch
+from projector.logmark import LogMark, marks_of, mismatch
 from projector.metrics import Metrics
 from projector.store import DeadLetter, FlushResult, Store
 from schemas import decode_value
@@ -614,7 +614,7 @@ class Pipeline:
         if batch.deadletters and self.sink is not None:
             await self.sink.start()
             await self.sink.send(batch.deadletters)
-        marks = {tp: LogMark(off, digest(value)) for tp, (off, value) in batch.last.items()}
+        marks = marks_of(batch.last)
         t0 = time.perf_counter()
         result: FlushResult = await self._in_thread(
             self.store.flush,

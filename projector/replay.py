@@ -57,7 +57,7 @@ from rich.progress import (
 )
 
 from projector.errors import ProjectorError, StoreError
-from projector.logmark import LogMark, digest
+from projector.logmark import LogMark, marks_of
 from projector.replay_readers import (
     REPORT_EVERY,
     STAGE_SCHEMA,
@@ -141,7 +141,7 @@ class Batcher:
         if not (self.events or self.deadletters or self.offsets):
             return None
         events, dls, offsets = self.events, self.deadletters, self.offsets
-        marks = {tp: LogMark(off, digest(value)) for tp, (off, value) in self.last.items()}
+        marks = marks_of(self.last)
         self.events, self.deadletters, self.offsets, self.last = [], [], {}, {}
         self.stats.events += len(events)
         self.stats.deadletters += len(dls)

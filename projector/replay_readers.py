@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from projector.errors import ProjectorError
-from projector.logmark import LogMark, digest
+from projector.logmark import LogMark, marks_of
 from projector.store import DeadLetter
 from schemas import decode_value
 from schemas.fastdecode import fast_decode
@@ -297,7 +297,7 @@ async def _read(share: Share, report: Callable[[Progress], None]) -> ShareResult
         if values:
             stage()
     out.offsets = fetcher.reached
-    out.marks = {tp: LogMark(off, digest(value)) for tp, (off, value) in last.items()}
+    out.marks = marks_of(last)
     report(Progress(share.index, out.records, out.events, fetcher.done))
     return out
 
