@@ -208,10 +208,11 @@ def stage_from_kafka(
     def show(p: ReadProgress) -> None:
         seen[p.share] = p
         if bar is not None:
-            staged.stats.records = sum(q.records for q in seen.values())
-            staged.stats.events = sum(q.events for q in seen.values())
-            done = idle + sum(q.done for q in seen.values())
-            bar.update(staged.stats.records, staged.stats, done)
+            # The readers' running totals; staged.stats gets the final ones.
+            shown = Stats(started=staged.stats.started)
+            shown.records = sum(q.records for q in seen.values())
+            shown.events = sum(q.events for q in seen.values())
+            bar.update(shown.records, shown, idle + sum(q.done for q in seen.values()))
 
     if bar is not None:
         bar.phase("kafka", total, len(end))
@@ -224,7 +225,6 @@ def stage_from_kafka(
         except ReadError as e:
             raise ReplayError(str(e)) from e
         stats = staged.stats
-        stats.records = stats.events = 0
         for job, result in zip(jobs, results, strict=True):
             log.info(
                 "reader %d: %d partitions, %d records, %d events in %.2f s (%.2f s of CPU)",
