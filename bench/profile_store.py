@@ -65,16 +65,17 @@ class TimedConnection:
         return k
 
     def execute(self, sql: str, *args: Any) -> Any:
-        # DuckDB finds Arrow tables named in SQL among the *caller's* locals;
-        # this proxy is a frame in between, so register them explicitly (a later
-        # registration under the same name replaces the view).
+        # DuckDB finds Arrow tables named in SQL among the locals of the frame
+        # that calls execute; this proxy is a frame in between. So the call runs
+        # in a namespace holding the caller's tables. (Registering them instead
+        # fails while an earlier statement's result is unfinished.)
         caller = sys._getframe(1).f_locals  # noqa: SLF001
-        names = [n for n, v in caller.items() if isinstance(v, pa.Table) and n in sql]
-        for n in names:
-            self._con.register(n, caller[n])
+        scope = {n: v for n, v in caller.items() if isinstance(v, pa.Table) and n in sql}
+        scope.update(_con=self._con, _call=(sql, *args))
         t0 = time.perf_counter()
         try:
-            return self._con.execute(sql, *args)
+            exec("_result = _con.execute(*_call)", scope)  # noqa: S102 - see above
+            return scope["_result"]
         finally:
             k = self.kind(sql)
             self.seconds[k] += time.perf_counter() - t0
