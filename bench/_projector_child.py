@@ -2,8 +2,8 @@
 
 It builds the projector exactly as ``projector worker --until-caught-up``
 does (``Projector(settings, store, exit_when_caught_up=True)``, settings from
-``PROJECTOR_*``, ``prepare()``, ``run_worker``) and adds two observers that do
-not change the data path:
+``PROJECTOR_*``, ``prepare()``, ``runtime.settle(...)``, ``run_worker``) and adds
+two observers that do not change the data path:
 
 * the first call of ``Pipeline.add`` records the time the first record
   arrived (the hook removes itself, so later records pay nothing);
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from projector import runtime
 from projector.fold import Changes
 from projector.logs import configure_logging
 from projector.settings import Settings
@@ -148,6 +149,7 @@ def main() -> int:
                             on_flush, FlushResult(0, 0, 0, frozenset(), Changes()))
 
             threading.Thread(target=watch_target, daemon=True).start()
+        runtime.settle(settings.gil_switch_interval_ms)  # as `projector worker` does
         code = run_worker(projector.app)
         m = projector.metrics
         flush_sum = m.flush_seconds._sum.get()  # noqa: SLF001 - read-only peek at the histogram

@@ -32,7 +32,7 @@ from typing import Any
 from bench import common
 from bench._serve import serve
 from bench.rawhttp import RawHTTPError, RawPool
-from projector import gcpolicy
+from projector import runtime
 
 NAME = "status_latency"
 POLLERS = 50
@@ -200,7 +200,7 @@ def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = Fa
                 # The pollers are the instrument: without this their own full
                 # garbage collections (40-60 ms each, measured) land in the
                 # latencies they record as if the server had been slow.
-                gcpolicy.settle()
+                runtime.settle()
                 if not targets:
                     raise RuntimeError("no campaign became visible through the API in 25 s")
                 # Lightest first; each phase starts once the server has caught up.

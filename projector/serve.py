@@ -13,7 +13,7 @@ import argparse
 import logging
 import threading
 
-from projector import gcpolicy
+from projector import runtime
 from projector.errors import StoreError
 from projector.feed import ChangeFeed
 from projector.settings import Settings
@@ -76,7 +76,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             f"API on http://{settings.host}:{settings.port} (docs at /docs)",
             flush=True,
         )
-        gcpolicy.settle()
+        runtime.settle(settings.gil_switch_interval_ms)
         return run_worker(projector.app)
     finally:
         if server is not None:

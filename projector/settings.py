@@ -74,9 +74,7 @@ class Settings(BaseSettings):
     # 1M events took 26% less (docs/benchmarks.md). The price: up to this
     # much WAL on disk, replayed on the next start after a crash (152 MB in
     # 0.8 s, measured).
-    duckdb_checkpoint_threshold: str = Field(
-        default="256MB", pattern=r"^\d+(\.\d+)?\s*[KMGT]?i?B$"
-    )
+    duckdb_checkpoint_threshold: str = Field(default="256MB", pattern=r"^\d+(\.\d+)?\s*[KMGT]?i?B$")
     # DuckDB's worker threads for the live database (worker, serve); 0 = one
     # per core, DuckDB's default. At live rates a flush is small and gains
     # nothing from a second thread, while DuckDB's pool taking both cores of a
@@ -86,6 +84,14 @@ class Settings(BaseSettings):
     # threads"). Rebuilds always use every core; a flush merged in SQL runs on
     # two (projector.store.MERGE_THREADS: duckdb-python takes the GIL per task).
     duckdb_threads: int = Field(default=1, ge=0)
+    # How long a thread waits for the GIL before it asks the holder to let go
+    # (CPython's default: 5 ms). The writer's DuckDB statements take the GIL
+    # back after every task, so beside a busy consumer loop each flush paid
+    # that wait hundreds of times (projector.runtime). Interleaved runs
+    # (docs/benchmarks.md, afternoon): 1 ms halved the flush wall p99 at 2,000
+    # events/s and left the API's status p99 as it was; 0.2 ms caught up
+    # faster still but made the API's gentle p99 worse (median 13 vs 11 ms).
+    gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
     # Rows of the projection tables the live writer keeps in memory, so a
     # flush reads from DuckDB only the keys it has not seen. Past the bound
     # the cache is dropped whole and refilled from misses. Measured ~210

@@ -23,7 +23,7 @@ from typing import Any
 import faust
 import mode
 
-from projector import gcpolicy
+from projector import runtime
 from projector.health import PipelineStatus
 from projector.kafka_offsets import LogReader, OffsetsError, beginning_offsets
 from projector.metrics import Metrics
@@ -350,7 +350,7 @@ def run_cli(args: Any, settings: Settings) -> int:
         )
         projector.prepare()
         print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
-        gcpolicy.settle()
+        runtime.settle(settings.gil_switch_interval_ms)
         return run_worker(projector.app)
     finally:
         store.close()

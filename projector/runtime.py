@@ -1,0 +1,47 @@
+"""How the long-running processes (``worker``, ``serve``) set up CPython: collector and GIL.
+
+**Garbage collector.** Measured with ``bench.status_latency`` (2026-11-30,
+docs/benchmarks.md (e)): the serve process tracked ~290,000 objects, and
+every full (generation 2) collection stopped all its threads, the API's
+included, for 150-200 ms under ingestion: that was the whole tail of the
+status latency. Most of those objects are the imported modules, the app and
+its routes, which live as long as the process and can never be garbage.
+So, once the process is built: collect, then ``gc.freeze()`` what exists (no
+later collection scans it again; objects freed by reference counting are
+still freed), and run full collections a hundred times less often than
+CPython's default. Young collections still reclaim short-lived cycles; a
+full one only finds cycles that survived two younger ones, which this code
+rarely makes.
+
+**GIL switch interval.** The writer thread's DuckDB statements let go of the
+GIL while they run, but duckdb-python takes it back after every task of a
+query, and a thread that wants the GIL while another runs Python waits up to
+the switch interval (CPython's default: 5 ms) before it may ask for it. Beside
+a busy Python thread, that wait is paid hundreds of times per flush: a
+3,000-event flush took 0.08-0.13 s alone and 1.3-1.7 s beside it; at 1 ms,
+0.39-0.47 s; at 0.2 ms, 0.20-0.28 s (docs/benchmarks.md, "Results on
+2026-12-01, afternoon"). Threads that are not contended never wait, so a
+shorter interval costs nothing when the process is quiet. But in ``serve``
+the API's thread is preempted as often as it preempts: the interval is the
+operator's (``PROJECTOR_GIL_SWITCH_INTERVAL_MS``, default 1 ms, see
+``projector.settings``).
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+# CPython's default is 10 young-generation (gen 1) collections per full one.
+FULL_COLLECTION_EVERY = 1000
+
+
+def settle(switch_interval_ms: float | None = None) -> None:
+    """Call once, after start-up and before the stream: freeze what exists, space
+    full GCs and, if given, set the GIL switch interval (None keeps CPython's)."""
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+    if switch_interval_ms is not None:
+        sys.setswitchinterval(switch_interval_ms / 1000)

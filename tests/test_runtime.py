@@ -1,0 +1,55 @@
+"""How the long-running processes set up CPython (projector.runtime)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from projector import runtime
+
+
+@pytest.fixture
+def restore_runtime() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    interval = sys.getswitchinterval()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+    sys.setswitchinterval(interval)
+
+
+def test_settle_freezes_spaces_full_collections_and_shortens_switches(
+    restore_runtime: None,
+) -> None:
+    before: list[object] = []  # alive at settle(): frozen, never scanned again
+    assert any(o is before for o in gc.get_objects())
+    young, middle, _ = gc.get_threshold()
+    runtime.settle(0.25)
+    assert gc.get_freeze_count() > 0
+    assert not any(o is before for o in gc.get_objects())  # frozen objects are not listed
+    assert gc.get_threshold() == (young, middle, runtime.FULL_COLLECTION_EVERY)
+    assert sys.getswitchinterval() == pytest.approx(0.00025)
+    after: list[object] = []  # created later: collected as usual
+    assert any(o is after for o in gc.get_objects())
+
+
+def test_worker_and_serve_settle_before_the_stream() -> None:
+    """Both entry points call it, and so does the benchmarks' worker child, which
+    must run as ``projector worker`` does (a source check: starting them needs a
+    broker)."""
+    import inspect
+
+    from bench import _projector_child
+    from projector import serve, worker
+
+    for function in (worker.run_cli, serve.run_cli, _projector_child.main):
+        assert "runtime.settle(settings.gil_switch_interval_ms)" in inspect.getsource(function)
+
+
+def test_settle_keeps_the_switch_interval_unless_given(restore_runtime: None) -> None:
+    sys.setswitchinterval(0.003)
+    runtime.settle()
+    assert sys.getswitchinterval() == pytest.approx(0.003)
