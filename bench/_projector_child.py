@@ -149,7 +149,8 @@ def main() -> int:
                             on_flush, FlushResult(0, 0, 0, frozenset(), Changes()))
 
             threading.Thread(target=watch_target, daemon=True).start()
-        runtime.settle(settings.gil_switch_interval_ms)  # as `projector worker` does
+        # As `projector worker` does before its stream.
+        runtime.settle(settings.gil_switch_interval_ms or runtime.WORKER_SWITCH_INTERVAL_MS)
         code = run_worker(projector.app)
         m = projector.metrics
         flush_sum = m.flush_seconds._sum.get()  # noqa: SLF001 - read-only peek at the histogram

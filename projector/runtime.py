@@ -21,10 +21,10 @@ a busy Python thread, that wait is paid hundreds of times per flush: a
 3,000-event flush took 0.08-0.13 s alone and 1.3-1.7 s beside it; at 1 ms,
 0.39-0.47 s; at 0.2 ms, 0.20-0.28 s (docs/benchmarks.md, "Results on
 2026-12-01, afternoon"). Threads that are not contended never wait, so a
-shorter interval costs nothing when the process is quiet. But in ``serve``
-the API's thread is preempted as often as it preempts: the interval is the
-operator's (``PROJECTOR_GIL_SWITCH_INTERVAL_MS``, default 1 ms, see
-``projector.settings``).
+shorter interval costs nothing when the process is quiet. ``worker`` uses
+1 ms. ``serve`` keeps CPython's interval: there the API's thread is preempted
+as often as it preempts, and its status p99 at 50 polls/s went over 20 ms in
+2 of 8 runs at 1 ms. ``PROJECTOR_GIL_SWITCH_INTERVAL_MS`` overrides both.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import sys
 
 # CPython's default is 10 young-generation (gen 1) collections per full one.
 FULL_COLLECTION_EVERY = 1000
+# `worker`'s GIL switch interval unless PROJECTOR_GIL_SWITCH_INTERVAL_MS says.
+WORKER_SWITCH_INTERVAL_MS = 1.0
 
 
 def settle(switch_interval_ms: float | None = None) -> None:

@@ -84,14 +84,14 @@ class Settings(BaseSettings):
     # threads"). Rebuilds always use every core; a flush merged in SQL runs on
     # two (projector.store.MERGE_THREADS: duckdb-python takes the GIL per task).
     duckdb_threads: int = Field(default=1, ge=0)
-    # How long a thread waits for the GIL before it asks the holder to let go
-    # (CPython's default: 5 ms). The writer's DuckDB statements take the GIL
+    # How long a thread waits for the GIL before it asks the holder to let go;
+    # None: the command's default (projector.runtime): 1 ms for `worker`,
+    # CPython's 5 ms for `serve`. The writer's DuckDB statements take the GIL
     # back after every task, so beside a busy consumer loop each flush paid
-    # that wait hundreds of times (projector.runtime). Interleaved runs
-    # (docs/benchmarks.md, afternoon): 1 ms halved the flush wall p99 at 2,000
-    # events/s and left the API's status p99 as it was; 0.2 ms caught up
-    # faster still but made the API's gentle p99 worse (median 13 vs 11 ms).
-    gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
+    # that wait hundreds of times. In `serve` a shorter interval also preempts
+    # the API's thread: its status p99 went over 20 ms in 2 of 8 runs at 1 ms
+    # (docs/benchmarks.md, afternoon).
+    gil_switch_interval_ms: float | None = Field(default=None, gt=0, le=100)
     # Rows of the projection tables the live writer keeps in memory, so a
     # flush reads from DuckDB only the keys it has not seen. Past the bound
     # the cache is dropped whole and refilled from misses. Measured ~210

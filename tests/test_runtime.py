@@ -38,15 +38,29 @@ def test_settle_freezes_spaces_full_collections_and_shortens_switches(
 
 def test_worker_and_serve_settle_before_the_stream() -> None:
     """Both entry points call it, and so does the benchmarks' worker child, which
-    must run as ``projector worker`` does (a source check: starting them needs a
+    must run as ``projector worker`` does; ``worker`` shortens the switch interval
+    by default, ``serve`` only when told (a source check: starting them needs a
     broker)."""
     import inspect
 
     from bench import _projector_child
     from projector import serve, worker
 
-    for function in (worker.run_cli, serve.run_cli, _projector_child.main):
-        assert "runtime.settle(settings.gil_switch_interval_ms)" in inspect.getsource(function)
+    as_worker = (
+        "runtime.settle(settings.gil_switch_interval_ms or runtime.WORKER_SWITCH_INTERVAL_MS)"
+    )
+    for function in (worker.run_cli, _projector_child.main):
+        assert as_worker in inspect.getsource(function)
+    assert "runtime.settle(settings.gil_switch_interval_ms)" in inspect.getsource(serve.run_cli)
+
+
+def test_the_switch_interval_setting_is_unset_unless_given(monkeypatch) -> None:
+    from projector.settings import Settings
+
+    monkeypatch.delenv("PROJECTOR_GIL_SWITCH_INTERVAL_MS", raising=False)
+    assert Settings().gil_switch_interval_ms is None
+    monkeypatch.setenv("PROJECTOR_GIL_SWITCH_INTERVAL_MS", "0.5")
+    assert Settings().gil_switch_interval_ms == 0.5
 
 
 def test_settle_keeps_the_switch_interval_unless_given(restore_runtime: None) -> None:
