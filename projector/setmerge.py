@@ -405,15 +405,23 @@ def merge_into(con: duckdb.DuckDBPyConnection, source: str) -> Merged:
     Runs in the caller's transaction; the tables must have their primary
     keys (``INSERT OR REPLACE``). ``source`` is read several times: pass a
     table, not a JSON relation to parse again on every read.
+
+    The statements go to DuckDB as one script: each call into duckdb-python
+    takes the GIL back on its way in and out, and beside a busy event loop
+    every take waits. A 15,000-event merged flush beside a thread spinning in
+    Python (1 ms switch interval) took 0.47-0.53 s one statement at a time and
+    0.34-0.41 s as a script; alone, 0.20 s either way.
     """
-    con.execute("CREATE OR REPLACE TEMP TABLE sm_msg_new AS SELECT * FROM messages LIMIT 0")
-    for step in (*_reads(source, messages="sm_msg_new"), *_MERGE):
-        con.execute(step)
+    steps = (
+        "CREATE OR REPLACE TEMP TABLE sm_msg_new AS SELECT * FROM messages LIMIT 0",
+        *_reads(source, messages="sm_msg_new"),
+        *_MERGE,
+    )
+    con.execute(";\n".join(steps))
     normalise_error_details(con, "sm_batches WHERE detail_new")
     n = con.execute("SELECT coalesce(sum(events), 0) FROM sf_campaigns").fetchone()[0]  # type: ignore[index]
     runs = con.execute("SELECT run_id, campaign_id FROM sm_runs").fetchall()
     campaigns = {c for (c,) in con.execute("SELECT campaign_id FROM sf_campaigns").fetchall()}
     campaigns.update(c for _, c in runs)
-    for t in _TEMP:
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+    con.execute(";\n".join(f"DROP TABLE IF EXISTS {t}" for t in _TEMP))
     return Merged(int(n), frozenset(campaigns), frozenset(r for r, _ in runs))
