@@ -112,9 +112,9 @@ def main() -> int:
 
         pipeline.add = first_add  # type: ignore[method-assign]
         flush_walls = _Recorder()
-        if args.freshness:
-            projector.metrics.flush_seconds = _Forward(  # type: ignore[assignment]
-                projector.metrics.flush_seconds, flush_walls)
+        projector.metrics.flush_seconds = _Forward(  # type: ignore[assignment]
+            projector.metrics.flush_seconds, flush_walls)
+        timeline: list[list[float]] = []  # per flush: committed at (s after first record), events
 
         def on_flush(result: FlushResult) -> None:
             nonlocal target
@@ -127,6 +127,7 @@ def main() -> int:
             if target is None and target_path.exists():
                 target = {(t, p): o for t, p, o in json.loads(target_path.read_text())}
             if marks["caught_up"] is None:
+                timeline.append([round(now - marks["first"], 3), result.events])
                 marks["flushes"] += 1
                 marks["events"] += result.events
                 if target is not None and all(
@@ -172,6 +173,8 @@ def main() -> int:
         # each flush's wall time (Store.flush in the writer thread).
         "arrivals": arrivals.values if args.freshness else None,
         "flush_walls": flush_walls.values if args.freshness else None,
+        # Until caught up: [committed at (s after the first record), events, wall s].
+        "timeline": [[*t, round(w, 3)] for t, (_, w) in zip(timeline, flush_walls.values)],
         "settings": {"flush_max_events": settings.flush_max_events,
                      "flush_interval_ms": settings.flush_interval_ms},
         # Peak resident memory of the whole run (Linux reports KiB): what

@@ -60,6 +60,7 @@ def run(name: str, events: int, array_size: int, profile: bool = False) -> dict[
         "cpu_share_of_window": round(got["cpu_s"] / got["elapsed_s"], 2) if got["cpu_s"] else None,
         "flush_seconds_total": round(got["flush_seconds_total"], 2),
         "flush_share_of_window": round(got["flush_seconds_total"] / got["elapsed_s"], 3),
+        "timeline": got["timeline"],
         "child_wall_s": round(wall, 2),
         "settings": got["settings"],
         "max_rss_mb": round(got["max_rss_mb"]) if got.get("max_rss_mb") else None,
