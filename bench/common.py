@@ -99,13 +99,13 @@ def save_result(name: str, figures: dict[str, Any]) -> Path:
 
 def row(name: str, figure: str, value: str, target: str = "", met: bool | None = None) -> None:
     verdict = "" if met is None else ("met" if met else "NOT met")
-    print(f"| {name:<16} | {figure:<34} | {value:>18} | {target:<22} | {verdict:<7} |", flush=True)
+    print(f"| {name:<19} | {figure:<34} | {value:>18} | {target:<22} | {verdict:<7} |", flush=True)
 
 
 def header() -> None:
-    cols = f"{'benchmark':<16} | {'figure':<34} | {'value':>18} | {'target':<22} | {'verdict':<7}"
+    cols = f"{'benchmark':<19} | {'figure':<34} | {'value':>18} | {'target':<22} | {'verdict':<7}"
     print(f"| {cols} |")
-    print(f"|{'-' * 18}|{'-' * 36}|{'-' * 20}|{'-' * 24}|{'-' * 9}|", flush=True)
+    print(f"|{'-' * 21}|{'-' * 36}|{'-' * 20}|{'-' * 24}|{'-' * 9}|", flush=True)
 
 
 def percentile(values: list[float], p: float) -> float:

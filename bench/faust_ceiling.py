@@ -3,6 +3,10 @@
 N pre-produced single-event records (the simulator's mix) on one topic with 4
 partitions; events/s from the first record the agent sees to the last one
 (group join and startup excluded).
+
+``run_array`` is the same agent on (c)'s records (100 events each), decoding
+as the projector's loop does (the fast path): how fast the loop alone could
+take (c)'s events in, before anything is written. A reference, no target.
 """
 
 from __future__ import annotations
@@ -14,19 +18,22 @@ from typing import Any
 from bench import common
 
 NAME = "faust_ceiling"
+ARRAY_NAME = "faust_ceiling_array"
 
 
-def run(events: int, profile: bool = False) -> dict[str, Any]:
-    work = common.workdir(NAME)
+def run(events: int, profile: bool = False, *, array_size: int = 1) -> dict[str, Any]:
+    name, decoder = (NAME, "models") if array_size == 1 else (ARRAY_NAME, "fast")
+    work = common.workdir(name)
     with common.broker() as b:
         topics = common.fresh_topics(single="ceiling")
         common.create_topics(b.bootstrap, topics)
-        produced = common.preproduce(b.bootstrap, topics, common.sim_events(events), array_size=1)
+        produced = common.preproduce(b.bootstrap, topics, common.sim_events(events),
+                                     array_size=array_size)
         out = work / "result.json"
         t0 = time.monotonic()
         p = common.start_child(
             ["-m", "bench._faust_child", "--bootstrap", b.bootstrap, "--topic", topics.runs,
-             "--expect", str(produced["events"]), "--out", str(out)],
+             "--expect", str(produced["events"]), "--out", str(out), "--decoder", decoder],
             env=common.child_env(b.bootstrap, topics), workdir=work, log_name="faust",
             profile=work / "profile.txt" if profile else None,
         )
@@ -40,7 +47,9 @@ def run(events: int, profile: bool = False) -> dict[str, Any]:
         "method": "bare faust agent (projector's faust settings and iteration: noack, "
                   "current_event), decode only; "
                   "window = first to last record seen by the agent",
-        "topic_layout": "1 topic x 4 partitions, single-event records",
+        "decoder": {"models": "decode_value (pydantic)",
+                    "fast": "the projector's: fast path, decode_value for what it declines"}[decoder],
+        "topic_layout": f"1 topic x 4 partitions, {array_size}-event records",
         "produced": produced,
         "records": got["records"],
         "events": got["events"],
@@ -54,8 +63,17 @@ def run(events: int, profile: bool = False) -> dict[str, Any]:
         "profiled": profile,  # py-spy attached: slower, not comparable
         "workdir": str(work),
     }
-    common.row(NAME, f"events/s ({got['events']:,} records)", f"{rate:,.0f}", "reference for (b)")
+    if array_size == 1:
+        common.row(name, f"events/s ({got['events']:,} records)", f"{rate:,.0f}",
+                   "reference for (b)")
+    else:
+        common.row(name, f"events/s ({got['events']:,} ev, x{array_size})", f"{rate:,.0f}",
+                   "reference for (c)")
     if profile:
         figures["profile"] = str(work / "profile.txt")
-    common.save_result(NAME, figures)
+    common.save_result(name, figures)
     return figures
+
+
+def run_array(events: int, profile: bool = False) -> dict[str, Any]:
+    return run(events, profile, array_size=100)

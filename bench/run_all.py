@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m bench.run_all [--events N] [--only NAME] [--profile]``.
 
 (a) faust_ceiling, (b) projector_single, (c) projector_array, (d) freshness,
-(e) status_latency. Each prints table rows and appends its figures to
+(e) status_latency, and faust_ceiling_array: (a)'s agent on (c)'s records, a
+reference for (c). Each prints table rows and appends its figures to
 ``bench/results/<name>.json``. Defaults take about 6-8 minutes on the 2-core
 dev machine: 100,000 single-event records for (a) and (b), 200,000 events in
 100-event array records for (c), 30 s at 2,000 events/s for (d), 20 s closed
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from bench import common
 
-NAMES = ("faust_ceiling", "projector_single", "projector_array", "freshness", "status_latency")
+NAMES = ("faust_ceiling", "projector_single", "faust_ceiling_array", "projector_array",
+         "freshness", "status_latency")
 
 
 def _latest(name: str) -> dict | None:
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(summarise(Path(prof), top=15), flush=True)
         except Exception:
             failures += 1
-            print(f"| {name:<16} | FAILED (see traceback below)", flush=True)
+            print(f"| {name:<19} | FAILED (see traceback below)", flush=True)
             traceback.print_exc()
             common.tidy(failed=True)
         else:
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     attempt("projector_single", lambda: projector_throughput.run_single(
         args.events, reference.get("events_per_s"), args.profile,
         reference.get("events_per_cpu_s")))
+    attempt("faust_ceiling_array", lambda: faust_ceiling.run_array(array_events, args.profile))
     attempt("projector_array", lambda: projector_throughput.run_array(array_events, args.profile))
     attempt("freshness", lambda: freshness.run(args.freshness_seconds, args.profile))
     attempt("status_latency", lambda: status_latency.run(args.status_seconds, 10.0, args.profile))
