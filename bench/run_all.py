@@ -3,10 +3,11 @@
 (a) faust_ceiling, (b) projector_single, (c) projector_array, (d) freshness,
 (e) status_latency, and faust_ceiling_array: (a)'s agent on (c)'s records, a
 reference for (c). Each prints table rows and appends its figures to
-``bench/results/<name>.json``. Defaults take about 6-8 minutes on the 2-core
-dev machine: 100,000 single-event records for (a) and (b), 200,000 events in
-100-event array records for (c), 30 s at 2,000 events/s for (d), 20 s closed
-loop + 10 s paced polling for (e).
+``bench/results/<name>.json``. Defaults take about 3 minutes on the 2-core
+dev machine (172 s on 2026-12-01): 100,000 single-event records for (a) and
+(b), 200,000 events in 100-event array records for (c) and
+faust_ceiling_array, 30 s at 2,000 events/s for (d), 30 s gentle + 10 s
+paced + 20 s closed-loop polling for (e).
 
 ``--profile`` runs the children under ``py-spy record`` (pip install py-spy
 into the venv; a measurement aid only) and prints a summary; profiled runs
