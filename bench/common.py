@@ -183,6 +183,28 @@ def sim_events(n: int, *, campaigns: int = SIM_CAMPAIGNS, recipients: int = SIM_
     return itertools.islice(itertools.chain.from_iterable(waves), n)
 
 
+def consumed_events(n: int) -> list[Any]:
+    """The first ``n`` simulated events as the consumer's loop hands them to the writer.
+
+    Decoded by the compiled fast path (``FastEvent``: type and canonical
+    JSON), a pydantic model where the fast path declines, as ``Store.flush``
+    receives them live.
+    """
+    import orjson
+
+    from schemas import EVENT_ADAPTER
+    from schemas.fastdecode import fast_events
+
+    events: list[Any] = []
+    for e in sim_events(n):
+        fast = fast_events(orjson.dumps(e))
+        if fast is not None:
+            events.extend(fast[0])
+        else:
+            events.append(EVENT_ADAPTER.validate_python(e))
+    return events
+
+
 def preproduce(bootstrap: str, topics: Topics, events: Iterable[dict[str, Any]],
                array_size: int = 1) -> dict[str, Any]:
     """Produce events with the project's EventEmitter; returns counts and the rate."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import common
@@ -21,9 +22,13 @@ NAME = "faust_ceiling"
 ARRAY_NAME = "faust_ceiling_array"
 
 
-def run(events: int, profile: bool = False, *, array_size: int = 1) -> dict[str, Any]:
-    name, decoder = (NAME, "models") if array_size == 1 else (ARRAY_NAME, "fast")
-    work = common.workdir(name)
+def intake(events: int, *, array_size: int, decoder: str, work: Path,
+           profile: bool = False) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Produce ``events`` on a fresh broker, then time the bare agent taking them in.
+
+    Returns the child's figures (``bench._faust_child``), what was produced,
+    and the child's wall time. ``bench.split_bound`` runs this beside a writer.
+    """
     with common.broker() as b:
         topics = common.fresh_topics(single="ceiling")
         common.create_topics(b.bootstrap, topics)
@@ -41,7 +46,14 @@ def run(events: int, profile: bool = False, *, array_size: int = 1) -> dict[str,
         wall = time.monotonic() - t0
         if not out.exists():
             raise RuntimeError(f"faust child wrote no result:\n{common.tail(p)}")
-        got = json.loads(out.read_text())
+        return json.loads(out.read_text()), produced, wall
+
+
+def run(events: int, profile: bool = False, *, array_size: int = 1) -> dict[str, Any]:
+    name, decoder = (NAME, "models") if array_size == 1 else (ARRAY_NAME, "fast")
+    work = common.workdir(name)
+    got, produced, wall = intake(events, array_size=array_size, decoder=decoder, work=work,
+                                 profile=profile)
     rate = got["events"] / got["elapsed_s"]
     figures = {
         "method": "bare faust agent (projector's faust settings and iteration: noack, "

@@ -33,14 +33,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 
 from bench import common
 from projector.settings import Settings
 from projector.store import live_store
 from schemas import EVENT_ADAPTER
-from schemas.fastdecode import fast_events
 
 
 class TimedConnection:
@@ -105,14 +103,10 @@ def main() -> int:
                     help="events as the consumer hands them (fast path, canonical JSON)")
     args = ap.parse_args()
 
-    raw = list(common.sim_events(args.events))
-    events: list[Any] = []
-    for e in raw:
-        fast = fast_events(orjson.dumps(e)) if args.as_consumed else None
-        if fast is not None:
-            events.extend(fast[0])
-        else:
-            events.append(EVENT_ADAPTER.validate_python(e))
+    events: list[Any] = (
+        common.consumed_events(args.events) if args.as_consumed
+        else [EVENT_ADAPTER.validate_python(e) for e in common.sim_events(args.events)]
+    )
     path = Path(tempfile.mkdtemp(prefix="bench-store-")) / "p.duckdb"
     store = live_store(Settings(), path).open()  # configured as the live writer
     proxy = TimedConnection(store._con)  # noqa: SLF001 - measurement only

@@ -37,19 +37,19 @@ def test_settle_freezes_spaces_full_collections_and_shortens_switches(
 
 
 def test_worker_and_serve_settle_before_the_stream() -> None:
-    """Both entry points call it, and so does the benchmarks' worker child, which
-    must run as ``projector worker`` does; ``worker`` shortens the switch interval
+    """Both entry points call it, and so do the benchmarks' worker and writer
+    children, which must run as ``projector worker`` does; ``worker`` shortens the switch interval
     by default, ``serve`` only when told (a source check: starting them needs a
     broker)."""
     import inspect
 
-    from bench import _projector_child
+    from bench import _projector_child, _writer_child
     from projector import serve, worker
 
     as_worker = (
         "runtime.settle(settings.gil_switch_interval_ms or runtime.WORKER_SWITCH_INTERVAL_MS)"
     )
-    for function in (worker.run_cli, _projector_child.main):
+    for function in (worker.run_cli, _projector_child.main, _writer_child.main):
         assert as_worker in inspect.getsource(function)
     assert "runtime.settle(settings.gil_switch_interval_ms)" in inspect.getsource(serve.run_cli)
 
