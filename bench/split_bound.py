@@ -82,6 +82,7 @@ def _intake(events: int, work: Path) -> dict[str, Any]:
     got, _produced, _wall = faust_ceiling.intake(events, array_size=100, decoder="fast",
                                                  work=work)
     got["events_per_s"] = round(got["events"] / got["elapsed_s"])
+    got["elapsed_s"], got["cpu_s"] = round(got["elapsed_s"], 2), round(got["cpu_s"], 2)
     return got
 
 
