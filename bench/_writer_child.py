@@ -1,4 +1,4 @@
-"""Child process of ``split_bound``: the projector's writer alone, flushing (c)'s events over and over.
+"""Child of ``split_bound``: the projector's writer alone, flushing (c)'s events over and over.
 
 Each cycle opens a fresh store configured as the live writer, hands it the
 first ``--events`` simulated events as the consumer would (fast path,

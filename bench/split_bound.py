@@ -66,6 +66,13 @@ def _writer(work: Path, tag: str, *, cycles: int = 0) -> tuple[subprocess.Popen[
     return common.start_child(argv, env=env, workdir=work, log_name=f"writer-{tag}"), out
 
 
+def _flushes(p: subprocess.Popen[bytes], out: Path) -> list[dict[str, Any]]:
+    """The writer child's flushes, or its log's tail if it wrote none."""
+    if p.returncode or not out.exists():
+        raise RuntimeError(f"writer child failed (exit {p.returncode}):\n{common.tail(p)}")
+    return json.loads(out.read_text())
+
+
 def _wait_for(path: Path, p: subprocess.Popen[bytes], timeout: float) -> None:
     """Until the child creates ``path``; its exit or the timeout is an error."""
     deadline = time.monotonic() + timeout
@@ -91,7 +98,7 @@ def run(intake_events: int, cycles: int) -> dict[str, Any]:
     print(f"1/3 writer alone ({cycles} cycles of 200,000 events)", flush=True)
     p, out = _writer(work, "alone", cycles=cycles)
     common.wait_child(p, timeout=120 + 30 * cycles)
-    alone_w = writer_rate(json.loads(out.read_text()))
+    alone_w = writer_rate(_flushes(p, out))
     print(f"2/3 intake alone ({intake_events:,} events)", flush=True)
     alone_i = _intake(intake_events, work)
     print("3/3 both at once", flush=True)
@@ -102,7 +109,7 @@ def run(intake_events: int, cycles: int) -> dict[str, Any]:
     finally:
         (work / "both.stop").touch()
     common.wait_child(p, timeout=60)
-    flushes = json.loads(out.read_text())
+    flushes = _flushes(p, out)
     within = inside(flushes, both_i["first_monotonic"], both_i["last_monotonic"])
     if not within:
         raise RuntimeError(f"no writer flush lay inside the intake's {both_i['elapsed_s']:.2f} s "
