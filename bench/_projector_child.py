@@ -2,7 +2,7 @@
 
 It builds the projector exactly as ``projector worker --until-caught-up``
 does (``Projector(settings, store, exit_when_caught_up=True)``, settings from
-``PROJECTOR_*``, ``prepare()``, ``runtime.settle(...)``, ``run_worker``) and adds
+``PROJECTOR_*``, ``prepare()``, ``runtime.settle_worker(...)``, ``run_worker``) and adds
 two observers that do not change the data path:
 
 * the first call of ``Pipeline.add`` records the time the first record
@@ -151,7 +151,7 @@ def main() -> int:
 
             threading.Thread(target=watch_target, daemon=True).start()
         # As `projector worker` does before its stream.
-        runtime.settle(settings.gil_switch_interval_ms or runtime.WORKER_SWITCH_INTERVAL_MS)
+        runtime.settle_worker(settings.gil_switch_interval_ms)
         code = run_worker(projector.app)
         m = projector.metrics
         flush_sum = m.flush_seconds._sum.get()  # noqa: SLF001 - read-only peek at the histogram

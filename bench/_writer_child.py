@@ -41,7 +41,7 @@ def main() -> int:
         ap.error("give --cycles or --stop")
     events = common.consumed_events(args.events)
     settings = Settings()
-    runtime.settle(settings.gil_switch_interval_ms or runtime.WORKER_SWITCH_INTERVAL_MS)
+    runtime.settle_worker(settings.gil_switch_interval_ms)
 
     def cycle() -> list[tuple[float, float, float, int]]:
         folder = Path(tempfile.mkdtemp(prefix="bench-writer-"))

@@ -47,3 +47,10 @@ def settle(switch_interval_ms: float | None = None) -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
     if switch_interval_ms is not None:
         sys.setswitchinterval(switch_interval_ms / 1000)
+
+
+def settle_worker(switch_interval_ms: float | None = None) -> None:
+    """``settle`` for a process that runs the stream without the API (``worker``
+    and the benchmarks' children that stand for it): the configured interval,
+    else ``WORKER_SWITCH_INTERVAL_MS``."""
+    settle(switch_interval_ms or WORKER_SWITCH_INTERVAL_MS)

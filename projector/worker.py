@@ -350,7 +350,7 @@ def run_cli(args: Any, settings: Settings) -> int:
         )
         projector.prepare()
         print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
-        runtime.settle(settings.gil_switch_interval_ms or runtime.WORKER_SWITCH_INTERVAL_MS)
+        runtime.settle_worker(settings.gil_switch_interval_ms)
         return run_worker(projector.app)
     finally:
         store.close()

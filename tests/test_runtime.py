@@ -38,17 +38,15 @@ def test_settle_freezes_spaces_full_collections_and_shortens_switches(
 
 def test_worker_and_serve_settle_before_the_stream() -> None:
     """Both entry points call it, and so do the benchmarks' worker and writer
-    children, which must run as ``projector worker`` does; ``worker`` shortens the switch interval
-    by default, ``serve`` only when told (a source check: starting them needs a
-    broker)."""
+    children, which must run as ``projector worker`` does; ``worker`` shortens
+    the switch interval by default, ``serve`` only when told (a source check:
+    starting them needs a broker)."""
     import inspect
 
     from bench import _projector_child, _writer_child
     from projector import serve, worker
 
-    as_worker = (
-        "runtime.settle(settings.gil_switch_interval_ms or runtime.WORKER_SWITCH_INTERVAL_MS)"
-    )
+    as_worker = "runtime.settle_worker(settings.gil_switch_interval_ms)"
     for function in (worker.run_cli, _projector_child.main, _writer_child.main):
         assert as_worker in inspect.getsource(function)
     assert "runtime.settle(settings.gil_switch_interval_ms)" in inspect.getsource(serve.run_cli)
@@ -67,3 +65,10 @@ def test_settle_keeps_the_switch_interval_unless_given(restore_runtime: None) ->
     sys.setswitchinterval(0.003)
     runtime.settle()
     assert sys.getswitchinterval() == pytest.approx(0.003)
+
+
+def test_a_worker_settles_at_its_own_interval_unless_given(restore_runtime: None) -> None:
+    runtime.settle_worker(None)
+    assert sys.getswitchinterval() == pytest.approx(runtime.WORKER_SWITCH_INTERVAL_MS / 1000)
+    runtime.settle_worker(0.5)
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
