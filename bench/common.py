@@ -235,11 +235,19 @@ def log_ends(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int
 # -- child processes -----------------------------------------------------------
 
 
+def repo_env() -> dict[str, str]:
+    """This process's environment with the repository first on ``PYTHONPATH``:
+    children run in a work folder and import ``bench`` and ``projector`` from here."""
+    env = dict(os.environ)
+    inherited = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + inherited if inherited else "")
+    return env
+
+
 def child_env(bootstrap: str, topics: Topics, **extra: Any) -> dict[str, str]:
     """``PROJECTOR_*`` settings for a child, as an operator would set them."""
-    env = dict(os.environ)
+    env = repo_env()
     env.update(
-        PYTHONPATH=str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
         PROJECTOR_BOOTSTRAP=bootstrap,
         PROJECTOR_TOPIC_RUNS=topics.runs,
         PROJECTOR_TOPIC_BATCHES=topics.batches,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -60,10 +59,8 @@ def _writer(work: Path, tag: str, *, cycles: int = 0) -> tuple[subprocess.Popen[
     out = work / f"writer-{tag}.json"
     argv = ["-m", "bench._writer_child", "--out", str(out), "--ready", str(work / f"{tag}.ready")]
     argv += ["--cycles", str(cycles)] if cycles else ["--stop", str(work / f"{tag}.stop")]
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(common.REPO),
-                                                       os.environ.get("PYTHONPATH")]))}
-    return common.start_child(argv, env=env, workdir=work, log_name=f"writer-{tag}"), out
+    return common.start_child(argv, env=common.repo_env(), workdir=work,
+                              log_name=f"writer-{tag}"), out
 
 
 def _flushes(p: subprocess.Popen[bytes], out: Path) -> list[dict[str, Any]]:
