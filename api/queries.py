@@ -1,38 +1,75 @@
-"""Read SQL of the API. Identifiers come only from the table codecs; values are parameters."""
+"""Read SQL of the API. Identifiers come only from the table codecs; values are parameters.
+
+Every read names its campaign by (workspace_id, campaign_id) and its run by
+the campaign's key and ``run_id`` (F12: ids are unique only within their
+parent), so a query can only ever see the caller's workspace's rows.
+"""
 
 from __future__ import annotations
 
 from projector.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SNAPSHOTS
 
-CAMPAIGN = f"SELECT {CAMPAIGNS.select_list} FROM campaigns WHERE campaign_id = ?"
-RUNS_OF = f"SELECT {RUNS.select_list} FROM runs WHERE campaign_id = ?"
-RUN = f"SELECT {RUNS.select_list} FROM runs WHERE run_id = ?"
-BATCHES_OF = f"SELECT {BATCHES.select_list} FROM batches WHERE run_id = ?"
-# F11 order; NULLS LAST matches views.recipient_sort_key (unknown sequence last).
-RECIPIENTS_OF = (
-    f"SELECT {RECIPIENTS.select_list} FROM recipients WHERE run_id = ? "
-    "ORDER BY batch_sequence ASC NULLS LAST, recipient_id ASC LIMIT ? OFFSET ?"
-)
-SNAPSHOT = f"SELECT {SNAPSHOTS.select_list} FROM snapshots WHERE run_id = ?"
-# Auth and freshness of a campaign in one round trip: the hot path of status polling.
-CAMPAIGN_HEAD = (
-    "SELECT c.workspace_id, coalesce(p.position, 0) FROM campaigns c "
-    "LEFT JOIN campaign_positions p ON p.campaign_id = c.campaign_id WHERE c.campaign_id = ?"
-)
-POSITION = "SELECT position FROM campaign_positions WHERE campaign_id = ?"
-OFFSETS = "SELECT topic, partition, next_offset FROM source_offsets"
-FLUSH_SEQ = "SELECT value FROM projector_meta WHERE key = 'flush_seq'"
-# Tables a database must hold to be served.
-REQUIRED_TABLES = ("campaigns", "runs", "batches", "recipients", "snapshots",
-                   "campaign_positions", "source_offsets", "projector_meta")
-TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-
-# -- breakdowns, pages and lists (api.routes.breakdowns / lists / execution) ----------------
+# Parameters: (workspace_id, campaign_id) and (workspace_id, campaign_id, run_id).
+_CAMPAIGN = "workspace_id = ? AND campaign_id = ?"
+_RUN = f"{_CAMPAIGN} AND run_id = ?"
+_RUN_RC = "rc.workspace_id = ? AND rc.campaign_id = ? AND rc.run_id = ?"
 
 
 def _qualified(table_alias: str, select_list: str) -> str:
     return ", ".join(f"{table_alias}.{c.strip()}" for c in select_list.split(","))
 
+
+CAMPAIGN = f"SELECT {CAMPAIGNS.select_list} FROM campaigns WHERE {_CAMPAIGN}"
+RUNS_OF = f"SELECT {RUNS.select_list} FROM runs WHERE {_CAMPAIGN}"
+RUN = f"SELECT {RUNS.select_list} FROM runs WHERE {_RUN}"
+BATCHES_OF = f"SELECT {BATCHES.select_list} FROM batches WHERE {_RUN}"
+SNAPSHOT = f"SELECT {SNAPSHOTS.select_list} FROM snapshots WHERE {_RUN}"
+# Every workspace's campaign of one id with its position: auth (the caller's
+# workspace, else 403 if another has it, else 404) and freshness in one round
+# trip, the hot path of status polling.
+CAMPAIGN_HEADS = (
+    "SELECT c.workspace_id, coalesce(p.position, 0) FROM campaigns c "
+    "LEFT JOIN campaign_positions p USING (workspace_id, campaign_id) WHERE c.campaign_id = ?"
+)
+POSITION = f"SELECT position FROM campaign_positions WHERE {_CAMPAIGN}"
+OFFSETS = "SELECT topic, partition, next_offset FROM source_offsets"
+FLUSH_SEQ = "SELECT value FROM projector_meta WHERE key = 'flush_seq'"
+SCHEMA_VERSION = "SELECT value FROM projector_meta WHERE key = 'schema_version'"
+# Tables a database must hold to be served.
+REQUIRED_TABLES = ("campaigns", "runs", "batches", "recipients", "snapshots",
+                   "campaign_positions", "source_offsets", "projector_meta")
+TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+
+# -- recipients as F11 lists them -------------------------------------------------------------
+
+# A recipient's listed batch_sequence (F11): its naming batch's (the row's own), else
+# the sequence of its winning submit's batch, null while that batch's batch.created is
+# unknown. ``rc`` below is this relation, with the recipient columns in table order.
+_SUBMIT_BATCH = (
+    "LEFT JOIN batches b ON rc.batch_sequence IS NULL AND b.workspace_id = rc.workspace_id "
+    "AND b.campaign_id = rc.campaign_id AND b.run_id = rc.run_id "
+    "AND b.batch_id = rc.submit_batch_id"
+)
+_LISTED_COLUMNS = (
+    "rc.* REPLACE (coalesce(rc.batch_sequence, b.batch_sequence) AS batch_sequence)"
+)
+_LISTED_RUN = (
+    f"(SELECT {_LISTED_COLUMNS} FROM recipients rc {_SUBMIT_BATCH} "
+    f"WHERE {_RUN_RC})"
+)
+# One page in F11 order. Recipients named by a batch are written in this order, so
+# their top-N prunes row groups by zone maps (a join would read the whole run); those
+# named only by a submit (few) take their sequence from the batches and merge in.
+RECIPIENTS_OF = (
+    f"SELECT {RECIPIENTS.select_list} FROM ("
+    f"(SELECT {RECIPIENTS.select_list} FROM recipients WHERE {_RUN} "
+    "AND batch_sequence IS NOT NULL ORDER BY batch_sequence, recipient_id LIMIT ?) "
+    f"UNION ALL (SELECT {_LISTED_COLUMNS} FROM recipients rc {_SUBMIT_BATCH} "
+    f"WHERE {_RUN_RC} AND rc.batch_sequence IS NULL)) "
+    "ORDER BY batch_sequence ASC NULLS LAST, recipient_id ASC LIMIT ? OFFSET ?"
+)
+
+# -- breakdowns, pages and lists (api.routes.breakdowns / lists / execution) ----------------
 
 # F11 recipient status over a recipients row ``rc``.
 _F11_STATUS = (
@@ -54,25 +91,27 @@ _BATCH_STATUS = (
     "CASE WHEN b.terminal_status IS NOT NULL THEN b.terminal_status "
     "WHEN b.started_at IS NOT NULL THEN 'running' ELSE 'pending' END"
 )
+_RUN_OF_RC = "JOIN runs r USING (workspace_id, campaign_id, run_id)"
 
 STATS_RECIPIENTS = (
     f"SELECT count(*) FILTER (WHERE {_RETRYING}), count(*) FILTER (WHERE {_EXHAUSTED}) "
-    "FROM recipients rc JOIN runs r ON r.run_id = rc.run_id WHERE rc.campaign_id = ?"
+    f"FROM recipients rc {_RUN_OF_RC} WHERE rc.workspace_id = ? AND rc.campaign_id = ?"
 )
 STATS_RETRY_BREAKDOWN = (
-    "SELECT attempt, count(*) FROM recipients WHERE campaign_id = ? AND attempt IS NOT NULL "
+    f"SELECT attempt, count(*) FROM recipients WHERE {_CAMPAIGN} AND attempt IS NOT NULL "
     "GROUP BY attempt ORDER BY attempt"
 )
-STATS_ATTEMPTS = "SELECT count(*) FROM attempts WHERE campaign_id = ?"
+STATS_ATTEMPTS = f"SELECT count(*) FROM attempts WHERE {_CAMPAIGN}"
 STATS_BATCHES = (
     f"SELECT {_BATCH_STATUS} AS status, count(*) FROM batches b "
-    "WHERE b.campaign_id = ? AND b.seen GROUP BY ALL"
+    "WHERE b.workspace_id = ? AND b.campaign_id = ? AND b.seen GROUP BY ALL"
 )
 
 # Batches of a campaign: newest run first (scheduled_at, unscheduled last, then run_id),
 # then batch_sequence NULLS LAST, batch_id. ``?`` filters: status and run_id (NULL = any).
 _BATCH_FILTER = (
-    "FROM batches b JOIN runs r ON r.run_id = b.run_id WHERE b.campaign_id = ? AND b.seen "
+    "FROM batches b JOIN runs r USING (workspace_id, campaign_id, run_id) "
+    "WHERE b.workspace_id = ? AND b.campaign_id = ? AND b.seen "
     f"AND (CAST(? AS VARCHAR) IS NULL OR {_BATCH_STATUS} = ?) "
     "AND (CAST(? AS VARCHAR) IS NULL OR b.run_id = ?)"
 )
@@ -86,21 +125,22 @@ BATCHES_COUNT = f"SELECT count(*) {_BATCH_FILTER}"
 # (membership: batch.created, else the batch of the winning submit).
 BATCH_COUNTERS = (
     f"SELECT coalesce(rc.created_batch_id, rc.submit_batch_id) AS batch_id, {_BUCKET} AS bucket, "
-    "count(*) FROM recipients rc JOIN runs r ON r.run_id = rc.run_id "
-    "WHERE rc.run_id = ? AND coalesce(rc.created_batch_id, rc.submit_batch_id) IN "
+    f"count(*) FROM recipients rc {_RUN_OF_RC} "
+    f"WHERE {_RUN_RC} "
+    "AND coalesce(rc.created_batch_id, rc.submit_batch_id) IN "
     "(SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY ALL"
 )
 
-# Recipients of a run, filtered by F11 status (NULL = any).
+# Recipients of a run as listed, filtered by F11 status (NULL = any).
 _RECIPIENT_FILTER = (
-    f"FROM recipients rc WHERE rc.run_id = ? AND (CAST(? AS VARCHAR) IS NULL OR {_F11_STATUS} = ?)"
+    f"FROM {_LISTED_RUN} rc WHERE (CAST(? AS VARCHAR) IS NULL OR {_F11_STATUS} = ?)"
 )
 # Paging without OFFSET: an anchor every ``stride`` recipients (F11 order, NULL sequence
 # last as the largest BIGINT), then a keyed top-N from the anchor at or before the offset.
 # Two variants each: any status, or one F11 status (the parameter-free filter is cheaper).
 _SEQ_KEY = "coalesce(rc.batch_sequence, 9223372036854775807)"
-_ANY = "FROM recipients rc WHERE rc.run_id = ?"
-_ONE = f"FROM recipients rc WHERE rc.run_id = ? AND {_F11_STATUS} = ?"
+_ANY = f"FROM {_LISTED_RUN} rc WHERE true"
+_ONE = f"FROM {_LISTED_RUN} rc WHERE {_F11_STATUS} = ?"
 
 
 def _anchors(where: str) -> str:
@@ -119,7 +159,8 @@ def _from(where: str) -> str:
         f"SELECT {_qualified('rc', RECIPIENTS.select_list)}, {_SEQ_KEY} AS seq_key {where} "
         f"AND ({_SEQ_KEY} > ? OR ({_SEQ_KEY} = ? AND rc.recipient_id >= ?)) "
         f"ORDER BY {_SEQ_KEY}, rc.recipient_id LIMIT ?) p "
-        "LEFT JOIN messages m ON m.message_id = p.message_id ORDER BY p.seq_key, p.recipient_id"
+        "LEFT JOIN messages m USING (workspace_id, campaign_id, run_id, message_id) "
+        "ORDER BY p.seq_key, p.recipient_id"
     )
 
 
@@ -132,14 +173,16 @@ RECIPIENTS_FROM_ONE = _from(_ONE)
 ATTEMPTS_OF = (
     "SELECT a.recipient_id, a.attempt, a.outcome, a.message_id, a.batch_id, a.submitted_at, "
     "a.reason, m.status, m.reported_at FROM attempts a "
-    "LEFT JOIN messages m ON m.message_id = a.message_id "
-    "WHERE a.run_id = ? AND a.recipient_id IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
+    "LEFT JOIN messages m USING (workspace_id, campaign_id, run_id, message_id) "
+    "WHERE a.workspace_id = ? AND a.campaign_id = ? AND a.run_id = ? "
+    "AND a.recipient_id IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
     "ORDER BY a.recipient_id, a.attempt"
 )
 # The whole run for the CSV export: recipients in F11 order with their attempt count.
 RECIPIENTS_EXPORT = (
     f"SELECT {_qualified('rc', RECIPIENTS.select_list)}, "
-    "(SELECT count(*) FROM attempts a WHERE a.run_id = rc.run_id "
+    "(SELECT count(*) FROM attempts a WHERE a.workspace_id = rc.workspace_id "
+    "AND a.campaign_id = rc.campaign_id AND a.run_id = rc.run_id "
     "AND a.recipient_id = rc.recipient_id) "
     f"{_RECIPIENT_FILTER} ORDER BY rc.batch_sequence ASC NULLS LAST, rc.recipient_id ASC"
 )
@@ -151,6 +194,6 @@ CAMPAIGNS_PAGE = (
 )
 CAMPAIGNS_COUNT = "SELECT count(*) FROM campaigns WHERE workspace_id = ?"
 RUNS_OF_MANY = (
-    f"SELECT {RUNS.select_list} FROM runs "
-    "WHERE campaign_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"
+    f"SELECT {RUNS.select_list} FROM runs WHERE workspace_id = ? "
+    "AND campaign_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"
 )

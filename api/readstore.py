@@ -10,7 +10,7 @@ thread, created lazily and kept in a ``threading.local``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,16 +21,36 @@ import duckdb
 from api import queries as q
 from api.errors import ReadStoreError
 from projector.errors import StoreError
-from projector.rows import BatchRow, CampaignRow, RecipientRow, RunRow, SnapshotRow
-from projector.store import connect
-from projector.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SNAPSHOTS
+from projector.rows import (
+    BatchRow,
+    CampaignKey,
+    CampaignRow,
+    RecipientRow,
+    RunKey,
+    RunRow,
+    SnapshotRow,
+)
+from projector.store import connect, version_refusal
+from projector.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SCHEMA_VERSION, SNAPSHOTS
 
 TopicPartition = tuple[str, int]
+# {workspace_id: position} of the campaigns that share one campaign id (F12: one per
+# workspace); position = flush sequence of the last flush that changed the campaign.
+Heads = Mapping[str, int]
 
 
 class CampaignHead(NamedTuple):
+    """The caller's campaign and its position, once found in its workspace."""
+
     workspace_id: str
-    position: int  # flush sequence of the last flush that changed the campaign
+    campaign_id: str
+    position: int
+
+    @property
+    def key(self) -> CampaignKey:
+        return (self.workspace_id, self.campaign_id)
+
+
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
 
 
@@ -40,20 +60,20 @@ class ReadStore:
         cursor_factory: CursorFactory,
         *,
         owned: duckdb.DuckDBPyConnection | None = None,
-        heads: Callable[[str], tuple[str, int] | None] | None = None,
-        runs: Callable[[str], list[RunRow]] | None = None,
+        heads: Callable[[str], Heads] | None = None,
+        runs: Callable[[CampaignKey], list[RunRow]] | None = None,
         static: bool = False,
     ) -> None:
         self._factory = cursor_factory
-        # The live writer's in-memory (workspace, position) per campaign: a poll
-        # of an unchanged campaign then touches DuckDB not at all.
+        # The live writer's in-memory heads per campaign id (``Store.heads``): a
+        # poll of an unchanged campaign then touches DuckDB not at all.
         self._heads = heads
         # The live writer's committed runs per campaign (``Store.runs_of``): a
         # poll of a changed campaign is then built without a query either.
         self._runs = runs
         # A file opened read-only cannot change (DuckDB admits no writer beside
-        # it): each campaign's head is read once and remembered.
-        self._static_heads: dict[str, CampaignHead] | None = {} if static else None
+        # it): each campaign id's heads are read once and remembered.
+        self._static_heads: dict[str, Heads] | None = {} if static else None
         self._local = threading.local()
         self._owned = owned  # closed by close(); None when the store belongs to someone else
 
@@ -69,11 +89,17 @@ class ReadStore:
         except duckdb.Error as e:
             con.close()
             raise ReadStoreError(f"cannot read {path}: {e}") from e
+        # Another layout first: its tables may differ too, and the rebuild is the remedy.
+        version = con.execute(q.SCHEMA_VERSION).fetchone() if "projector_meta" in present else None
+        if version is not None and int(version[0]) != SCHEMA_VERSION:
+            con.close()
+            raise ReadStoreError(version_refusal(path, int(version[0])))
         missing = [t for t in q.REQUIRED_TABLES if t not in present]
-        if missing:
+        if missing or version is None:
             con.close()
             raise ReadStoreError(
-                f"{path} is not a projector database (missing {', '.join(missing)})"
+                f"{path} is not a projector database (missing "
+                f"{', '.join(missing) or 'its layout version'})"
             )
         return cls(con.cursor, owned=con, static=True)
 
@@ -126,19 +152,19 @@ class ReadStore:
                 pass
 
     # -- projections -----------------------------------------------------------
-    def campaign(self, campaign_id: str) -> CampaignRow | None:
-        t = self._one(q.CAMPAIGN, [campaign_id])
+    def campaign(self, campaign: CampaignKey) -> CampaignRow | None:
+        t = self._one(q.CAMPAIGN, list(campaign))
         return None if t is None else CAMPAIGNS.from_tuple(t)
 
-    def runs_of(self, campaign_id: str) -> list[RunRow]:
-        return [RUNS.from_tuple(t) for t in self._all(q.RUNS_OF, [campaign_id])]
+    def runs_of(self, campaign: CampaignKey) -> list[RunRow]:
+        return [RUNS.from_tuple(t) for t in self._all(q.RUNS_OF, list(campaign))]
 
     @property
     def runs_in_memory(self) -> bool:
         """``polled_runs_of`` answers from the writer's memory (safe on the event loop)."""
         return self._runs is not None
 
-    def polled_runs_of(self, campaign_id: str) -> list[RunRow]:
+    def polled_runs_of(self, campaign: CampaignKey) -> list[RunRow]:
         """The campaign's runs for payloads read from runs alone (status, analytics).
 
         From the writer's memory when serving beside it: at least as new as
@@ -146,55 +172,54 @@ class ReadStore:
         reads inside ``consistent()``: memory is not that snapshot.
         """
         if self._runs is not None:
-            return self._runs(campaign_id)
-        return self.runs_of(campaign_id)
+            return self._runs(campaign)
+        return self.runs_of(campaign)
 
-    def run(self, run_id: str) -> RunRow | None:
-        t = self._one(q.RUN, [run_id])
+    def run(self, run: RunKey) -> RunRow | None:
+        t = self._one(q.RUN, list(run))
         return None if t is None else RUNS.from_tuple(t)
 
-    def batches_of(self, run_id: str) -> list[BatchRow]:
-        return [BATCHES.from_tuple(t) for t in self._all(q.BATCHES_OF, [run_id])]
+    def batches_of(self, run: RunKey) -> list[BatchRow]:
+        return [BATCHES.from_tuple(t) for t in self._all(q.BATCHES_OF, list(run))]
 
-    def recipients_of(self, run_id: str, limit: int, offset: int = 0) -> list[RecipientRow]:
-        """Recipients in F11 order (batch_sequence NULLS LAST, recipient_id), one page."""
-        rows = self._all(q.RECIPIENTS_OF, [run_id, limit, offset])
+    def recipients_of(self, run: RunKey, limit: int, offset: int = 0) -> list[RecipientRow]:
+        """Recipients in F11 order (listed batch_sequence NULLS LAST, recipient_id), one
+        page; each row's ``batch_sequence`` is the one F11 lists it by."""
+        rows = self._all(q.RECIPIENTS_OF, [*run, limit + offset, *run, limit, offset])
         return [RECIPIENTS.from_tuple(t) for t in rows]
 
-    def snapshot(self, run_id: str) -> SnapshotRow | None:
-        t = self._one(q.SNAPSHOT, [run_id])
+    def snapshot(self, run: RunKey) -> SnapshotRow | None:
+        t = self._one(q.SNAPSHOT, list(run))
         return None if t is None else SNAPSHOTS.from_tuple(t)
 
-    def known_head(self, campaign_id: str) -> CampaignHead | None:
-        """The campaign's head if it is known without a query (None: ask ``campaign_head``).
+    def known_heads(self, campaign_id: str) -> Heads | None:
+        """The heads of a campaign id if known without a query (None: ask ``campaign_heads``).
 
         Safe on the event loop: it never touches DuckDB.
         """
         if self._heads is not None:
             known = self._heads(campaign_id)
-            if known is not None:
-                return CampaignHead(known[0], known[1])
+            if known:
+                return known
         if self._static_heads is not None:
             return self._static_heads.get(campaign_id)
         return None
 
-    def campaign_head(self, campaign_id: str) -> CampaignHead | None:
-        """Workspace and position of a campaign, or None if unknown (one cheap query)."""
-        known = self.known_head(campaign_id)
+    def campaign_heads(self, campaign_id: str) -> Heads:
+        """Every workspace's campaign of this id with its position; empty if none (one
+        cheap query)."""
+        known = self.known_heads(campaign_id)
         if known is not None:
             return known
-        t = self._one(q.CAMPAIGN_HEAD, [campaign_id])
-        if t is None:
-            return None
-        head = CampaignHead(t[0], int(t[1]))
-        if self._static_heads is not None:
-            self._static_heads[campaign_id] = head
-        return head
+        heads = {ws: int(pos) for ws, pos in self._all(q.CAMPAIGN_HEADS, [campaign_id])}
+        if self._static_heads is not None and heads:
+            self._static_heads[campaign_id] = heads
+        return heads
 
     # -- bookkeeping -----------------------------------------------------------
-    def position(self, campaign_id: str) -> int:
+    def position(self, campaign: CampaignKey) -> int:
         """Flush sequence of the last flush that changed the campaign; 0 if none."""
-        t = self._one(q.POSITION, [campaign_id])
+        t = self._one(q.POSITION, list(campaign))
         return 0 if t is None else int(t[0])
 
     def offsets(self) -> dict[TopicPartition, int]:
@@ -205,12 +230,13 @@ class ReadStore:
         return 0 if t is None else int(t[0])
 
     # -- breakdowns, pages and lists ---------------------------------------------
-    def stats_aggregates(self, campaign_id: str) -> StatsAggregates:
+    def stats_aggregates(self, campaign: CampaignKey) -> StatsAggregates:
         """What the stats view needs beyond the maintained run counters (SQL aggregates)."""
-        retrying, exhausted = self._one(q.STATS_RECIPIENTS, [campaign_id]) or (0, 0)
-        breakdown = {int(a): int(n) for a, n in self._all(q.STATS_RETRY_BREAKDOWN, [campaign_id])}
-        attempts = self._one(q.STATS_ATTEMPTS, [campaign_id])
-        batches = {str(s): int(n) for s, n in self._all(q.STATS_BATCHES, [campaign_id])}
+        key = list(campaign)
+        retrying, exhausted = self._one(q.STATS_RECIPIENTS, key) or (0, 0)
+        breakdown = {int(a): int(n) for a, n in self._all(q.STATS_RETRY_BREAKDOWN, key)}
+        attempts = self._one(q.STATS_ATTEMPTS, key)
+        batches = {str(s): int(n) for s, n in self._all(q.STATS_BATCHES, key)}
         return StatsAggregates(
             retrying=int(retrying or 0),
             exhausted=int(exhausted or 0),
@@ -220,50 +246,56 @@ class ReadStore:
         )
 
     def batches_page(
-        self, campaign_id: str, *, status: str | None, run_id: str | None, limit: int, offset: int
+        self,
+        campaign: CampaignKey,
+        *,
+        status: str | None,
+        run_id: str | None,
+        limit: int,
+        offset: int,
     ) -> tuple[int, list[BatchRow]]:
         """Listed batches of a campaign (filtered), their total and one page."""
-        params: list[Any] = [campaign_id, status, status, run_id, run_id]
+        params: list[Any] = [*campaign, status, status, run_id, run_id]
         total = self._one(q.BATCHES_COUNT, params)
         rows = self._all(q.BATCHES_PAGE, [*params, limit, offset])
         return (int(total[0]) if total else 0), [BATCHES.from_tuple(t) for t in rows]
 
-    def batch_counters(self, run_id: str, batch_ids: list[str]) -> dict[str, dict[str, int]]:
+    def batch_counters(self, run: RunKey, batch_ids: list[str]) -> dict[str, dict[str, int]]:
         """Per batch of a run: recipients (by membership) per breakdown bucket."""
         out: dict[str, dict[str, int]] = {}
         if not batch_ids:
             return out
-        for batch_id, bucket, n in self._all(q.BATCH_COUNTERS, [run_id, batch_ids]):
+        for batch_id, bucket, n in self._all(q.BATCH_COUNTERS, [*run, batch_ids]):
             out.setdefault(batch_id, {})[bucket] = int(n)
         return out
 
     def recipient_anchors(
-        self, run_id: str, *, status: str | None, stride: int
+        self, run: RunKey, *, status: str | None, stride: int
     ) -> RecipientAnchors:
         """How many known recipients match, and the sort key of every ``stride``-th one."""
         if status is None:
-            rows = self._all(q.RECIPIENT_ANCHORS_ANY, [run_id, stride])
+            rows = self._all(q.RECIPIENT_ANCHORS_ANY, [*run, stride])
         else:
-            rows = self._all(q.RECIPIENT_ANCHORS_ONE, [run_id, status, stride])
+            rows = self._all(q.RECIPIENT_ANCHORS_ONE, [*run, status, stride])
         total = int(rows[0][3]) if rows else 0
         return RecipientAnchors(total, stride, [(int(t[1]), t[2]) for t in rows])
 
     def recipients_from(
-        self, run_id: str, *, status: str | None, anchor: tuple[int, str], limit: int
+        self, run: RunKey, *, status: str | None, anchor: tuple[int, str], limit: int
     ) -> list[tuple[RecipientRow, str | None, datetime | None]]:
         """Up to ``limit`` recipients in F11 order from ``anchor`` (inclusive), each with
         its winning message's report status and time."""
         seq_key, recipient_id = anchor
         if status is None:
-            sql, params = q.RECIPIENTS_FROM_ANY, [run_id]
+            sql, params = q.RECIPIENTS_FROM_ANY, [*run]
         else:
-            sql, params = q.RECIPIENTS_FROM_ONE, [run_id, status]
+            sql, params = q.RECIPIENTS_FROM_ONE, [*run, status]
         rows = self._all(sql, [*params, seq_key, seq_key, recipient_id, limit])
         width = len(RECIPIENTS.columns)
         return [(RECIPIENTS.from_tuple(t[:width]), t[width + 1], t[width + 2]) for t in rows]
 
     def attempts_of(
-        self, run_id: str, recipient_ids: list[str]
+        self, run: RunKey, recipient_ids: list[str]
     ) -> dict[str, list[tuple[Any, ...]]]:
         """Every attempt of these recipients, by recipient, in attempt order:
         (attempt, outcome, message_id, batch_id, submitted_at, reason, delivery status,
@@ -271,12 +303,12 @@ class ReadStore:
         out: dict[str, list[tuple[Any, ...]]] = {}
         if not recipient_ids:
             return out
-        for t in self._all(q.ATTEMPTS_OF, [run_id, recipient_ids]):
+        for t in self._all(q.ATTEMPTS_OF, [*run, recipient_ids]):
             out.setdefault(t[0], []).append(t[1:])
         return out
 
     def export_recipients(
-        self, run_id: str, *, status: str | None, chunk_rows: int = 2000
+        self, run: RunKey, *, status: str | None, chunk_rows: int = 2000
     ) -> Iterator[list[tuple[RecipientRow, int]]]:
         """The whole run's recipients in F11 order, in chunks, with their attempt counts.
 
@@ -291,7 +323,7 @@ class ReadStore:
             raise ReadStoreError(f"cannot open a read cursor: {e}") from e
         try:
             try:
-                cur.execute(q.RECIPIENTS_EXPORT, [run_id, status, status])
+                cur.execute(q.RECIPIENTS_EXPORT, [*run, status, status])
             except duckdb.Error as e:
                 raise ReadStoreError(f"read failed: {e}") from e
             while True:
@@ -312,11 +344,12 @@ class ReadStore:
         rows = self._all(q.CAMPAIGNS_PAGE, [workspace_id, limit, offset])
         return (int(total[0]) if total else 0), [CAMPAIGNS.from_tuple(t) for t in rows]
 
-    def runs_of_many(self, campaign_ids: list[str]) -> dict[str, list[RunRow]]:
+    def runs_of_many(self, workspace_id: str, campaign_ids: list[str]) -> dict[str, list[RunRow]]:
+        """The runs of these campaigns of one workspace, by campaign id."""
         out: dict[str, list[RunRow]] = {c: [] for c in campaign_ids}
         if not campaign_ids:
             return out
-        for t in self._all(q.RUNS_OF_MANY, [campaign_ids]):
+        for t in self._all(q.RUNS_OF_MANY, [workspace_id, campaign_ids]):
             run = RUNS.from_tuple(t)
             out.setdefault(run.campaign_id, []).append(run)
         return out

@@ -14,3 +14,8 @@ class StoreError(ProjectorError):
 class StoreLockedError(StoreError):
     """Another process holds the DuckDB file. Stop it, or serve a copy with
     ``projector api --db COPY``."""
+
+
+class StoreVersionError(StoreError):
+    """The database was built with another projection layout
+    (``tables.SCHEMA_VERSION``). Its rows would be misread: rebuild it."""

@@ -12,15 +12,18 @@ import asyncio
 import threading
 from collections import defaultdict
 
+from projector.rows import CampaignKey
 from projector.store import FlushResult
 
 
 class Subscription:
     """Wakes one asyncio task when its campaign changes (coalescing)."""
 
-    def __init__(self, feed: ChangeFeed, campaign_id: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, feed: ChangeFeed, campaign: CampaignKey, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.feed = feed
-        self.campaign_id = campaign_id
+        self.campaign = campaign
         self.loop = loop
         self.latest_seq = 0
         self._event = asyncio.Event()
@@ -54,22 +57,22 @@ class Subscription:
 
 class ChangeFeed:
     def __init__(self) -> None:
-        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._subs: dict[CampaignKey, set[Subscription]] = defaultdict(set)
         self._lock = threading.Lock()
 
-    def subscribe(self, campaign_id: str) -> Subscription:
-        sub = Subscription(self, campaign_id, asyncio.get_running_loop())
+    def subscribe(self, campaign: CampaignKey) -> Subscription:
+        sub = Subscription(self, campaign, asyncio.get_running_loop())
         with self._lock:
-            self._subs[campaign_id].add(sub)
+            self._subs[campaign].add(sub)
         return sub
 
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
-            subs = self._subs.get(sub.campaign_id)
+            subs = self._subs.get(sub.campaign)
             if subs is not None:
                 subs.discard(sub)
                 if not subs:
-                    del self._subs[sub.campaign_id]
+                    del self._subs[sub.campaign]
 
     def subscribers(self) -> int:
         with self._lock:
@@ -78,7 +81,7 @@ class ChangeFeed:
     def publish(self, result: FlushResult) -> None:
         """Pipeline flush listener: called after each committed flush."""
         with self._lock:
-            targets = [sub for cid in result.changed_campaigns for sub in self._subs.get(cid, ())]
+            targets = [sub for key in result.changed_campaigns for sub in self._subs.get(key, ())]
         for sub in targets:
             try:
                 sub._notify(result.seq)

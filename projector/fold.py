@@ -1,4 +1,4 @@
-"""The fold: events in, changed projection rows out. The reference statement of F1-F11.
+"""The fold: events in, changed projection rows out. The reference statement of F1-F12.
 
 Rebuilds from nothing use ``projector.setfold``, the same rules as set-based
 SQL, and large live flushes ``projector.setmerge``, the same again onto stored
@@ -11,6 +11,11 @@ made there too (the tests fail until it is).
 slice of DuckDB in the worker) and returns a ``Changes`` holding the new
 version of every row it changed. It never mutates ``prior`` and does no I/O,
 no clock, no randomness: time comes from the events.
+
+Identities are scoped (F12): a campaign is (workspace_id, campaign_id), and
+every row below it is keyed by its run's key plus its own id
+(``projector.rows``), so one tenant's ids never reach another's rows and a
+delivery report changes only recipients of the run it names.
 
 Why order does not matter (F2) and redelivery changes nothing (F1): every
 row value is chosen by comparing ordering keys (max or min of
@@ -29,55 +34,63 @@ from typing import Any, Protocol
 
 from projector.rows import (
     DLR_TERMINAL,
+    AttemptKey,
     AttemptRow,
+    BatchKey,
     BatchRow,
+    CampaignKey,
     CampaignRow,
+    MessageKey,
     MessageRow,
+    RecipientKey,
     RecipientRow,
+    RunKey,
     RunRow,
     SnapshotRow,
 )
 
-RecipientKey = tuple[str, str]  # (run_id, recipient_id)
-BatchKey = tuple[str, str]  # (run_id, batch_id)
-AttemptKey = tuple[str, str, int]  # (run_id, recipient_id, attempt)
+
+def run_key(ev: Any) -> RunKey:
+    """The key of the run an event names (F12: scoped by its campaign)."""
+    return (ev.workspace_id, ev.campaign_id, ev.run_id)
 
 
 class Prior(Protocol):
     """Read access to the projection rows as they were before this batch."""
 
-    def campaign(self, campaign_id: str) -> CampaignRow | None: ...
-    def run(self, run_id: str) -> RunRow | None: ...
+    def campaign(self, key: CampaignKey) -> CampaignRow | None: ...
+    def run(self, key: RunKey) -> RunRow | None: ...
     def batch(self, key: BatchKey) -> BatchRow | None: ...
     def recipient(self, key: RecipientKey) -> RecipientRow | None: ...
-    def message(self, message_id: str) -> MessageRow | None: ...
-    def snapshot(self, run_id: str) -> SnapshotRow | None: ...
-    def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]: ...
+    def message(self, key: MessageKey) -> MessageRow | None: ...
+    def snapshot(self, key: RunKey) -> SnapshotRow | None: ...
+    def recipients_with_message(self, key: MessageKey) -> Iterable[RecipientKey]: ...
     def attempt(self, key: AttemptKey) -> AttemptRow | None: ...
 
 
 class DictPrior:
     """``Prior`` over plain dicts: a store's preloaded slice, or the whole state.
 
-    ``by_message`` maps a message id to the recipients whose winning submit
-    names it (the reverse index a delivery report needs).
+    ``by_message`` maps a message (its run's key and its id) to the
+    recipients of that run whose winning submit names it (the reverse index a
+    delivery report needs).
     """
 
     def __init__(self) -> None:
-        self.campaigns: dict[str, CampaignRow] = {}
-        self.runs: dict[str, RunRow] = {}
+        self.campaigns: dict[CampaignKey, CampaignRow] = {}
+        self.runs: dict[RunKey, RunRow] = {}
         self.batches: dict[BatchKey, BatchRow] = {}
         self.recipients: dict[RecipientKey, RecipientRow] = {}
-        self.messages: dict[str, MessageRow] = {}
-        self.snapshots: dict[str, SnapshotRow] = {}
-        self.by_message: dict[str, Collection[RecipientKey]] = {}
+        self.messages: dict[MessageKey, MessageRow] = {}
+        self.snapshots: dict[RunKey, SnapshotRow] = {}
+        self.by_message: dict[MessageKey, Collection[RecipientKey]] = {}
         self.attempts: dict[AttemptKey, AttemptRow] = {}
 
-    def campaign(self, campaign_id: str) -> CampaignRow | None:
-        return self.campaigns.get(campaign_id)
+    def campaign(self, key: CampaignKey) -> CampaignRow | None:
+        return self.campaigns.get(key)
 
-    def run(self, run_id: str) -> RunRow | None:
-        return self.runs.get(run_id)
+    def run(self, key: RunKey) -> RunRow | None:
+        return self.runs.get(key)
 
     def batch(self, key: BatchKey) -> BatchRow | None:
         return self.batches.get(key)
@@ -85,14 +98,14 @@ class DictPrior:
     def recipient(self, key: RecipientKey) -> RecipientRow | None:
         return self.recipients.get(key)
 
-    def message(self, message_id: str) -> MessageRow | None:
-        return self.messages.get(message_id)
+    def message(self, key: MessageKey) -> MessageRow | None:
+        return self.messages.get(key)
 
-    def snapshot(self, run_id: str) -> SnapshotRow | None:
-        return self.snapshots.get(run_id)
+    def snapshot(self, key: RunKey) -> SnapshotRow | None:
+        return self.snapshots.get(key)
 
-    def recipients_with_message(self, message_id: str) -> Iterable[RecipientKey]:
-        return self.by_message.get(message_id, ())
+    def recipients_with_message(self, key: MessageKey) -> Iterable[RecipientKey]:
+        return self.by_message.get(key, ())
 
     def attempt(self, key: AttemptKey) -> AttemptRow | None:
         return self.attempts.get(key)
@@ -108,16 +121,16 @@ class Changes:
     applying the rows. Growth is folded in directly; only shrinking needs it.
     """
 
-    campaigns: dict[str, CampaignRow] = field(default_factory=dict)
-    runs: dict[str, RunRow] = field(default_factory=dict)
+    campaigns: dict[CampaignKey, CampaignRow] = field(default_factory=dict)
+    runs: dict[RunKey, RunRow] = field(default_factory=dict)
     batches: dict[BatchKey, BatchRow] = field(default_factory=dict)
     recipients: dict[RecipientKey, RecipientRow] = field(default_factory=dict)
-    messages: dict[str, MessageRow] = field(default_factory=dict)
-    snapshots: dict[str, SnapshotRow] = field(default_factory=dict)
+    messages: dict[MessageKey, MessageRow] = field(default_factory=dict)
+    snapshots: dict[RunKey, SnapshotRow] = field(default_factory=dict)
     attempts: dict[AttemptKey, AttemptRow] = field(default_factory=dict)
     deleted_batches: set[BatchKey] = field(default_factory=set)
-    sent_range_dirty: set[str] = field(default_factory=set)
-    touched_campaigns: set[str] = field(default_factory=set)
+    sent_range_dirty: set[RunKey] = field(default_factory=set)
+    touched_campaigns: set[CampaignKey] = field(default_factory=set)
     events: int = 0
 
     @property
@@ -143,58 +156,63 @@ class LoadPlan:
     submit's batch, which only the stored recipient row names.
     """
 
-    campaign_ids: frozenset[str]
-    run_ids: frozenset[str]
+    campaign_keys: frozenset[CampaignKey]
+    run_keys: frozenset[RunKey]
     batch_keys: frozenset[BatchKey]
     recipient_keys: frozenset[RecipientKey]
-    message_ids: frozenset[str]
-    dlr_message_ids: frozenset[str]
+    message_keys: frozenset[MessageKey]
+    dlr_message_keys: frozenset[MessageKey]
     attempt_keys: frozenset[AttemptKey] = frozenset()
 
 
 def plan_loads(events: Iterable[Any]) -> LoadPlan:
-    campaign_ids: set[str] = set()
-    run_ids: set[str] = set()
+    campaign_keys: set[CampaignKey] = set()
+    run_keys: set[RunKey] = set()
     batch_keys: set[BatchKey] = set()
     recipient_keys: set[RecipientKey] = set()
-    message_ids: set[str] = set()
-    dlr_ids: set[str] = set()
+    message_keys: set[MessageKey] = set()
+    dlr_keys: set[MessageKey] = set()
     attempt_keys: set[AttemptKey] = set()
     for ev in events:
-        campaign_ids.add(ev.campaign_id)
+        ws, cid = ev.workspace_id, ev.campaign_id
+        campaign_keys.add((ws, cid))
         run_id = getattr(ev, "run_id", None)
         if run_id is None:
             continue
-        run_ids.add(run_id)
+        run_keys.add((ws, cid, run_id))
         t = ev.type
         if t == "message.submitted":
-            recipient_keys.add((run_id, ev.recipient_id))
-            attempt_keys.add((run_id, ev.recipient_id, ev.attempt))
-            batch_keys.add((run_id, ev.batch_id))
+            recipient_keys.add((ws, cid, run_id, ev.recipient_id))
+            attempt_keys.add((ws, cid, run_id, ev.recipient_id, ev.attempt))
+            batch_keys.add((ws, cid, run_id, ev.batch_id))
             if ev.message_id is not None:
-                message_ids.add(ev.message_id)
+                message_keys.add((ws, cid, run_id, ev.message_id))
         elif t == "message.dlr":
-            message_ids.add(ev.message_id)
-            dlr_ids.add(ev.message_id)
+            message_keys.add((ws, cid, run_id, ev.message_id))
+            dlr_keys.add((ws, cid, run_id, ev.message_id))
         elif t.startswith("batch."):
-            batch_keys.add((run_id, ev.batch_id))
+            batch_keys.add((ws, cid, run_id, ev.batch_id))
             if t == "batch.created":
                 for r in ev.recipients:
-                    recipient_keys.add((run_id, r.recipient_id))
+                    recipient_keys.add((ws, cid, run_id, r.recipient_id))
     return LoadPlan(
-        frozenset(campaign_ids),
-        frozenset(run_ids),
+        frozenset(campaign_keys),
+        frozenset(run_keys),
         frozenset(batch_keys),
         frozenset(recipient_keys),
-        frozenset(message_ids),
-        frozenset(dlr_ids),
+        frozenset(message_keys),
+        frozenset(dlr_keys),
         frozenset(attempt_keys),
     )
 
 
 def submit_batch_keys(recipients: Iterable[RecipientRow]) -> set[BatchKey]:
     """Batches named by stored winning submits (second phase of a load)."""
-    return {(r.run_id, r.submit_batch_id) for r in recipients if r.submit_batch_id is not None}
+    return {
+        (r.workspace_id, r.campaign_id, r.run_id, r.submit_batch_id)
+        for r in recipients
+        if r.submit_batch_id is not None
+    }
 
 
 def _after(a_at: datetime, a_id: str, b_at: datetime | None, b_id: str | None) -> bool:
@@ -249,70 +267,57 @@ class _Fold:
     def __init__(self, prior: Prior) -> None:
         self.prior = prior
         self.out = Changes()
-        self._by_message: dict[str, set[RecipientKey]] = {}
+        self._by_message: dict[MessageKey, set[RecipientKey]] = {}
 
     # -- row access (copy on first write) ---------------------------------
 
     def campaign(self, ev: Any) -> CampaignRow:
-        cid = ev.campaign_id
-        row = self.out.campaigns.get(cid)
+        key = (ev.workspace_id, ev.campaign_id)
+        row = self.out.campaigns.get(key)
         if row is None:
-            prior = self.prior.campaign(cid)
+            prior = self.prior.campaign(key)
             if prior is None:
-                row = CampaignRow(cid, ev.workspace_id, updated_at=ev.occurred_at)
-                self.out.campaigns[cid] = row
+                row = CampaignRow(key[0], key[1], updated_at=ev.occurred_at)
+                self.out.campaigns[key] = row
                 return row
-            if ev.workspace_id >= prior.workspace_id and ev.occurred_at <= (
-                prior.updated_at or ev.occurred_at
-            ):
+            if ev.occurred_at <= (prior.updated_at or ev.occurred_at):
                 return prior  # nothing to change: avoid a copy and a write
             row = prior.clone()
-            self.out.campaigns[cid] = row
-        if ev.workspace_id < row.workspace_id:
-            # Events of one campaign should agree on the tenant; if not, the
-            # smallest id wins so the result stays order-independent.
-            row.workspace_id = ev.workspace_id
+            self.out.campaigns[key] = row
         if row.updated_at is None or ev.occurred_at > row.updated_at:
             row.updated_at = ev.occurred_at
         return row
 
-    def campaign_mut(self, cid: str) -> CampaignRow:
-        row = self.out.campaigns.get(cid)
+    def campaign_mut(self, key: CampaignKey) -> CampaignRow:
+        row = self.out.campaigns.get(key)
         if row is None:
-            prior = self.prior.campaign(cid)
+            prior = self.prior.campaign(key)
             assert prior is not None
             row = prior.clone()
-            self.out.campaigns[cid] = row
+            self.out.campaigns[key] = row
         return row
 
     def run(self, ev: Any) -> RunRow:
         """The event's run, created if unknown (F3), with updated_at folded in (F8)."""
-        rid = ev.run_id
-        row = self.out.runs.get(rid)
-        if row is None:
-            prior = self.prior.run(rid)
-            row = RunRow(rid, ev.campaign_id, ev.workspace_id) if prior is None else prior.clone()
-            self.out.runs[rid] = row
+        row = self.run_by_key(run_key(ev))
         if row.updated_at is None or ev.occurred_at > row.updated_at:
             row.updated_at = ev.occurred_at
         return row
 
-    def run_by_id(self, rid: str, campaign_id: str, workspace_id: str) -> RunRow:
-        row = self.out.runs.get(rid)
+    def run_by_key(self, key: RunKey) -> RunRow:
+        row = self.out.runs.get(key)
         if row is None:
-            prior = self.prior.run(rid)
-            row = RunRow(rid, campaign_id, workspace_id) if prior is None else prior.clone()
-            self.out.runs[rid] = row
+            prior = self.prior.run(key)
+            row = RunRow(*key) if prior is None else prior.clone()
+            self.out.runs[key] = row
         return row
 
     def batch(self, run: RunRow, batch_id: str) -> BatchRow:
-        key = (run.run_id, batch_id)
+        key = (*run.key, batch_id)
         row = self.out.batches.get(key)
         if row is None:
             prior = self.prior.batch(key)
-            row = (
-                BatchRow(run.run_id, batch_id, run.campaign_id) if prior is None else prior.clone()
-            )
+            row = BatchRow(*key) if prior is None else prior.clone()
             self.out.batches[key] = row
         return row
 
@@ -321,28 +326,28 @@ class _Fold:
         return row if row is not None else self.prior.recipient(key)
 
     def recipient_mut(self, run: RunRow, recipient_id: str) -> RecipientRow:
-        key = (run.run_id, recipient_id)
+        key = (*run.key, recipient_id)
         row = self.out.recipients.get(key)
         if row is None:
             prior = self.prior.recipient(key)
             if prior is None:
-                row = RecipientRow(run.run_id, recipient_id, run.campaign_id)
+                row = RecipientRow(*key)
                 run.known_recipients += 1
             else:
                 row = prior.clone()
             self.out.recipients[key] = row
         return row
 
-    def message(self, message_id: str) -> MessageRow | None:
-        row = self.out.messages.get(message_id)
-        return row if row is not None else self.prior.message(message_id)
+    def message(self, key: MessageKey) -> MessageRow | None:
+        row = self.out.messages.get(key)
+        return row if row is not None else self.prior.message(key)
 
-    def holders(self, message_id: str) -> set[RecipientKey]:
-        """Recipients whose winning submit currently names ``message_id``."""
-        keys = self._by_message.get(message_id)
+    def holders(self, key: MessageKey) -> set[RecipientKey]:
+        """Recipients of the message's run whose winning submit currently names it."""
+        keys = self._by_message.get(key)
         if keys is None:
-            keys = set(self.prior.recipients_with_message(message_id))
-            self._by_message[message_id] = keys
+            keys = set(self.prior.recipients_with_message(key))
+            self._by_message[key] = keys
         return keys
 
     # -- counters ------------------------------------------------------------
@@ -381,7 +386,7 @@ class _Fold:
             and old_sent != new_sent
             and (old_sent == run.first_sent_at or old_sent == run.last_sent_at)
         ):
-            self.out.sent_range_dirty.add(run.run_id)
+            self.out.sent_range_dirty.add(run.key)
 
     def rebatch(self, run: RunRow, before: tuple[bool, bool], b: BatchRow) -> None:
         """Batch contribution to run counters: (seen, completed)."""
@@ -393,17 +398,18 @@ class _Fold:
 
     def apply(self, ev: Any) -> None:
         self.out.events += 1
-        self.out.touched_campaigns.add(ev.campaign_id)
+        self.out.touched_campaigns.add((ev.workspace_id, ev.campaign_id))
         self.campaign(ev)
         handler = _HANDLERS.get(ev.type)
         if handler is not None:  # unknown events leave state unchanged
             handler(self, ev)
 
     def on_campaign_defined(self, ev: Any) -> None:
-        row = self.out.campaigns.get(ev.campaign_id) or self.prior.campaign(ev.campaign_id)
+        key = (ev.workspace_id, ev.campaign_id)
+        row = self.out.campaigns.get(key) or self.prior.campaign(key)
         assert row is not None
         if _after(ev.occurred_at, ev.event_id, row.defined_at, row.defined_event_id):
-            row = self.campaign_mut(ev.campaign_id)
+            row = self.campaign_mut(key)
             row.name = ev.name
             row.channel = ev.channel
             row.channel_name = ev.channel_name
@@ -442,13 +448,13 @@ class _Fold:
     def on_snapshot(self, ev: Any) -> None:
         run = self.run(ev)
         run.has_snapshot = True
-        current = self.out.snapshots.get(ev.run_id) or self.prior.snapshot(ev.run_id)
+        key = run.key
+        current = self.out.snapshots.get(key) or self.prior.snapshot(key)
         if current is None or _after(
             ev.occurred_at, ev.event_id, current.event_at, current.event_id
         ):
-            self.out.snapshots[ev.run_id] = SnapshotRow(
-                run_id=ev.run_id,
-                campaign_id=ev.campaign_id,
+            self.out.snapshots[key] = SnapshotRow(
+                *key,
                 event_at=ev.occurred_at,
                 event_id=ev.event_id,
                 frozen_at=ev.frozen_at,
@@ -480,8 +486,9 @@ class _Fold:
             b.created_event_id = ev.event_id
         self.rebatch(run, before, b)
         seq = ev.batch_sequence
+        ws, cid, rid = run.key
         for member in ev.recipients:
-            current = self.recipient_peek((run.run_id, member.recipient_id))
+            current = self.recipient_peek((ws, cid, rid, member.recipient_id))
             # Membership: the smallest (batch_sequence, batch_id) naming the
             # recipient gives its list position and phone number.
             if (
@@ -510,18 +517,15 @@ class _Fold:
             b.error_detail = getattr(ev, "error_detail", None)
         self.rebatch(run, before, b)
 
-    def record_attempt(self, ev: Any) -> None:
+    def record_attempt(self, run: RunRow, ev: Any) -> None:
         """Every attempt is kept (paged recipient views list them all)."""
-        key = (ev.run_id, ev.recipient_id, ev.attempt)
+        key = (*run.key, ev.recipient_id, ev.attempt)
         current = self.out.attempts.get(key) or self.prior.attempt(key)
         if current is None or _after(
             ev.occurred_at, ev.event_id, current.submitted_at, current.event_id
         ):
             self.out.attempts[key] = AttemptRow(
-                run_id=ev.run_id,
-                recipient_id=ev.recipient_id,
-                attempt=ev.attempt,
-                campaign_id=ev.campaign_id,
+                *key,
                 submitted_at=ev.occurred_at,
                 event_id=ev.event_id,
                 outcome=ev.outcome,
@@ -532,8 +536,9 @@ class _Fold:
 
     def on_submitted(self, ev: Any) -> None:
         run = self.run(ev)
-        self.record_attempt(ev)
-        key = (run.run_id, ev.recipient_id)
+        self.record_attempt(run, ev)
+        rkey = run.key
+        key = (*rkey, ev.recipient_id)
         current = self.recipient_peek(key)
         if current is not None and current.attempt is not None:
             if (ev.attempt, ev.occurred_at, ev.event_id) <= (
@@ -555,17 +560,17 @@ class _Fold:
         r.reason = ev.reason
         if old_message != r.message_id:
             if old_message is not None:
-                self.holders(old_message).discard(key)
+                self.holders((*rkey, old_message)).discard(key)
             if r.message_id is not None:
-                self.holders(r.message_id).add(key)
-        msg = self.message(r.message_id) if r.message_id is not None else None
+                self.holders((*rkey, r.message_id)).add(key)
+        msg = self.message((*rkey, r.message_id)) if r.message_id is not None else None
         r.delivery_status = msg.status if msg is not None else None
         self.recount(run, before, r)
 
     def on_dlr(self, ev: Any) -> None:
-        self.run(ev)  # F8: a report touches its run's updated_at
-        mid = ev.message_id
-        current = self.message(mid)
+        run = self.run(ev)  # F8: a report touches its run's updated_at
+        key = (*run.key, ev.message_id)
+        current = self.message(key)
         if current is not None and (_dlr_rank(ev.status), ev.occurred_at, ev.event_id) <= (
             _dlr_rank(current.status),
             current.reported_at,
@@ -573,24 +578,24 @@ class _Fold:
         ):
             return  # F5: terminal beats non-terminal, then later, then larger id
         msg = MessageRow(
-            message_id=mid,
-            run_id=ev.run_id,
-            campaign_id=ev.campaign_id,
+            *key,
             status=ev.status,
             reported_at=ev.occurred_at,
             event_id=ev.event_id,
             error_code=ev.error_code,
         )
-        self.out.messages[mid] = msg
-        for key in list(self.holders(mid)):
-            held = self.recipient_peek(key)
-            if held is None or held.message_id != mid or held.delivery_status == msg.status:
+        self.out.messages[key] = msg
+        # F12: only recipients of the run the report names hold its message.
+        for rkey in list(self.holders(key)):
+            held = self.recipient_peek(rkey)
+            if held is None or held.message_id != ev.message_id:
+                continue
+            if held.delivery_status == msg.status:
                 continue
             before = _Before.of(held)
-            holder_run = self.run_by_id(key[0], held.campaign_id, ev.workspace_id)
-            r = self.recipient_mut(holder_run, key[1])
+            r = self.recipient_mut(run, rkey[3])
             r.delivery_status = msg.status
-            self.recount(holder_run, before, r)
+            self.recount(run, before, r)
 
 
 _HANDLERS = {

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from projector.fold import Changes, RecipientKey
+from projector.fold import Changes
+from projector.rows import MessageKey, RecipientKey
 
 MISSING = object()
 TABLES = ("campaigns", "runs", "batches", "recipients", "messages", "snapshots", "attempts")
@@ -26,9 +27,9 @@ class RowCache:
         self.max_rows = max_rows
         self.complete = complete
         self.tables: dict[str, dict[Any, Any]] = {name: {} for name in TABLES}
-        # message_id -> recipients whose winning submit names it; an entry
-        # exists only when known to be complete.
-        self.holders: dict[str, set[RecipientKey]] = {}
+        # message (run key + message id) -> recipients of that run whose
+        # winning submit names it; an entry exists only when known complete.
+        self.holders: dict[MessageKey, set[RecipientKey]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -54,11 +55,11 @@ class RowCache:
         for key in asked:
             cached[key] = rows.get(key)
 
-    def remember_holders(self, message_id: str, keys: set[RecipientKey]) -> None:
-        self.holders[message_id] = set(keys)
+    def remember_holders(self, message: MessageKey, keys: set[RecipientKey]) -> None:
+        self.holders[message] = set(keys)
 
-    def known_holders(self, message_id: str) -> set[RecipientKey] | None:
-        h = self.holders.get(message_id)
+    def known_holders(self, message: MessageKey) -> set[RecipientKey] | None:
+        h = self.holders.get(message)
         if h is None and self.complete:
             return set()
         return h
@@ -76,14 +77,16 @@ class RowCache:
             old = recipients.get(key)
             old_mid = old.message_id if old is not None and old is not MISSING else None
             if old_mid != row.message_id:
-                if old_mid is not None and old_mid in self.holders:
-                    self.holders[old_mid].discard(key)
+                run_key = key[:3]
+                if old_mid is not None and (old_key := (*run_key, old_mid)) in self.holders:
+                    self.holders[old_key].discard(key)
                 if row.message_id is not None:
-                    h = self.holders.get(row.message_id)
+                    new_key = (*run_key, row.message_id)
+                    h = self.holders.get(new_key)
                     if h is not None:
                         h.add(key)
                     elif self.complete:
-                        self.holders[row.message_id] = {key}
+                        self.holders[new_key] = {key}
             recipients[key] = row
         t["messages"].update(changes.messages)
         t["snapshots"].update(changes.snapshots)

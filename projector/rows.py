@@ -23,11 +23,21 @@ DLR_TERMINAL = frozenset({"delivered", "undelivered", "expired", "rejected", "fa
 # Ordering key of the event that set a value: (occurred_at, event_id).
 EventKey = tuple[datetime, str]
 
+# Identities (F12): ids are unique only within their parent, so every key
+# starts with the campaign's (workspace_id, campaign_id), and every row below
+# a run with the run's key. Keys are flat tuples in table-key column order.
+CampaignKey = tuple[str, str]  # (workspace_id, campaign_id)
+RunKey = tuple[str, str, str]  # (workspace_id, campaign_id, run_id)
+BatchKey = tuple[str, str, str, str]  # RunKey + (batch_id,)
+RecipientKey = tuple[str, str, str, str]  # RunKey + (recipient_id,)
+MessageKey = tuple[str, str, str, str]  # RunKey + (message_id,)
+AttemptKey = tuple[str, str, str, str, int]  # RecipientKey + (attempt,)
+
 
 @dataclass(slots=True)
 class CampaignRow:
-    campaign_id: str
     workspace_id: str
+    campaign_id: str
     name: str | None = None
     channel: str | None = None
     channel_name: str | None = None
@@ -37,12 +47,16 @@ class CampaignRow:
     defined_event_id: str | None = None
     updated_at: datetime | None = None
 
+    @property
+    def key(self) -> CampaignKey:
+        return (self.workspace_id, self.campaign_id)
+
 
 @dataclass(slots=True)
 class RunRow:
-    run_id: str
-    campaign_id: str
     workspace_id: str
+    campaign_id: str
+    run_id: str
     # run.scheduled (latest occurred_at wins)
     scheduled_at: datetime | None = None
     recipient_count: int = 0
@@ -75,6 +89,14 @@ class RunRow:
     last_sent_at: datetime | None = None
 
     @property
+    def key(self) -> RunKey:
+        return (self.workspace_id, self.campaign_id, self.run_id)
+
+    @property
+    def campaign_key(self) -> CampaignKey:
+        return (self.workspace_id, self.campaign_id)
+
+    @property
     def status(self) -> str:
         """Engine status (F3): scheduled < claimed < terminal; never moves back."""
         if self.terminal_status is not None:
@@ -100,9 +122,10 @@ class RunRow:
 
 @dataclass(slots=True)
 class BatchRow:
+    workspace_id: str
+    campaign_id: str
     run_id: str
     batch_id: str
-    campaign_id: str
     seen: bool = False  # any batch.* event applied (a submit alone does not list a batch)
     batch_sequence: int | None = None
     recipient_count: int = 0
@@ -116,6 +139,10 @@ class BatchRow:
     error_detail: dict[str, Any] | None = None
     sent_count: int = 0
     failed_count: int = 0
+
+    @property
+    def key(self) -> BatchKey:
+        return (self.workspace_id, self.campaign_id, self.run_id, self.batch_id)
 
     @property
     def empty(self) -> bool:
@@ -139,9 +166,10 @@ class BatchRow:
 
 @dataclass(slots=True)
 class RecipientRow:
+    workspace_id: str
+    campaign_id: str
     run_id: str
     recipient_id: str
-    campaign_id: str
     # membership from batch.created (smallest batch_sequence wins)
     phone_number: str | None = None
     batch_sequence: int | None = None
@@ -157,6 +185,14 @@ class RecipientRow:
     reason: str | None = None
     # delivery status of the winning message, copied from its message row (F5)
     delivery_status: str | None = None
+
+    @property
+    def key(self) -> RecipientKey:
+        return (self.workspace_id, self.campaign_id, self.run_id, self.recipient_id)
+
+    @property
+    def run_key(self) -> RunKey:
+        return (self.workspace_id, self.campaign_id, self.run_id)
 
     @property
     def sent_at(self) -> datetime | None:
@@ -190,10 +226,11 @@ class RecipientRow:
 class AttemptRow:
     """One submit attempt of a recipient (F4 within an attempt: later, then larger id)."""
 
+    workspace_id: str
+    campaign_id: str
     run_id: str
     recipient_id: str
     attempt: int
-    campaign_id: str
     submitted_at: datetime
     event_id: str
     outcome: str
@@ -204,9 +241,10 @@ class AttemptRow:
 
 @dataclass(slots=True)
 class MessageRow:
-    message_id: str
-    run_id: str
+    workspace_id: str
     campaign_id: str
+    run_id: str
+    message_id: str
     status: str
     reported_at: datetime
     event_id: str
@@ -215,8 +253,9 @@ class MessageRow:
 
 @dataclass(slots=True)
 class SnapshotRow:
-    run_id: str
+    workspace_id: str
     campaign_id: str
+    run_id: str
     event_at: datetime
     event_id: str
     frozen_at: datetime

@@ -3,7 +3,7 @@
 ``projector.fold`` applies events one at a time in Python; a rebuild of a year
 of history through it runs at ~15k events/s, bounded by per-event Python work
 and per-flush DuckDB upserts. Over a *complete* set of events every rule of
-F1-F11 is a choice of winner or a count, which DuckDB computes for the whole
+F1-F12 is a choice of winner or a count, which DuckDB computes for the whole
 set in a few vectorised passes:
 
 * winners (F3-F6, F10, the campaign definition): ``row_number()`` over the
@@ -57,6 +57,9 @@ EVENT_FIELDS: dict[str, object] = {
 EVENT_STRUCT = json.dumps(EVENT_FIELDS)
 
 _TERMINAL_DLR = ", ".join(f"'{s}'" for s in sorted(DLR_TERMINAL))
+# Identity columns (F12): rows below a campaign are keyed by their run's key.
+CAMPAIGN = "workspace_id, campaign_id"
+RUN = f"{CAMPAIGN}, run_id"
 _FAILED_DLR = ", ".join(f"'{s}'" for s in sorted(DLR_TERMINAL - {"delivered"}))
 
 
@@ -92,9 +95,9 @@ def run_counters(scope: str = "") -> str:
 
     F7, F9 (the sent-at range and counts analytics sum) and F11 in one place
     for the rebuild and the merge; ``scope`` narrows the runs counted (the
-    merge recounts only those it touched, e.g. ``" SEMI JOIN keys USING (run_id)"``).
+    merge recounts only those it touched: ``" SEMI JOIN keys USING (<run key>)"``).
     """
-    return f"""rc AS (SELECT run_id, count(*) AS known_recipients,
+    return f"""rc AS (SELECT {RUN}, count(*) AS known_recipients,
               count(*) FILTER (WHERE outcome = 'sent') AS sent,
               count(*) FILTER (WHERE outcome = 'failed') AS failed,
               count(*) FILTER (WHERE outcome = 'skipped') AS skipped,
@@ -104,10 +107,10 @@ def run_counters(scope: str = "") -> str:
                   AS failed_delivery,
               min(submitted_at) FILTER (WHERE outcome = 'sent') AS first_sent_at,
               max(submitted_at) FILTER (WHERE outcome = 'sent') AS last_sent_at
-       FROM recipients{scope} GROUP BY run_id),
-bc AS (SELECT run_id, count(*) FILTER (WHERE seen) AS batches_seen,
+       FROM recipients{scope} GROUP BY ALL),
+bc AS (SELECT {RUN}, count(*) FILTER (WHERE seen) AS batches_seen,
               count(*) FILTER (WHERE terminal_status = 'completed') AS batches_completed
-       FROM batches{scope} GROUP BY run_id)"""
+       FROM batches{scope} GROUP BY ALL)"""
 
 
 def _first(table: str, key: str, order: str) -> str:
@@ -137,85 +140,83 @@ def _reads(source: str, messages: str = "messages") -> tuple[str, ...]:
         # 1M events: 0.16 s instead of 0.23 s for a window over every submit).
         f"""CREATE OR REPLACE TEMP TABLE sf_sub AS
 WITH s AS MATERIALIZED (
-  SELECT fields.run_id AS run_id, fields.recipient_id AS recipient_id,
-         fields.attempt AS attempt, fields.campaign_id AS campaign_id,
-         fields.occurred_at AS ev_at, fields.event_id AS event_id, fields.outcome AS outcome,
+  SELECT fields.workspace_id AS workspace_id, fields.campaign_id AS campaign_id,
+         fields.run_id AS run_id, fields.recipient_id AS recipient_id,
+         fields.attempt AS attempt, fields.occurred_at AS ev_at, fields.event_id AS event_id,
+         fields.outcome AS outcome,
          fields.message_id AS message_id, fields.batch_id AS batch_id,
          fields.reason AS reason, fields.phone_number AS phone_number
   FROM {source} WHERE event_type = 'message.submitted')
-SELECT * FROM {_first("s", "run_id, recipient_id, attempt", "ev_at DESC, event_id DESC")}""",
+SELECT * FROM {_first("s", f"{RUN}, recipient_id, attempt", "ev_at DESC, event_id DESC")}""",
         # F5: terminal beats non-terminal, then later, then larger id.
         f"""INSERT INTO {messages} BY NAME
 SELECT * FROM (
-  SELECT fields.message_id AS message_id, fields.run_id AS run_id,
-         fields.campaign_id AS campaign_id, fields.status AS status,
+  SELECT fields.workspace_id AS workspace_id, fields.campaign_id AS campaign_id,
+         fields.run_id AS run_id, fields.message_id AS message_id, fields.status AS status,
          fields.occurred_at AS reported_at, fields.event_id AS event_id,
          fields.error_code AS error_code
   FROM {source} WHERE event_type = 'message.dlr')
-QUALIFY row_number() OVER (PARTITION BY message_id
+QUALIFY row_number() OVER (PARTITION BY {RUN}, message_id
     ORDER BY status IN ({_TERMINAL_DLR}) DESC, reported_at DESC, event_id DESC) = 1""",
         f"""CREATE OR REPLACE TEMP TABLE sf_e AS
 SELECT event_type AS type, fields.occurred_at AS ev_at, fields.*
 FROM {source} WHERE event_type NOT IN ('message.submitted', 'message.dlr')""",
-        # The run each run-bearing event names; identity from its events (F3: a
-        # run known only from later events exists). Events of one run name one
-        # campaign (the contract's key); min() is only a deterministic choice.
+        # The run each run-bearing event names (F3: a run known only from
+        # later events exists), and its latest event (F8).
         f"""CREATE OR REPLACE TEMP TABLE sf_runs AS
-SELECT fields.run_id AS run_id, min(fields.campaign_id) AS campaign_id,
-       min(fields.workspace_id) AS workspace_id, max(fields.occurred_at) AS updated_at
-FROM {source} WHERE fields.run_id IS NOT NULL GROUP BY 1""",
-        # A campaign's tenant (smallest id if events disagree, as in the Python
-        # fold), its latest event, and how many events it has.
+SELECT fields.workspace_id AS workspace_id, fields.campaign_id AS campaign_id,
+       fields.run_id AS run_id, max(fields.occurred_at) AS updated_at
+FROM {source} WHERE fields.run_id IS NOT NULL GROUP BY ALL""",
+        # Each campaign (F12: a workspace's), its latest event, how many events it has.
         f"""CREATE OR REPLACE TEMP TABLE sf_campaigns AS
-SELECT fields.campaign_id AS campaign_id, min(fields.workspace_id) AS workspace_id,
+SELECT fields.workspace_id AS workspace_id, fields.campaign_id AS campaign_id,
        max(fields.occurred_at) AS updated_at, count(*) AS events
-FROM {source} GROUP BY 1""",
+FROM {source} GROUP BY ALL""",
     )
 
 
 # F11 membership: the smallest (batch_sequence, batch_id) naming a recipient.
 _MEMBERS = (
-    """CREATE OR REPLACE TEMP TABLE sf_named AS
-SELECT run_id, m.recipient_id AS recipient_id, m.phone_number AS phone_number,
+    f"""CREATE OR REPLACE TEMP TABLE sf_named AS
+SELECT {RUN}, m.recipient_id AS recipient_id, m.phone_number AS phone_number,
        batch_sequence, batch_id
-FROM (SELECT run_id, batch_id, batch_sequence,
+FROM (SELECT {RUN}, batch_id, batch_sequence,
              unnest(from_json(recipients,
-                              '[{"recipient_id": "VARCHAR", "phone_number": "VARCHAR"}]')) AS m
+                              '[{{"recipient_id": "VARCHAR", "phone_number": "VARCHAR"}}]')) AS m
       FROM sf_e WHERE type = 'batch.created')""",
     f"""CREATE OR REPLACE TEMP TABLE sf_members AS
-SELECT * FROM {_first("sf_named", "run_id, recipient_id", "batch_sequence, batch_id")}""",
+SELECT * FROM {_first("sf_named", f"{RUN}, recipient_id", "batch_sequence, batch_id")}""",
 )
 
 _STEPS = (
-    """INSERT INTO attempts BY NAME
-SELECT run_id, recipient_id, attempt, campaign_id, ev_at AS submitted_at, event_id, outcome,
+    f"""INSERT INTO attempts BY NAME
+SELECT {RUN}, recipient_id, attempt, ev_at AS submitted_at, event_id, outcome,
        message_id, batch_id, reason
 FROM sf_sub""",
     *_MEMBERS,
     # F4: the highest attempt wins, then the later, then the larger id. A
     # recipient is named by a batch, a submit, or both (F11).
     f"""INSERT INTO recipients BY NAME
-WITH w AS {_first("sf_sub", "run_id, recipient_id", "attempt DESC, ev_at DESC, event_id DESC")}
-SELECT run_id, recipient_id, r.campaign_id, m.phone_number, m.batch_sequence,
+WITH w AS {_first("sf_sub", f"{RUN}, recipient_id", "attempt DESC, ev_at DESC, event_id DESC")}
+SELECT {RUN}, recipient_id, m.phone_number, m.batch_sequence,
        m.batch_id AS created_batch_id, w.attempt, w.ev_at AS submitted_at,
        w.event_id AS submit_event_id, w.outcome, w.message_id, w.batch_id AS submit_batch_id,
        w.phone_number AS submit_phone, w.reason, msg.status AS delivery_status
-FROM sf_members m FULL JOIN w USING (run_id, recipient_id)
-JOIN sf_runs r USING (run_id)
-LEFT JOIN messages msg ON msg.message_id = w.message_id""",
+FROM sf_members m FULL JOIN w USING ({RUN}, recipient_id)
+LEFT JOIN messages msg USING ({RUN}, message_id)""",
     # F6: created latest, started and terminal earliest; counts by winning submits.
     f"""INSERT INTO batches BY NAME
-WITH cr AS ({_latest("type = 'batch.created'", "run_id, batch_id")}),
-st AS ({_earliest("type = 'batch.started'", "run_id, batch_id")}),
-te AS ({_earliest("type IN ('batch.completed', 'batch.failed')", "run_id, batch_id")}),
-seen AS (SELECT DISTINCT run_id, batch_id FROM sf_e WHERE type LIKE 'batch.%'),
-cnt AS (SELECT run_id, submit_batch_id AS batch_id,
+WITH cr AS ({_latest("type = 'batch.created'", f"{RUN}, batch_id")}),
+st AS ({_earliest("type = 'batch.started'", f"{RUN}, batch_id")}),
+te AS ({_earliest("type IN ('batch.completed', 'batch.failed')", f"{RUN}, batch_id")}),
+seen AS (SELECT DISTINCT {RUN}, batch_id FROM sf_e WHERE type LIKE 'batch.%'),
+cnt AS (SELECT {RUN}, submit_batch_id AS batch_id,
                count(*) FILTER (WHERE outcome = 'sent') AS sent_count,
                count(*) FILTER (WHERE outcome = 'failed') AS failed_count
         FROM recipients WHERE submit_batch_id IS NOT NULL GROUP BY ALL),
-keys AS (SELECT run_id, batch_id FROM seen
-         UNION SELECT run_id, batch_id FROM cnt WHERE sent_count > 0 OR failed_count > 0)
-SELECT k.run_id, k.batch_id, r.campaign_id, seen.run_id IS NOT NULL AS seen,
+keys AS (SELECT {RUN}, batch_id FROM seen
+         UNION SELECT {RUN}, batch_id FROM cnt WHERE sent_count > 0 OR failed_count > 0)
+SELECT {RUN}, batch_id, seen.run_id IS NOT NULL AS seen,
        cr.batch_sequence, coalesce(json_array_length(cr.recipients), 0)
            AS recipient_count,
        cr.ev_at AS created_at, cr.event_id AS created_event_id,
@@ -223,25 +224,25 @@ SELECT k.run_id, k.batch_id, r.campaign_id, seen.run_id IS NOT NULL AS seen,
        substr(te.type, 7) AS terminal_status, te.ev_at AS terminal_at,
        te.event_id AS terminal_event_id, te.error_detail,
        coalesce(cnt.sent_count, 0) AS sent_count, coalesce(cnt.failed_count, 0) AS failed_count
-FROM keys k JOIN sf_runs r USING (run_id)
-LEFT JOIN seen USING (run_id, batch_id) LEFT JOIN cr USING (run_id, batch_id)
-LEFT JOIN st USING (run_id, batch_id) LEFT JOIN te USING (run_id, batch_id)
-LEFT JOIN cnt USING (run_id, batch_id)""",
+FROM keys k
+LEFT JOIN seen USING ({RUN}, batch_id) LEFT JOIN cr USING ({RUN}, batch_id)
+LEFT JOIN st USING ({RUN}, batch_id) LEFT JOIN te USING ({RUN}, batch_id)
+LEFT JOIN cnt USING ({RUN}, batch_id)""",
     # F10: the latest snapshot wins.
     f"""INSERT INTO snapshots BY NAME
-SELECT run_id, campaign_id, ev_at AS event_at, event_id, frozen_at, channel, provider, sender_id,
+SELECT {RUN}, ev_at AS event_at, event_id, frozen_at, channel, provider, sender_id,
        template, personalized, body, cost.total_cost AS total_cost,
        cost.currency_units AS currency_units, recipient_count,
        from_json(recipients, '["VARCHAR"]') AS recipients
-FROM ({_latest("type = 'run.snapshot_frozen'", "run_id")})""",
+FROM ({_latest("type = 'run.snapshot_frozen'", RUN)})""",
     # F3, F7, F8, F11: the run's winners and its counters over recipients and batches.
     f"""INSERT INTO runs BY NAME
-WITH sc AS ({_latest("type = 'run.scheduled'", "run_id")}),
-cl AS ({_earliest("type = 'run.claimed'", "run_id")}),
-te AS ({_earliest("type IN ('run.completed', 'run.failed', 'run.cancelled')", "run_id")}),
-sn AS (SELECT DISTINCT run_id FROM sf_e WHERE type = 'run.snapshot_frozen'),
+WITH sc AS ({_latest("type = 'run.scheduled'", RUN)}),
+cl AS ({_earliest("type = 'run.claimed'", RUN)}),
+te AS ({_earliest("type IN ('run.completed', 'run.failed', 'run.cancelled')", RUN)}),
+sn AS (SELECT DISTINCT {RUN} FROM sf_e WHERE type = 'run.snapshot_frozen'),
 {run_counters()}
-SELECT r.run_id, r.campaign_id, r.workspace_id, sc.scheduled_at,
+SELECT {RUN}, sc.scheduled_at,
        coalesce(sc.recipient_count, 0) AS recipient_count, sc.batch_size,
        sc.total_batches AS declared_total_batches, sc.max_attempts,
        sc.ev_at AS scheduled_event_at, sc.event_id AS scheduled_event_id,
@@ -256,15 +257,15 @@ SELECT r.run_id, r.campaign_id, r.workspace_id, sc.scheduled_at,
        coalesce(bc.batches_seen, 0) AS batches_seen,
        coalesce(bc.batches_completed, 0) AS batches_completed,
        rc.first_sent_at, rc.last_sent_at
-FROM sf_runs r LEFT JOIN sc USING (run_id) LEFT JOIN cl USING (run_id)
-LEFT JOIN te USING (run_id) LEFT JOIN sn USING (run_id) LEFT JOIN rc USING (run_id)
-LEFT JOIN bc USING (run_id)""",
+FROM sf_runs r LEFT JOIN sc USING ({RUN}) LEFT JOIN cl USING ({RUN})
+LEFT JOIN te USING ({RUN}) LEFT JOIN sn USING ({RUN}) LEFT JOIN rc USING ({RUN})
+LEFT JOIN bc USING ({RUN})""",
     # The campaign's latest definition.
     f"""INSERT INTO campaigns BY NAME
-WITH d AS ({_latest("type = 'campaign.defined'", "campaign_id")})
-SELECT c.campaign_id, c.workspace_id, d.name, d.channel, d.channel_name, d.provider,
+WITH d AS ({_latest("type = 'campaign.defined'", CAMPAIGN)})
+SELECT {CAMPAIGN}, d.name, d.channel, d.channel_name, d.provider,
        d.campaign_type, d.ev_at AS defined_at, d.event_id AS defined_event_id, c.updated_at
-FROM sf_campaigns c LEFT JOIN d USING (campaign_id)""",
+FROM sf_campaigns c LEFT JOIN d USING ({CAMPAIGN})""",
 )
 
 _TEMP = ("sf_e", "sf_runs", "sf_sub", "sf_named", "sf_members", "sf_campaigns", "sf_src")
@@ -350,18 +351,18 @@ def normalise_error_details(con: duckdb.DuckDBPyConnection, only: str | None = N
     """Store ``error_detail`` as the Python fold does (``json.dumps(sort_keys=True)``).
 
     DuckDB writes JSON compactly and keeps key order; the rows are few (failed
-    batches), so Python re-serialises them: all, or those whose (run_id,
-    batch_id) the relation ``only`` names.
+    batches), so Python re-serialises them: all, or those whose keys the
+    relation ``only`` names.
     """
-    keys = f" AND (run_id, batch_id) IN (SELECT run_id, batch_id FROM {only})" if only else ""
+    key = f"{RUN}, batch_id"
+    keys = f" AND ({key}) IN (SELECT {key} FROM {only})" if only else ""
     rows = con.execute(
-        f"SELECT run_id, batch_id, error_detail FROM batches WHERE error_detail IS NOT NULL{keys}"
+        f"SELECT error_detail, {key} FROM batches WHERE error_detail IS NOT NULL{keys}"
     ).fetchall()
-    fixed = [
-        (json.dumps(json.loads(detail), sort_keys=True), run_id, batch_id)
-        for run_id, batch_id, detail in rows
-    ]
+    fixed = [(json.dumps(json.loads(detail), sort_keys=True), *k) for detail, *k in rows]
     if fixed:
         con.executemany(
-            "UPDATE batches SET error_detail = ? WHERE run_id = ? AND batch_id = ?", fixed
+            "UPDATE batches SET error_detail = ? WHERE workspace_id = ? AND campaign_id = ? "
+            "AND run_id = ? AND batch_id = ?",
+            fixed,
         )

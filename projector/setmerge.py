@@ -10,7 +10,7 @@ Counters are not merged but recounted, for the runs and batches the events
 touch only, from the recipient and batch rows (the sums the Python fold
 maintains by differences).
 
-Like ``setfold`` this is a second statement of F1-F11:
+Like ``setfold`` this is a second statement of F1-F12:
 ``tests/fold/test_setmerge.py`` folds hypothesis histories chunk by chunk
 through it and requires the Python fold's tables.
 
@@ -24,9 +24,12 @@ from dataclasses import dataclass
 
 import duckdb
 
+from projector.rows import CampaignKey, RunKey
 from projector.setfold import (
     _MEMBERS,
     _TERMINAL_DLR,
+    CAMPAIGN,
+    RUN,
     _earliest,
     _first,
     _latest,
@@ -54,6 +57,16 @@ def _wins_earlier(new: tuple[str, str], old: tuple[str, str]) -> str:
     return f"({old[0]} IS NULL OR {_gt((old[0], f'coalesce({old[1]}, {chr(39) * 2})'), new)})"
 
 
+def _on(a: str, b: str, columns: str) -> str:
+    """SQL matching the ``columns`` (a comma list) of the aliases ``a`` and ``b``."""
+    return " AND ".join(f"{a}.{c} = {b}.{c}" for c in (c.strip() for c in columns.split(",")))
+
+
+def _on_list(alias: str, columns: str) -> str:
+    """The ``columns`` (a comma list) qualified by ``alias``."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
 def _pick(win: str, pairs: tuple[tuple[str, str, str], ...]) -> str:
     """Columns taken from the new side when ``win`` holds, else from the stored row."""
     return ",\n       ".join(
@@ -66,35 +79,28 @@ _READ_TEMP = ("sm_msg_new",)
 _MERGE = (
     # Attempts: within one attempt the later, then larger id (F4).
     f"""INSERT OR REPLACE INTO attempts BY NAME
-SELECT n.run_id, n.recipient_id, n.attempt, n.campaign_id, n.ev_at AS submitted_at, n.event_id,
-       n.outcome, n.message_id, n.batch_id, n.reason
-FROM sf_sub n LEFT JOIN attempts o
-  ON o.run_id = n.run_id AND o.recipient_id = n.recipient_id AND o.attempt = n.attempt
-WHERE o.run_id IS NULL OR {_gt(("n.ev_at", "n.event_id"), ("o.submitted_at", "o.event_id"))}""",
+SELECT n.workspace_id, n.campaign_id, n.run_id, n.recipient_id, n.attempt,
+       n.ev_at AS submitted_at, n.event_id, n.outcome, n.message_id, n.batch_id, n.reason
+FROM sf_sub n LEFT JOIN attempts o ON {_on("o", "n", f"{RUN}, recipient_id, attempt")}
+WHERE o.event_id IS NULL OR {_gt(("n.ev_at", "n.event_id"), ("o.submitted_at", "o.event_id"))}""",
     # Reports (F5): terminal beats non-terminal, then later, then larger id.
     f"""CREATE OR REPLACE TEMP TABLE sm_msg_won AS
-SELECT n.* FROM sm_msg_new n LEFT JOIN messages o ON o.message_id = n.message_id
-WHERE o.message_id IS NULL OR {
+SELECT n.* FROM sm_msg_new n LEFT JOIN messages o ON {_on("o", "n", f"{RUN}, message_id")}
+WHERE o.event_id IS NULL OR {
         _gt(
             (f"(n.status IN ({_TERMINAL_DLR}))::INT", "n.reported_at", "n.event_id"),
             (f"(o.status IN ({_TERMINAL_DLR}))::INT", "o.reported_at", "o.event_id"),
         )
     }""",
     "INSERT OR REPLACE INTO messages BY NAME SELECT * FROM sm_msg_won",
-    # Each touched run's identity: stored, else from these events (F3).
-    """CREATE OR REPLACE TEMP TABLE sm_run_ids AS
-SELECT n.run_id, coalesce(o.campaign_id, n.campaign_id) AS campaign_id,
-       coalesce(o.workspace_id, n.workspace_id) AS workspace_id
-FROM sf_runs n LEFT JOIN runs o USING (run_id)""",
     *_MEMBERS,
     # Recipients: the stored row against these events' winning submit (F4)
     # and first naming batch (F11).
     f"""CREATE OR REPLACE TEMP TABLE sm_rec AS
-WITH w AS {_first("sf_sub", "run_id, recipient_id", "attempt DESC, ev_at DESC, event_id DESC")},
-k AS (SELECT run_id, recipient_id FROM w UNION SELECT run_id, recipient_id FROM sf_members),
+WITH w AS {_first("sf_sub", f"{RUN}, recipient_id", "attempt DESC, ev_at DESC, event_id DESC")},
+k AS (SELECT {RUN}, recipient_id FROM w UNION SELECT {RUN}, recipient_id FROM sf_members),
 j AS (
-  SELECT k.run_id, k.recipient_id, ri.campaign_id AS run_campaign_id,
-         o.campaign_id AS o_campaign_id, o.phone_number AS o_phone_number,
+  SELECT {RUN}, recipient_id, o.phone_number AS o_phone_number,
          o.batch_sequence AS o_batch_sequence, o.created_batch_id AS o_created_batch_id,
          o.attempt AS o_attempt, o.submitted_at AS o_submitted_at,
          o.submit_event_id AS o_submit_event_id, o.outcome AS o_outcome,
@@ -117,12 +123,11 @@ j AS (
             ("o.attempt", "o.submitted_at", "o.submit_event_id"),
         )
     }) AS ww
-  FROM k JOIN sm_run_ids ri USING (run_id)
-  LEFT JOIN recipients o USING (run_id, recipient_id)
-  LEFT JOIN sf_members m USING (run_id, recipient_id)
-  LEFT JOIN w USING (run_id, recipient_id))
-SELECT run_id, recipient_id, coalesce(o_campaign_id, run_campaign_id) AS campaign_id,
-       o_submit_batch_id,
+  FROM k
+  LEFT JOIN recipients o USING ({RUN}, recipient_id)
+  LEFT JOIN sf_members m USING ({RUN}, recipient_id)
+  LEFT JOIN w USING ({RUN}, recipient_id))
+SELECT {RUN}, recipient_id, o_submit_batch_id,
        {
         _pick(
             "mw",
@@ -154,38 +159,35 @@ FROM j""",
     # top 500 then prunes row groups by zone maps (store.Store._write). On
     # two threads INSERT OR REPLACE does not keep the order; DELETE and a
     # plain INSERT do.
-    """DELETE FROM recipients
-WHERE (run_id, recipient_id) IN (SELECT run_id, recipient_id FROM sm_rec)""",
-    """INSERT INTO recipients BY NAME
+    f"""DELETE FROM recipients
+WHERE ({RUN}, recipient_id) IN (SELECT {RUN}, recipient_id FROM sm_rec)""",
+    f"""INSERT INTO recipients BY NAME
 SELECT r.* EXCLUDE (o_submit_batch_id), msg.status AS delivery_status
-FROM sm_rec r LEFT JOIN messages msg ON msg.message_id = r.message_id
-ORDER BY r.run_id, r.batch_sequence ASC NULLS LAST, r.recipient_id""",
-    # Recipients elsewhere whose message has a new winning report (the holder
-    # is the truth even if the report names another run).
-    """CREATE OR REPLACE TEMP TABLE sm_dlr_runs AS
-SELECT DISTINCT r.run_id FROM recipients r JOIN sm_msg_won m ON r.message_id = m.message_id
-WHERE r.delivery_status IS DISTINCT FROM m.status""",
-    """UPDATE recipients SET delivery_status = m.status FROM sm_msg_won m
-WHERE recipients.message_id = m.message_id
+FROM sm_rec r LEFT JOIN messages msg ON {_on("msg", "r", f"{RUN}, message_id")}
+ORDER BY {_on_list("r", RUN)}, r.batch_sequence ASC NULLS LAST, r.recipient_id""",
+    # Recipients whose message has a new winning report (F12: of the run
+    # the report names, which is among these events' runs).
+    f"""UPDATE recipients SET delivery_status = m.status FROM sm_msg_won m
+WHERE {_on("recipients", "m", f"{RUN}, message_id")}
   AND recipients.delivery_status IS DISTINCT FROM m.status""",
     # Batches: the stored row against these events' winners (F6); counts
     # recounted for every batch a winning submit entered or left.
-    """CREATE OR REPLACE TEMP TABLE sm_bkeys AS
-SELECT DISTINCT run_id, batch_id FROM sf_e WHERE type LIKE 'batch.%'
-UNION SELECT run_id, o_submit_batch_id FROM sm_rec WHERE o_submit_batch_id IS NOT NULL
-UNION SELECT run_id, submit_batch_id FROM sm_rec WHERE submit_batch_id IS NOT NULL""",
+    f"""CREATE OR REPLACE TEMP TABLE sm_bkeys AS
+SELECT DISTINCT {RUN}, batch_id FROM sf_e WHERE type LIKE 'batch.%'
+UNION SELECT {RUN}, o_submit_batch_id FROM sm_rec WHERE o_submit_batch_id IS NOT NULL
+UNION SELECT {RUN}, submit_batch_id FROM sm_rec WHERE submit_batch_id IS NOT NULL""",
     f"""CREATE OR REPLACE TEMP TABLE sm_batches AS
-WITH cr AS ({_latest("type = 'batch.created'", "run_id, batch_id")}),
-st AS ({_earliest("type = 'batch.started'", "run_id, batch_id")}),
-te AS ({_earliest("type IN ('batch.completed', 'batch.failed')", "run_id, batch_id")}),
-seen AS (SELECT DISTINCT run_id, batch_id FROM sf_e WHERE type LIKE 'batch.%'),
-cnt AS (SELECT r.run_id, r.submit_batch_id AS batch_id,
+WITH cr AS ({_latest("type = 'batch.created'", f"{RUN}, batch_id")}),
+st AS ({_earliest("type = 'batch.started'", f"{RUN}, batch_id")}),
+te AS ({_earliest("type IN ('batch.completed', 'batch.failed')", f"{RUN}, batch_id")}),
+seen AS (SELECT DISTINCT {RUN}, batch_id FROM sf_e WHERE type LIKE 'batch.%'),
+cnt AS (SELECT {_on_list("r", RUN)}, r.submit_batch_id AS batch_id,
                count(*) FILTER (WHERE r.outcome = 'sent') AS sent_count,
                count(*) FILTER (WHERE r.outcome = 'failed') AS failed_count
         FROM recipients r JOIN sm_bkeys k
-          ON r.run_id = k.run_id AND r.submit_batch_id = k.batch_id GROUP BY ALL),
+          ON {_on("r", "k", RUN)} AND r.submit_batch_id = k.batch_id GROUP BY ALL),
 j AS (
-  SELECT k.run_id, k.batch_id, coalesce(o.campaign_id, ri.campaign_id) AS campaign_id,
+  SELECT {RUN}, batch_id,
          coalesce(o.seen, false) OR seen.run_id IS NOT NULL AS seen,
          o.batch_sequence AS o_batch_sequence, o.recipient_count AS o_recipient_count,
          o.created_at AS o_created_at, o.created_event_id AS o_created_event_id,
@@ -207,13 +209,11 @@ j AS (
         _wins_earlier(("te.ev_at", "te.event_id"), ("o.terminal_at", "o.terminal_event_id"))
     } AS tew,
          coalesce(cnt.sent_count, 0) AS sent_count, coalesce(cnt.failed_count, 0) AS failed_count
-  FROM sm_bkeys k JOIN (SELECT run_id, campaign_id FROM sm_run_ids
-                        UNION ALL SELECT run_id, campaign_id FROM runs
-                        ANTI JOIN sm_run_ids USING (run_id)) ri USING (run_id)
-  LEFT JOIN batches o USING (run_id, batch_id) LEFT JOIN seen USING (run_id, batch_id)
-  LEFT JOIN cr USING (run_id, batch_id) LEFT JOIN st USING (run_id, batch_id)
-  LEFT JOIN te USING (run_id, batch_id) LEFT JOIN cnt USING (run_id, batch_id))
-SELECT run_id, batch_id, campaign_id, seen,
+  FROM sm_bkeys k
+  LEFT JOIN batches o USING ({RUN}, batch_id) LEFT JOIN seen USING ({RUN}, batch_id)
+  LEFT JOIN cr USING ({RUN}, batch_id) LEFT JOIN st USING ({RUN}, batch_id)
+  LEFT JOIN te USING ({RUN}, batch_id) LEFT JOIN cnt USING ({RUN}, batch_id))
+SELECT {RUN}, batch_id, seen,
        {
         _pick(
             "crw",
@@ -249,33 +249,32 @@ SELECT run_id, batch_id, campaign_id, seen,
        sent_count, failed_count
 FROM j""",
     # A batch named by no batch event and counting no submit is as absent (BatchRow.empty).
-    """DELETE FROM batches WHERE (run_id, batch_id) IN (
-  SELECT run_id, batch_id FROM sm_batches
+    f"""DELETE FROM batches WHERE ({RUN}, batch_id) IN (
+  SELECT {RUN}, batch_id FROM sm_batches
   WHERE NOT seen AND sent_count = 0 AND failed_count = 0)""",
     """INSERT OR REPLACE INTO batches BY NAME
 SELECT * EXCLUDE (detail_new) FROM sm_batches
 WHERE seen OR sent_count > 0 OR failed_count > 0""",
     # F10: the latest snapshot wins.
     f"""INSERT OR REPLACE INTO snapshots BY NAME
-SELECT n.run_id, n.campaign_id, n.ev_at AS event_at, n.event_id, n.frozen_at, n.channel,
+SELECT {_on_list("n", RUN)}, n.ev_at AS event_at, n.event_id, n.frozen_at, n.channel,
        n.provider, n.sender_id, n.template, n.personalized, n.body,
        n.cost.total_cost AS total_cost, n.cost.currency_units AS currency_units,
        n.recipient_count, from_json(n.recipients, '["VARCHAR"]') AS recipients
-FROM ({_latest("type = 'run.snapshot_frozen'", "run_id")}) n
-LEFT JOIN snapshots o USING (run_id)
-WHERE o.run_id IS NULL OR {_gt(("n.ev_at", "n.event_id"), ("o.event_at", "o.event_id"))}""",
+FROM ({_latest("type = 'run.snapshot_frozen'", RUN)}) n
+LEFT JOIN snapshots o ON {_on("o", "n", RUN)}
+WHERE o.event_id IS NULL OR {_gt(("n.ev_at", "n.event_id"), ("o.event_at", "o.event_id"))}""",
     # Runs: the stored row against these events' winners (F3), updated_at
     # (F8), and every counter recounted (F7, F9, F11).
     f"""CREATE OR REPLACE TEMP TABLE sm_runs AS
-WITH keys AS (SELECT run_id FROM sf_runs UNION SELECT run_id FROM sm_dlr_runs),
-sc AS ({_latest("type = 'run.scheduled'", "run_id")}),
-cl AS ({_earliest("type = 'run.claimed'", "run_id")}),
-te AS ({_earliest("type IN ('run.completed', 'run.failed', 'run.cancelled')", "run_id")}),
-sn AS (SELECT DISTINCT run_id FROM sf_e WHERE type = 'run.snapshot_frozen'),
-{run_counters(" SEMI JOIN keys USING (run_id)")},
+WITH keys AS (SELECT {RUN} FROM sf_runs),
+sc AS ({_latest("type = 'run.scheduled'", RUN)}),
+cl AS ({_earliest("type = 'run.claimed'", RUN)}),
+te AS ({_earliest("type IN ('run.completed', 'run.failed', 'run.cancelled')", RUN)}),
+sn AS (SELECT DISTINCT {RUN} FROM sf_e WHERE type = 'run.snapshot_frozen'),
+{run_counters(f" SEMI JOIN keys USING ({RUN})")},
 j AS (
-  SELECT k.run_id, coalesce(o.campaign_id, n.campaign_id) AS campaign_id,
-         coalesce(o.workspace_id, n.workspace_id) AS workspace_id,
+  SELECT {RUN},
          o.scheduled_at AS o_scheduled_at, o.recipient_count AS o_recipient_count,
          o.batch_size AS o_batch_size, o.declared_total_batches AS o_declared_total_batches,
          o.max_attempts AS o_max_attempts, o.scheduled_event_at AS o_scheduled_event_at,
@@ -308,10 +307,10 @@ j AS (
          coalesce(bc.batches_seen, 0) AS batches_seen,
          coalesce(bc.batches_completed, 0) AS batches_completed,
          rc.first_sent_at, rc.last_sent_at
-  FROM keys k LEFT JOIN runs o USING (run_id) LEFT JOIN sf_runs n USING (run_id)
-  LEFT JOIN sc USING (run_id) LEFT JOIN cl USING (run_id) LEFT JOIN te USING (run_id)
-  LEFT JOIN sn USING (run_id) LEFT JOIN rc USING (run_id) LEFT JOIN bc USING (run_id))
-SELECT run_id, campaign_id, workspace_id, has_snapshot, updated_at,
+  FROM keys k LEFT JOIN runs o USING ({RUN}) LEFT JOIN sf_runs n USING ({RUN})
+  LEFT JOIN sc USING ({RUN}) LEFT JOIN cl USING ({RUN}) LEFT JOIN te USING ({RUN})
+  LEFT JOIN sn USING ({RUN}) LEFT JOIN rc USING ({RUN}) LEFT JOIN bc USING ({RUN}))
+SELECT {RUN}, has_snapshot, updated_at,
        {
         _pick(
             "scw",
@@ -355,12 +354,10 @@ SELECT run_id, campaign_id, workspace_id, has_snapshot, updated_at,
        batches_seen, batches_completed, first_sent_at, last_sent_at
 FROM j""",
     "INSERT OR REPLACE INTO runs BY NAME SELECT * FROM sm_runs",
-    # Campaigns: the smallest tenant id, the latest event, the latest definition.
+    # Campaigns: the latest event, the latest definition.
     f"""CREATE OR REPLACE TEMP TABLE sm_campaigns AS
-WITH d AS ({_latest("type = 'campaign.defined'", "campaign_id")})
-SELECT n.campaign_id,
-       CASE WHEN o.workspace_id IS NULL OR n.workspace_id < o.workspace_id
-            THEN n.workspace_id ELSE o.workspace_id END AS workspace_id,
+WITH d AS ({_latest("type = 'campaign.defined'", CAMPAIGN)})
+SELECT {CAMPAIGN},
        CASE WHEN o.updated_at IS NULL OR n.updated_at > o.updated_at
             THEN n.updated_at ELSE o.updated_at END AS updated_at,
        {
@@ -378,25 +375,24 @@ SELECT n.campaign_id,
             ),
         )
     }
-FROM sf_campaigns n LEFT JOIN campaigns o USING (campaign_id)
-LEFT JOIN d USING (campaign_id)""",
+FROM sf_campaigns n LEFT JOIN campaigns o USING ({CAMPAIGN})
+LEFT JOIN d USING ({CAMPAIGN})""",
     "INSERT OR REPLACE INTO campaigns BY NAME SELECT * FROM sm_campaigns",
 )
 
 _TEMP = (
     "sf_e", "sf_runs", "sf_sub", "sf_named", "sf_members", "sf_campaigns", "sm_msg_new",
-    "sm_msg_won", "sm_run_ids", "sm_rec", "sm_dlr_runs", "sm_bkeys", "sm_batches", "sm_runs",
-    "sm_campaigns",
+    "sm_msg_won", "sm_rec", "sm_bkeys", "sm_batches", "sm_runs", "sm_campaigns",
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Merged:
-    """What a merge changed: events read, and the campaigns whose rows it wrote."""
+    """What a merge changed: events read, and the campaigns and runs whose rows it wrote."""
 
     events: int
-    campaigns: frozenset[str]
-    run_ids: frozenset[str]
+    campaigns: frozenset[CampaignKey]
+    run_keys: frozenset[RunKey]
 
 
 def merge_into(con: duckdb.DuckDBPyConnection, source: str) -> Merged:
@@ -420,8 +416,8 @@ def merge_into(con: duckdb.DuckDBPyConnection, source: str) -> Merged:
     con.execute(";\n".join(steps))
     normalise_error_details(con, "sm_batches WHERE detail_new")
     n = con.execute("SELECT coalesce(sum(events), 0) FROM sf_campaigns").fetchone()[0]  # type: ignore[index]
-    runs = con.execute("SELECT run_id, campaign_id FROM sm_runs").fetchall()
-    campaigns = {c for (c,) in con.execute("SELECT campaign_id FROM sf_campaigns").fetchall()}
-    campaigns.update(c for _, c in runs)
+    runs = con.execute(f"SELECT {RUN} FROM sm_runs").fetchall()
+    campaigns = set(con.execute(f"SELECT {CAMPAIGN} FROM sf_campaigns").fetchall())
+    campaigns.update(r[:2] for r in runs)
     con.execute(";\n".join(f"DROP TABLE IF EXISTS {t}" for t in _TEMP))
-    return Merged(int(n), frozenset(campaigns), frozenset(r for r, _ in runs))
+    return Merged(int(n), frozenset(campaigns), frozenset(runs))

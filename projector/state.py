@@ -12,10 +12,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from projector.fold import Changes, DictPrior, RecipientKey, fold
+from projector.fold import Changes, DictPrior, fold
 from projector.rows import (
     BatchRow,
+    CampaignKey,
+    MessageKey,
+    RecipientKey,
     RecipientRow,
+    RunKey,
     RunRow,
 )
 
@@ -25,8 +29,8 @@ class State(DictPrior):
 
     def __init__(self) -> None:
         super().__init__()
-        self.by_message: dict[str, set[RecipientKey]] = defaultdict(set)
-        self._by_run: dict[str, set[RecipientKey]] = defaultdict(set)
+        self.by_message: dict[MessageKey, set[RecipientKey]] = defaultdict(set)
+        self._by_run: dict[RunKey, set[RecipientKey]] = defaultdict(set)
 
     # -- writing -------------------------------------------------------------
     def apply(self, events: Iterable[Any]) -> Changes:
@@ -41,30 +45,33 @@ class State(DictPrior):
         for key in changes.deleted_batches:
             del self.batches[key]
         for key, row in changes.recipients.items():
+            run_key = key[:3]
             old = self.recipients.get(key)
             if old is not None and old.message_id is not None and old.message_id != row.message_id:
-                self.by_message[old.message_id].discard(key)
+                self.by_message[(*run_key, old.message_id)].discard(key)
             if row.message_id is not None:
-                self.by_message[row.message_id].add(key)
-            self._by_run[key[0]].add(key)
+                self.by_message[(*run_key, row.message_id)].add(key)
+            self._by_run[run_key].add(key)
             self.recipients[key] = row
         self.messages.update(changes.messages)
         self.snapshots.update(changes.snapshots)
         self.attempts.update(changes.attempts)
-        for run_id in changes.sent_range_dirty:
-            run = self.runs[run_id]
+        for run_key in changes.sent_range_dirty:
+            run = self.runs[run_key]
             sent = [
-                r.sent_at for k in self._by_run.get(run_id, ()) if (r := self.recipients[k]).sent_at
+                r.sent_at
+                for k in self._by_run.get(run_key, ())
+                if (r := self.recipients[k]).sent_at
             ]
             run.first_sent_at = min(sent) if sent else None
             run.last_sent_at = max(sent) if sent else None
 
     # -- reading -------------------------------------------------------------
-    def runs_of(self, campaign_id: str) -> list[RunRow]:
-        return [r for r in self.runs.values() if r.campaign_id == campaign_id]
+    def runs_of(self, campaign: CampaignKey) -> list[RunRow]:
+        return [r for key, r in self.runs.items() if key[:2] == campaign]
 
-    def batches_of(self, run_id: str) -> list[BatchRow]:
-        return [b for (rid, _), b in self.batches.items() if rid == run_id]
+    def batches_of(self, run: RunKey) -> list[BatchRow]:
+        return [b for key, b in self.batches.items() if key[:3] == run]
 
-    def recipients_of(self, run_id: str) -> list[RecipientRow]:
-        return [self.recipients[k] for k in self._by_run.get(run_id, ())]
+    def recipients_of(self, run: RunKey) -> list[RecipientRow]:
+        return [self.recipients[k] for k in self._by_run.get(run, ())]

@@ -21,19 +21,18 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from projector.errors import StoreError, StoreLockedError
+from projector.errors import StoreError, StoreLockedError, StoreVersionError
 from projector.fold import (
     Changes,
     DictPrior,
     LoadPlan,
-    RecipientKey,
     fold,
     plan_loads,
     submit_batch_keys,
 )
 from projector.logmark import LogMark
 from projector.rowcache import MISSING, RowCache
-from projector.rows import RecipientRow, RunRow
+from projector.rows import CampaignKey, MessageKey, RecipientKey, RecipientRow, RunRow
 from projector.setfold import (
     add_keys_and_indexes,
     fold_into,
@@ -47,23 +46,25 @@ from projector.tables import (
     ATTEMPTS,
     BATCHES,
     BOOKKEEPING_DDL,
+    CAMPAIGN_KEY,
     CAMPAIGNS,
     MESSAGES,
     PROJECTIONS,
     RECIPIENTS,
+    RUN_KEY,
     RUNS,
     SCHEMA_VERSION,
     SNAPSHOTS,
     VIEWS_DDL,
     Table,
 )
-from projector.views import recipient_sort_key
 from schemas import EVENT_ADAPTER
 from schemas.fastdecode import FastEvent
 
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+_NO_HEADS: Mapping[str, int] = {}
 # DuckDB threads while a flush merges in SQL (see Store._flush_merged).
 MERGE_THREADS = 2
 # Keys per statement where a table's keys are in no order (message ids):
@@ -100,7 +101,7 @@ class FlushResult:
     seq: int
     events: int
     deadletters: int
-    changed_campaigns: frozenset[str]
+    changed_campaigns: frozenset[CampaignKey]
     changes: Changes = field(repr=False)
 
 
@@ -155,14 +156,16 @@ class Store:
         # (projector.setmerge) instead of in Python; 0: never.
         self.merge_min_events = merge_min_events
         self._cache = RowCache(cache_max_rows, complete=False)
-        # campaign_id -> (workspace_id, position): every campaign, kept by the
-        # writer, so the API answers polls of unchanged campaigns from memory.
-        self._heads: dict[str, tuple[str, int]] = {}
-        # campaign_id -> {run_id: row as committed}: every run, kept by the
-        # writer, so status and analytics polls never wait for a DuckDB read.
-        # Inner dicts are replaced, never changed, so readers in other threads
-        # iterate them safely.
-        self._runs: dict[str, dict[str, RunRow]] = {}
+        # campaign_id -> {workspace_id: position}: every campaign, kept by the
+        # writer, so the API answers polls of unchanged campaigns from memory
+        # (and tells a campaign id of another workspace, 403, from an unknown
+        # one, 404, without a query). Inner dicts are replaced, never changed,
+        # so readers in other threads read them safely.
+        self._heads: dict[str, dict[str, int]] = {}
+        # (workspace_id, campaign_id) -> {run_id: row as committed}: every run,
+        # kept by the writer, so status and analytics polls never wait for a
+        # DuckDB read. Inner dicts are replaced, never changed, as above.
+        self._runs: dict[CampaignKey, dict[str, RunRow]] = {}
         self._con: duckdb.DuckDBPyConnection | None = None
         self._seq = 0
         self._lock = threading.Lock()
@@ -178,6 +181,7 @@ class Store:
         )
         try:
             self._con.execute("BEGIN")
+            self._check_version()
             for table in PROJECTIONS:
                 self._con.execute(table.ddl())
             for ddl in (*BOOKKEEPING_DDL, *VIEWS_DDL):
@@ -215,6 +219,15 @@ class Store:
             self.con.execute(f"SET threads = {int(self.threads)}")
         return self
 
+    def _check_version(self) -> None:
+        """Refuse a database of another projection layout before touching its tables."""
+        found = stored_version(self.con)
+        if found is not None and found != SCHEMA_VERSION:
+            self._con.execute("ROLLBACK")  # type: ignore[union-attr]
+            self._con.close()  # type: ignore[union-attr]
+            self._con = None
+            raise StoreVersionError(version_refusal(self.path, found))
+
     def _ensure_keys(self) -> None:
         """Build the keys and ``tables.INDEXES`` a rebuild left out, before an upsert needs them.
 
@@ -244,19 +257,19 @@ class Store:
             )
 
     def _load_heads(self) -> None:
-        self._heads = {
-            cid: (ws, int(pos))
-            for cid, ws, pos in self.con.execute(
-                "SELECT c.campaign_id, c.workspace_id, coalesce(p.position, 0) "
-                "FROM campaigns c LEFT JOIN campaign_positions p USING (campaign_id)"
-            ).fetchall()
-        }
+        heads: dict[str, dict[str, int]] = {}
+        for ws, cid, pos in self.con.execute(
+            "SELECT c.workspace_id, c.campaign_id, coalesce(p.position, 0) "
+            "FROM campaigns c LEFT JOIN campaign_positions p USING (workspace_id, campaign_id)"
+        ).fetchall():
+            heads.setdefault(cid, {})[ws] = int(pos)
+        self._heads = heads
 
     def _load_runs(self) -> None:
-        runs: dict[str, dict[str, RunRow]] = {}
+        runs: dict[CampaignKey, dict[str, RunRow]] = {}
         for t in self.con.execute(f"SELECT {RUNS.select_list} FROM runs").fetchall():
             row: RunRow = RUNS.from_tuple(t)
-            runs.setdefault(row.campaign_id, {})[row.run_id] = row
+            runs.setdefault(row.campaign_key, {})[row.run_id] = row
         self._runs = runs
 
     def close(self) -> None:
@@ -325,56 +338,60 @@ class Store:
         """Rows the plan names: from the cache, else one query per table."""
         prior = DictPrior()
         cache = self._cache
-        prior.campaigns.update(self._load(CAMPAIGNS, plan.campaign_ids))
-        prior.recipients.update(self._load(RECIPIENTS, plan.recipient_keys, runs=plan.run_ids))
-        ask: list[str] = []
-        for mid in plan.dlr_message_ids:
-            known = cache.known_holders(mid)
+        run_ids = sorted({k[2] for k in plan.run_keys})  # a coarse filter (zone maps)
+        prior.campaigns.update(self._load(CAMPAIGNS, plan.campaign_keys))
+        prior.recipients.update(self._load(RECIPIENTS, plan.recipient_keys, runs=run_ids))
+        ask: list[MessageKey] = []
+        for mkey in plan.dlr_message_keys:
+            known = cache.known_holders(mkey)
             if known is None:
-                ask.append(mid)
+                ask.append(mkey)
             else:
-                prior.by_message[mid] = list(known)
+                prior.by_message[mkey] = list(known)
                 for key in known:
                     row = cache.tables["recipients"].get(key)
                     if row is not None and row is not MISSING:
                         prior.recipients[key] = row
         if ask:
-            holders: dict[str, set[RecipientKey]] = {mid: set() for mid in ask}
+            holders: dict[MessageKey, set[RecipientKey]] = {mkey: set() for mkey in ask}
             found = {}
-            # Not filtered by run: a report names its run, but the recipient
-            # holding the message is the truth even if the report's run is
-            # wrong. Through the recipients_by_message index when chunked.
+            # F12: a report reaches only recipients of the run it names, so
+            # holders match on the run's key and the message id (through the
+            # recipients_by_message index when chunked).
             chunked = self._large(RECIPIENTS)
-            for t in _semi_join(self.con, RECIPIENTS, ("message_id",), ask, chunked=chunked):
+            on = (*RUN_KEY, "message_id")
+            for t in _semi_join(self.con, RECIPIENTS, on, ask, chunked=chunked):
                 row = RECIPIENTS.from_tuple(t)
-                key = (row.run_id, row.recipient_id)
+                key = row.key
                 found[key] = prior.recipients.get(key, row)
-                holders[row.message_id].add(key)
+                holders[(*key[:3], row.message_id)].add(key)
             cache.remember(RECIPIENTS.name, list(found), found)
             prior.recipients.update(found)
-            for mid, keys in holders.items():
-                cache.remember_holders(mid, keys)
+            for mkey, keys in holders.items():
+                cache.remember_holders(mkey, keys)
         for key, row in prior.recipients.items():
-            if row.message_id is not None and row.message_id in plan.dlr_message_ids:
-                holders_of = prior.by_message.setdefault(row.message_id, [])
+            if row.message_id is None:
+                continue
+            mkey = (*key[:3], row.message_id)
+            if mkey in plan.dlr_message_keys:
+                holders_of = prior.by_message.setdefault(mkey, [])
                 if key not in holders_of:
                     holders_of.append(key)
-        run_ids = set(plan.run_ids) | {k[0] for k in prior.recipients}
-        prior.runs.update(self._load(RUNS, run_ids))
-        prior.snapshots.update(self._load(SNAPSHOTS, plan.run_ids))
-        prior.messages.update(self._load(MESSAGES, plan.message_ids))
+        prior.runs.update(self._load(RUNS, plan.run_keys))
+        prior.snapshots.update(self._load(SNAPSHOTS, plan.run_keys))
+        prior.messages.update(self._load(MESSAGES, plan.message_keys))
         prior.attempts.update(self._load(ATTEMPTS, plan.attempt_keys))
         batch_keys = set(plan.batch_keys) | submit_batch_keys(prior.recipients.values())
         prior.batches.update(self._load(BATCHES, batch_keys))
         return prior
 
     def _load(
-        self, table: Table, keys: Iterable[Any], *, runs: Iterable[str] = ()
+        self, table: Table, keys: Iterable[Any], *, runs: list[str] | None = None
     ) -> dict[Any, Any]:
         found, unknown = self._cache.split(table.name, keys)
         if unknown:
             chunked = table is MESSAGES and self._large(MESSAGES)  # see _write
-            rows = _select_keys(self.con, table, unknown, runs=sorted(runs), chunked=chunked)
+            rows = _select_keys(self.con, table, unknown, runs=runs or [], chunked=chunked)
             self._cache.remember(table.name, unknown, rows)
             found.update(rows)
         return found
@@ -416,7 +433,7 @@ class Store:
             # Runs before heads: a reader that sees a campaign's new position
             # must find rows at least that new (the API caches by position).
             self._note_runs(changes)
-            self._note_heads(changes, changed, seq)
+            self._note_heads(changed, seq)
             self._seq = seq
         return FlushResult(seq, changes.events, len(deadletters), frozenset(changed), changes)
 
@@ -483,21 +500,17 @@ class Store:
             merged = merge_into(con, "flush_events")
             con.execute("DROP TABLE flush_events")
             changes = Changes(events=merged.events)
-            changes.runs = _select_keys(con, RUNS, sorted(merged.run_ids))
+            changes.runs = _select_keys(con, RUNS, sorted(merged.run_keys))
             changes.campaigns = _select_keys(con, CAMPAIGNS, sorted(merged.campaigns))
             changed = set(merged.campaigns)
-            if changed:
-                pos = pa.table(  # noqa: F841
-                    {"campaign_id": sorted(changed), "position": [seq] * len(changed)}
-                )
-                con.execute("INSERT OR REPLACE INTO campaign_positions SELECT * FROM pos")
+            _write_positions(con, changed, seq)
             if deadletters:
                 self._write_deadletters(deadletters)
             if offsets:
                 self._write_offsets(offsets, marks or {})
         self._cache = RowCache(self.cache_max_rows, complete=False)
         self._note_runs(changes)
-        self._note_heads(changes, changed, seq)
+        self._note_heads(changed, seq)
         self._seq = seq
         return FlushResult(seq, merged.events, len(deadletters), frozenset(changed), changes)
 
@@ -549,7 +562,9 @@ class Store:
                     if deadletters:
                         self._write_deadletters(deadletters)
                     con.execute(
-                        "INSERT INTO campaign_positions SELECT campaign_id, ? FROM campaigns", [seq]
+                        "INSERT INTO campaign_positions "
+                        "SELECT workspace_id, campaign_id, ? FROM campaigns",
+                        [seq],
                     )
                     if offsets:
                         self._write_offsets(offsets, marks or {})
@@ -565,7 +580,7 @@ class Store:
 
     def _write(self, changes: Changes, seq: int) -> set[str]:
         con = self.con
-        changed: set[str] = set()
+        changed: set[CampaignKey] = set()
         for table, rows in (
             (CAMPAIGNS, changes.campaigns),
             (RUNS, changes.runs),
@@ -584,7 +599,7 @@ class Store:
             else:
                 # By key: DuckDB's ART index upserts are much cheaper in order.
                 ordered = [rows[k] for k in sorted(rows)]
-            changed.update(r.campaign_id for r in ordered)
+            changed.update((r.workspace_id, r.campaign_id) for r in ordered)
             # Message ids are in no order: chunks keep the conflict check on
             # the index (see KEY_CHUNK); other keys start with run_id.
             chunked = table is MESSAGES and self._large(MESSAGES)
@@ -593,59 +608,46 @@ class Store:
                 batch = table.to_arrow(ordered[i : i + step])  # noqa: F841 (read by DuckDB)
                 con.execute(f"INSERT OR REPLACE INTO {table.name} SELECT * FROM batch")
         if changes.deleted_batches:
-            gone = pa.table(  # noqa: F841
-                {
-                    "run_id": [k[0] for k in changes.deleted_batches],
-                    "batch_id": [k[1] for k in changes.deleted_batches],
-                }
-            )
+            gone = _key_table(BATCHES.key, sorted(changes.deleted_batches))  # noqa: F841
             con.execute(
-                "DELETE FROM batches "
-                "WHERE (run_id, batch_id) IN (SELECT run_id, batch_id FROM gone)"
+                f"DELETE FROM batches WHERE ({', '.join(BATCHES.key)}) IN (SELECT * FROM gone)"
             )
         if changes.sent_range_dirty:
-            dirty = sorted(changes.sent_range_dirty)
-            marks = ", ".join("?" * len(dirty))
+            dirty_keys = sorted(changes.sent_range_dirty)
+            dirty = _key_table(RUN_KEY, dirty_keys)  # noqa: F841
             con.execute(
-                f"""UPDATE runs SET first_sent_at = s.first, last_sent_at = s.last
-                FROM (SELECT r.run_id,
+                """UPDATE runs SET first_sent_at = s.first, last_sent_at = s.last
+                FROM (SELECT d.workspace_id, d.campaign_id, d.run_id,
                              min(rc.submitted_at) FILTER (WHERE rc.outcome = 'sent') AS first,
                              max(rc.submitted_at) FILTER (WHERE rc.outcome = 'sent') AS last
-                      FROM runs r LEFT JOIN recipients rc ON rc.run_id = r.run_id
-                      WHERE r.run_id IN ({marks}) GROUP BY r.run_id) s
-                WHERE runs.run_id = s.run_id""",
-                dirty,
+                      FROM dirty d
+                      LEFT JOIN recipients rc USING (workspace_id, campaign_id, run_id)
+                      GROUP BY ALL) s
+                WHERE runs.workspace_id = s.workspace_id AND runs.campaign_id = s.campaign_id
+                  AND runs.run_id = s.run_id"""
             )
             # Keep the returned rows (and the cache) equal to what was written.
-            changes.runs.update(_select_keys(con, RUNS, dirty))
-        if changed:
-            pos = pa.table({"campaign_id": sorted(changed), "position": [seq] * len(changed)})  # noqa: F841
-            con.execute("INSERT OR REPLACE INTO campaign_positions SELECT * FROM pos")
+            changes.runs.update(_select_keys(con, RUNS, dirty_keys))
+        _write_positions(con, changed, seq)
         return changed
 
-    def head(self, campaign_id: str) -> tuple[str, int] | None:
-        """(workspace_id, position) of a campaign; None if this store never saw it."""
-        return self._heads.get(campaign_id)
+    def heads(self, campaign_id: str) -> Mapping[str, int]:
+        """{workspace_id: position} of the campaigns with this id (F12: one per
+        workspace), as last committed; empty if this store never saw one."""
+        return self._heads.get(campaign_id, _NO_HEADS)
 
-    def runs_of(self, campaign_id: str) -> list[RunRow]:
+    def runs_of(self, campaign: CampaignKey) -> list[RunRow]:
         """The campaign's runs as last committed, from memory (any thread, any time)."""
-        return list(self._runs.get(campaign_id, {}).values())
+        return list(self._runs.get(campaign, {}).values())
 
     def _note_runs(self, changes: Changes) -> None:
         for row in changes.runs.values():
-            current = self._runs.get(row.campaign_id, {})
-            self._runs[row.campaign_id] = {**current, row.run_id: row}
+            key = row.campaign_key
+            self._runs[key] = {**self._runs.get(key, {}), row.run_id: row}
 
-    def _note_heads(self, changes: Changes, changed: set[str], seq: int) -> None:
-        for cid in changed:
-            row = changes.campaigns.get(cid)
-            if row is not None:
-                ws = row.workspace_id
-            elif cid in self._heads:
-                ws = self._heads[cid][0]
-            else:  # unreachable: a campaign's first flush writes its row
-                continue
-            self._heads[cid] = (ws, seq)
+    def _note_heads(self, changed: set[CampaignKey], seq: int) -> None:
+        for ws, cid in changed:
+            self._heads[cid] = {**self._heads.get(cid, _NO_HEADS), ws: seq}
 
     def _write_offsets(
         self, offsets: Mapping[TopicPartition, int], marks: Mapping[TopicPartition, LogMark]
@@ -688,7 +690,50 @@ class Store:
 
 
 def recipient_order(r: RecipientRow) -> tuple[Any, ...]:
-    return (r.run_id, *recipient_sort_key(r))
+    """The physical order recipients are written in: by run, then as F11 lists
+    them as far as the row alone tells (the naming batch's sequence, unknown
+    last), so run detail's first page prunes row groups by zone maps."""
+    return (*r.run_key, r.batch_sequence is None, r.batch_sequence or 0, r.recipient_id)
+
+
+def _key_table(columns: tuple[str, ...], keys: list[tuple[Any, ...]]) -> pa.Table:
+    """Composite keys (at least one) as an Arrow table, one column per key column."""
+    values = zip(*keys, strict=True)
+    return pa.table({name: pa.array(col) for name, col in zip(columns, values, strict=True)})
+
+
+def _write_positions(con: duckdb.DuckDBPyConnection, changed: set[CampaignKey], seq: int) -> None:
+    """Record ``seq`` as the position of every campaign this flush changed (the API's ETag)."""
+    if not changed:
+        return
+    keys = sorted(changed)
+    pos = _key_table(CAMPAIGN_KEY, keys).append_column(  # noqa: F841
+        "position", pa.array([seq] * len(keys), pa.int64())
+    )
+    con.execute("INSERT OR REPLACE INTO campaign_positions SELECT * FROM pos")
+
+
+def stored_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The projection layout version a database records; None for a new, empty one."""
+    present = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name = 'projector_meta'"
+    ).fetchone()[0]  # type: ignore[index]
+    if not present:
+        return None
+    row = con.execute("SELECT value FROM projector_meta WHERE key = 'schema_version'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def version_refusal(path: Path | str, found: int) -> str:
+    """What to tell an operator whose database has another layout version."""
+    return (
+        f"{path} holds projections of layout version {found}; this projector reads "
+        f"version {SCHEMA_VERSION} and would misread its rows. Rebuild it into a new file "
+        f"with `projector replay --db NEW.duckdb` (from Kafka, or --from-archive DIR), then "
+        f"switch to it with `projector swap --db NEW.duckdb` or restart on it "
+        f"(docs/operations.md, \"Upgrading the projection layout\")."
+    )
 
 
 def _steps(n: int, chunked: bool) -> int:
@@ -706,23 +751,19 @@ def _semi_join(
     params: list[Any] | None = None,
     chunked: bool = False,
 ) -> list[tuple]:
-    """Rows of ``table`` whose ``on`` columns match one of ``keys`` (tuples when several).
+    """Rows of ``table`` whose ``on`` columns match one of ``keys`` (tuples).
 
     With ``chunked`` (keys in no order, a large table) the keys go
     ``KEY_CHUNK`` at a time, which DuckDB answers from an index; in one
     statement it would scan the table (5M rows: 3 ms against 220 ms).
     """
-    composite = len(on) > 1
     using = ", ".join(on)
     sql = f"SELECT {table.select_list} FROM {table.name} SEMI JOIN key_table USING ({using})"
     step = _steps(len(keys), chunked)
     rows: list[tuple] = []
     for i in range(0, len(keys), step):
         chunk = keys[i : i + step]
-        columns = list(zip(*chunk, strict=True)) if composite else [chunk]
-        key_table = pa.table(  # noqa: F841 (read by DuckDB by name)
-            {name: pa.array(list(col)) for name, col in zip(on, columns, strict=True)}
-        )
+        key_table = _key_table(on, chunk)  # noqa: F841 (read by DuckDB by name)
         rows.extend(con.execute(sql + where, params or []).fetchall())
     return rows
 
@@ -735,23 +776,21 @@ def _select_keys(
     runs: list[str] = (),
     chunked: bool = False,
 ) -> dict[Any, Any]:
-    """Rows of ``table`` for ``keys`` (tuples for composite keys), by key.
+    """Rows of ``table`` for ``keys`` (tuples in ``table.key`` order), by key.
 
-    Keys that start with ``run_id`` are clustered (rows are written run by
-    run), so one statement does; message ids are in no order and, in a
-    large table (``chunked``), are asked in chunks (``_semi_join``).
+    Keys of rows below a run are clustered (rows are written run by run), so
+    one statement does; message ids are in no order and, in a large table
+    (``chunked``), are asked in chunks (``_semi_join``).
     """
     where, params = "", []
     if runs and "run_id" in table.key:
         # A constant run list lets DuckDB skip row groups of other runs (zone maps).
         where = f" WHERE run_id IN ({', '.join('?' * len(runs))})"
         params = list(runs)
-    composite = len(table.key) > 1
     out = {}
     for t in _semi_join(con, table, table.key, keys, where=where, params=params, chunked=chunked):
         row = table.from_tuple(t)
-        key = tuple(getattr(row, k) for k in table.key) if composite else getattr(row, table.key[0])
-        out[key] = row
+        out[tuple(getattr(row, k) for k in table.key)] = row
     return out
 
 

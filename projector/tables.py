@@ -25,7 +25,13 @@ from projector.rows import (
     SnapshotRow,
 )
 
-SCHEMA_VERSION = 1
+# The version of the projection layout (tables, keys, meanings). A database
+# records the version it was built with (``projector_meta``); a writer or
+# server refuses one of another version instead of misreading its rows
+# (docs/operations.md, "Upgrading the projection layout").
+#   1: ids keyed globally (run_id, message_id).
+#   2: ids scoped by workspace, campaign and run (contract F12).
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -100,13 +106,17 @@ class Table:
         return ", ".join(c.name for c in self.columns)
 
 
-CAMPAIGNS = Table("campaigns", CampaignRow, ("campaign_id",))
-RUNS = Table("runs", RunRow, ("run_id",))
-BATCHES = Table("batches", BatchRow, ("run_id", "batch_id"))
-RECIPIENTS = Table("recipients", RecipientRow, ("run_id", "recipient_id"))
-MESSAGES = Table("messages", MessageRow, ("message_id",))
-SNAPSHOTS = Table("snapshots", SnapshotRow, ("run_id",))
-ATTEMPTS = Table("attempts", AttemptRow, ("run_id", "recipient_id", "attempt"))
+# Keys follow F12: a campaign is (workspace_id, campaign_id), and every row
+# below it is keyed by its run's key plus its own id (``projector.rows``).
+CAMPAIGN_KEY = ("workspace_id", "campaign_id")
+RUN_KEY = (*CAMPAIGN_KEY, "run_id")
+CAMPAIGNS = Table("campaigns", CampaignRow, CAMPAIGN_KEY)
+RUNS = Table("runs", RunRow, RUN_KEY)
+BATCHES = Table("batches", BatchRow, (*RUN_KEY, "batch_id"))
+RECIPIENTS = Table("recipients", RecipientRow, (*RUN_KEY, "recipient_id"))
+MESSAGES = Table("messages", MessageRow, (*RUN_KEY, "message_id"))
+SNAPSHOTS = Table("snapshots", SnapshotRow, RUN_KEY)
+ATTEMPTS = Table("attempts", AttemptRow, (*RUN_KEY, "recipient_id", "attempt"))
 PROJECTIONS = (CAMPAIGNS, RUNS, BATCHES, RECIPIENTS, MESSAGES, SNAPSHOTS, ATTEMPTS)
 
 # Secondary indexes (name -> DDL), built like the primary keys: by the writer
@@ -151,8 +161,10 @@ BOOKKEEPING_DDL = (
     # Flush sequence number of the last flush that changed a campaign: the
     # API's ETag. Not a projection of events (it depends on batching).
     """CREATE TABLE IF NOT EXISTS campaign_positions (
-  campaign_id VARCHAR PRIMARY KEY,
-  position BIGINT NOT NULL
+  workspace_id VARCHAR NOT NULL,
+  campaign_id VARCHAR NOT NULL,
+  position BIGINT NOT NULL,
+  PRIMARY KEY (workspace_id, campaign_id)
 )""",
     """CREATE TABLE IF NOT EXISTS projector_meta (
   key VARCHAR PRIMARY KEY,
@@ -162,7 +174,7 @@ BOOKKEEPING_DDL = (
 
 VIEWS_DDL = (
     """CREATE OR REPLACE VIEW run_status AS
-SELECT run_id, campaign_id, workspace_id,
+SELECT workspace_id, campaign_id, run_id,
   CASE WHEN terminal_status IS NOT NULL THEN terminal_status
        WHEN claimed_at IS NOT NULL THEN 'running' ELSE 'scheduled' END AS status,
   scheduled_at, claimed_at AS started_at, terminal_at AS completed_at,
@@ -175,9 +187,12 @@ SELECT run_id, campaign_id, workspace_id,
   sent - delivered - failed_delivery AS pending_delivery,
   first_sent_at, last_sent_at, updated_at
 FROM runs""",
+    # batch_sequence as F11 orders by: the naming batch's, else the batch of
+    # the winning submit's (null while its batch.created is unknown).
     """CREATE OR REPLACE VIEW recipient_status AS
-SELECT run_id, recipient_id, campaign_id, coalesce(phone_number, submit_phone) AS phone_number,
-  batch_sequence,
+SELECT rc.workspace_id, rc.campaign_id, rc.run_id, rc.recipient_id,
+  coalesce(phone_number, submit_phone) AS phone_number,
+  coalesce(rc.batch_sequence, b.batch_sequence) AS batch_sequence,
   CASE WHEN outcome IS NULL THEN 'pending'
        WHEN outcome <> 'sent' THEN outcome
        WHEN delivery_status = 'delivered' THEN 'delivered'
@@ -188,5 +203,8 @@ SELECT run_id, recipient_id, campaign_id, coalesce(phone_number, submit_phone) A
        WHEN delivery_status IS NOT NULL THEN delivery_status
        WHEN outcome = 'sent' THEN 'sent' END AS message_status,
   attempt, CASE WHEN outcome = 'sent' THEN submitted_at END AS sent_at
-FROM recipients""",
+FROM recipients rc LEFT JOIN batches b
+  ON rc.batch_sequence IS NULL AND b.workspace_id = rc.workspace_id
+  AND b.campaign_id = rc.campaign_id AND b.run_id = rc.run_id
+  AND b.batch_id = rc.submit_batch_id""",
 )

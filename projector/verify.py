@@ -20,7 +20,8 @@ from typing import Any
 import duckdb
 
 from projector.errors import ProjectorError
-from projector.tables import PROJECTIONS, Table
+from projector.store import version_refusal
+from projector.tables import PROJECTIONS, SCHEMA_VERSION, Table
 
 SAMPLE_ROWS = 5
 
@@ -166,9 +167,17 @@ def compare(path_a: Path | str, path_b: Path | str, *, samples: int = SAMPLE_ROW
                     "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]
                 ).fetchall()
             }
-            missing = [t.name for t in PROJECTIONS if t.name not in tables] + (
-                [] if "source_offsets" in tables else ["source_offsets"]
-            )
+            version = None
+            if "projector_meta" in tables:
+                version = con.execute(
+                    f"SELECT value FROM {alias}.projector_meta WHERE key = 'schema_version'"
+                ).fetchone()
+            if version is not None and int(version[0]) != SCHEMA_VERSION:
+                # Rows of another layout would all differ, or worse, seem to agree.
+                raise VerifyError(version_refusal(path, int(version[0])))
+            missing = [t.name for t in PROJECTIONS if t.name not in tables] + [
+                t for t in ("source_offsets", "projector_meta") if t not in tables
+            ]
             if missing:
                 raise VerifyError(f"{path} is not a projector database (no {', '.join(missing)})")
         try:

@@ -163,8 +163,32 @@ def batch_payload(b: BatchRow) -> dict[str, Any]:
 
 
 def recipient_sort_key(r: RecipientRow) -> tuple[Any, ...]:
-    """F11: by batch_sequence, then recipient_id (unknown sequence last)."""
+    """F11: by batch_sequence, then recipient_id (unknown sequence last).
+
+    ``r.batch_sequence`` must be the listed one (``listed_recipients``; the
+    API's queries select it so).
+    """
     return (r.batch_sequence is None, r.batch_sequence or 0, r.recipient_id)
+
+
+def listed_recipients(
+    recipients: Iterable[RecipientRow], batches: Iterable[BatchRow]
+) -> list[RecipientRow]:
+    """A run's recipients in F11 order, each with the batch_sequence F11 lists it by.
+
+    A recipient's batch is the one whose batch.created names it (its row's
+    ``batch_sequence``), else the batch of its winning submit, whose sequence
+    it takes once that batch's batch.created is known. The rows are copies.
+    """
+    sequence = {b.batch_id: b.batch_sequence for b in batches}
+    out = []
+    for r in recipients:
+        if r.batch_sequence is None and r.submit_batch_id is not None:
+            r = r.clone()  # type: ignore[attr-defined]
+            r.batch_sequence = sequence.get(r.submit_batch_id)
+        out.append(r)
+    out.sort(key=recipient_sort_key)
+    return out
 
 
 def recipient_payload(r: RecipientRow) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""The contract's golden example, loaded once for every test that needs it.
+"""The contract's golden examples, loaded once for every test that needs them.
 
-The shared contract beside the repository is the authority; the copy in
-tests/data/golden keeps the suite runnable from a lone clone, and
-test_golden_copy_matches_the_shared_contract catches drift between them.
+``basic`` (four campaigns) and ``tenancy`` (three campaigns in two workspaces
+that reuse run, batch, recipient and message ids: F12). The shared contract
+beside the repository is the authority; the copies in tests/data/golden keep
+the suite runnable from a lone clone, and test_golden_copies_match_the_shared_contract
+catches drift between them.
 """
 
 from __future__ import annotations
@@ -14,22 +16,27 @@ from typing import Any
 
 from schemas import EVENT_ADAPTER
 
-SHARED_GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples" / "basic"
-LOCAL_GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
-GOLDEN = SHARED_GOLDEN if (SHARED_GOLDEN / "expected.json").exists() else LOCAL_GOLDEN
+EXAMPLES = ("basic", "tenancy")
+SHARED_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples"
+LOCAL_EXAMPLES = Path(__file__).resolve().parent / "data" / "golden"
+
+
+def example_dir(name: str = "basic") -> Path:
+    shared = SHARED_EXAMPLES / name
+    return shared if (shared / "expected.json").exists() else LOCAL_EXAMPLES / name
 
 
 @cache
-def golden_lines() -> tuple[str, ...]:
-    return tuple(
-        line for line in (GOLDEN / "events.jsonl").read_text().splitlines() if line.strip()
-    )
+def golden_lines(name: str = "basic") -> tuple[str, ...]:
+    text = (example_dir(name) / "events.jsonl").read_text()
+    return tuple(line for line in text.splitlines() if line.strip())
 
 
-def golden_events() -> list[Any]:
-    return [EVENT_ADAPTER.validate_json(line) for line in golden_lines()]
+def golden_events(name: str = "basic") -> list[Any]:
+    return [EVENT_ADAPTER.validate_json(line) for line in golden_lines(name)]
 
 
 @cache
-def golden_expected() -> dict[str, Any]:
-    return json.loads((GOLDEN / "expected.json").read_text())
+def golden_expected(name: str = "basic") -> dict[str, Any]:
+    """Per campaign id: its ``workspace_id``, ``status``, ``analytics`` and ``runs``."""
+    return json.loads((example_dir(name) / "expected.json").read_text())

@@ -27,7 +27,7 @@ from schemas import (
 from schemas.export import export_schemas, render_schemas, run_cli
 
 DATA = Path(__file__).parent / "data"
-GOLDEN = DATA / "golden" / "events.jsonl"
+GOLDEN = DATA / "golden" / "basic" / "events.jsonl"
 DOCS_SCHEMAS = Path(__file__).parent.parent / "docs" / "schemas"
 
 ENVELOPE = {

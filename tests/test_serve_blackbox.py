@@ -97,10 +97,10 @@ def test_every_endpoint_and_error_over_http(
             return http.get(path, headers={} if key is None else {"X-API-Key": KEYS[key][0]})
 
         # Every campaign, golden and generated: payloads equal the fold.
-        assert set(want_golden) < set(expected.campaigns)
-        for cid, campaign in expected.campaigns.items():
-            key = ROLE_OF_WS[campaign.workspace_id]
-            runs = expected.runs_of(cid)
+        assert {(w["workspace_id"], c) for c, w in want_golden.items()} < set(expected.campaigns)
+        for (ws, cid), campaign in expected.campaigns.items():
+            key = ROLE_OF_WS[ws]
+            runs = expected.runs_of((ws, cid))
             status = _ok(get(f"/v1/campaign/{cid}/status", key))
             assert status == views.status_payload(cid, views.latest_run(runs)), cid
             assert _ok(get(f"/campaigns/{cid}/status", key)) == status
@@ -112,16 +112,17 @@ def test_every_endpoint_and_error_over_http(
             for run in runs:
                 rid = run.run_id
                 detail = _ok(get(f"/v1/campaign/{cid}/runs/{rid}", key))
-                recipients = sorted(expected.recipients_of(rid), key=views.recipient_sort_key)
+                batches = expected.batches_of(run.key)
+                recipients = views.listed_recipients(expected.recipients_of(run.key), batches)
                 assert detail == views.run_detail_payload(
-                    campaign, run, expected.snapshots.get(rid), expected.batches_of(rid),
+                    campaign, run, expected.snapshots.get(run.key), batches,
                     recipients[: views.RECIPIENTS_CAP],
                     more_recipients=len(recipients) > views.RECIPIENTS_CAP,
                 ), rid  # fmt: skip
                 for field, value in want_golden.get(cid, {}).get("runs", {}).get(rid, {}).items():
                     got = detail[field] if field in detail else detail["run"][field]
                     assert got == value, (rid, field)
-                snap = expected.snapshots.get(rid)
+                snap = expected.snapshots.get(run.key)
                 plain = get(f"/v1/campaign/{cid}/runs/{rid}/snapshot", key)
                 with_pii = get(
                     f"/v1/campaign/{cid}/runs/{rid}/snapshot?include_recipients=true", key

@@ -114,9 +114,9 @@ def test_api_numbers_equal_the_fold_of_the_simulators_jsonl(
         ready = wait_until(f"the watermark to reach {records} records", caught_up, 60, alive)
         assert ready["lag"] == 0, ready
 
-        for cid, campaign in expected.campaigns.items():
-            headers = {"X-API-Key": keys[campaign.workspace_id]}
-            runs = expected.runs_of(cid)
+        for (ws, cid), campaign in expected.campaigns.items():
+            headers = {"X-API-Key": keys[ws]}
+            runs = expected.runs_of((ws, cid))
             assert runs, cid
 
             r = http.get(f"/v1/campaign/{cid}/status", headers=headers)
@@ -133,14 +133,13 @@ def test_api_numbers_equal_the_fold_of_the_simulators_jsonl(
                 assert r.status_code == 200, r.text
                 got = r.json()["data"]
                 assert got["recipient_summary"] == views.recipient_summary(run), run.run_id
-                recipients = sorted(
-                    expected.recipients_of(run.run_id), key=views.recipient_sort_key
-                )
+                batches = expected.batches_of(run.key)
+                recipients = views.listed_recipients(expected.recipients_of(run.key), batches)
                 want = views.run_detail_payload(
                     campaign,
                     run,
-                    expected.snapshots.get(run.run_id),
-                    expected.batches_of(run.run_id),
+                    expected.snapshots.get(run.key),
+                    batches,
                     recipients[: views.RECIPIENTS_CAP],
                     more_recipients=len(recipients) > views.RECIPIENTS_CAP,
                 )

@@ -33,19 +33,16 @@ def read_all(store: Store) -> dict:
             for t in store.con.execute(f"SELECT {table.select_list} FROM {table.name}").fetchall()
         ]
         out[table.name] = {
-            tuple(getattr(r, k) for k in table.key)
-            if len(table.key) > 1
-            else getattr(r, table.key[0]): dataclasses.asdict(r)
-            for r in rows
+            tuple(getattr(r, k) for k in table.key): dataclasses.asdict(r) for r in rows
         }
     return out
 
 
 def assert_runs_in_memory_match(store: Store) -> None:
     """The API builds status and analytics from Store.runs_of: it must be the table."""
-    table = {r["run_id"]: r for r in read_all(store)["runs"].values()}
-    campaigns = {r["campaign_id"] for r in table.values()} | set(store._runs)
-    memory = {r.run_id: dataclasses.asdict(r) for c in campaigns for r in store.runs_of(c)}
+    table = read_all(store)["runs"]
+    campaigns = {key[:2] for key in table} | set(store._runs)
+    memory = {r.key: dataclasses.asdict(r) for c in campaigns for r in store.runs_of(c)}
     assert memory == table
 
 
@@ -73,15 +70,21 @@ def _as_fast(ev):
     return ev if got is None else got[0][0]
 
 
+def stored_heads(store: Store) -> dict[str, dict[str, int]]:
+    """{campaign_id: {workspace_id: position}} as the tables say."""
+    heads: dict[str, dict[str, int]] = {}
+    for ws, cid, pos in store.con.execute(
+        "SELECT c.workspace_id, c.campaign_id, p.position FROM campaigns c "
+        "JOIN campaign_positions p USING (workspace_id, campaign_id)"
+    ).fetchall():
+        heads.setdefault(cid, {})[ws] = pos
+    return heads
+
+
 def assert_heads_match(store: Store) -> None:
-    """Every campaign's head (tenant, position) is the table's."""
-    stored = store.con.execute(
-        "SELECT c.campaign_id, c.workspace_id, p.position FROM campaigns c "
-        "JOIN campaign_positions p USING (campaign_id)"
-    ).fetchall()
-    assert {cid: store.head(cid) for cid, _, _ in stored} == {
-        cid: (ws, pos) for cid, ws, pos in stored
-    }
+    """Every campaign's head (per workspace, its position) is the table's."""
+    stored = stored_heads(store)
+    assert {cid: dict(store.heads(cid)) for cid in stored | store._heads} == stored
 
 
 @pytest.mark.parametrize(
@@ -207,18 +210,14 @@ def test_in_memory_campaign_heads_match_the_tables(tmp_path):
     with Store(path, cache_max_rows=20) as store:
         for i in range(0, len(events), 25):
             store.flush(events[i : i + 25], {("t", 0): i + 25})
-        live = {cid: store.head(cid) for cid in {e.campaign_id for e in events}}
+        live = {cid: dict(store.heads(cid)) for cid in {e.campaign_id for e in events}}
     with Store(path) as store:  # reopened: heads loaded from the tables
-        sql = (
-            "SELECT c.campaign_id, c.workspace_id, p.position "
-            "FROM campaigns c JOIN campaign_positions p USING (campaign_id)"
-        )
-        table = {cid: (ws, pos) for cid, ws, pos in store.con.execute(sql).fetchall()}
+        table = stored_heads(store)
         assert live == table
-        assert {cid: store.head(cid) for cid in table} == table
-        assert store.head("no-such-campaign") is None
+        assert {cid: dict(store.heads(cid)) for cid in table} == table
+        assert store.heads("no-such-campaign") == {}
         assert_runs_in_memory_match(store)  # reopened: runs loaded from the table
-        assert store.runs_of("no-such-campaign") == []
+        assert store.runs_of(("ws", "no-such-campaign")) == []
 
 
 def test_the_live_store_limits_duckdb_threads_for_every_cursor(tmp_path):
@@ -278,10 +277,11 @@ def test_a_merged_flush_writes_recipients_in_list_order(tmp_path):
     with Store(tmp_path / "m.duckdb", merge_min_events=1) as store:
         store.flush(events, {("t", 0): 1})
         stored = store.con.execute(
-            "SELECT run_id, batch_sequence, recipient_id FROM recipients ORDER BY rowid"
+            "SELECT workspace_id, campaign_id, run_id, batch_sequence, recipient_id "
+            "FROM recipients ORDER BY rowid"
         ).fetchall()
     assert len(stored) > 1
-    assert stored == sorted(stored, key=lambda r: (r[0], r[1] is None, r[1] or 0, r[2]))
+    assert stored == sorted(stored, key=lambda r: (*r[:3], r[3] is None, r[3] or 0, r[4]))
 
 
 def test_a_failed_rebuild_says_why_and_leaves_the_connection_as_it_was(tmp_path):

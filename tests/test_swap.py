@@ -117,9 +117,9 @@ def test_swap_under_polling_and_ingestion_fails_no_request(
 
         state = State()
         state.apply([EVENT_ADAPTER.validate_python(e) for e in events])
-        for cid, c in state.campaigns.items():
-            h = {"X-API-Key": keys[c.workspace_id]}
-            runs = state.runs_of(cid)
+        for (ws, cid), c in state.campaigns.items():
+            h = {"X-API-Key": keys[ws]}
+            runs = state.runs_of((ws, cid))
             r = http.get(f"/v1/campaign/{cid}/status", headers=h)
             assert r.json()["data"] == views.status_payload(cid, views.latest_run(runs)), cid
             r = http.get(f"/v1/campaign/{cid}/analytics", headers=h)

@@ -64,10 +64,10 @@ def campaign_stats(
         head = _owned_head(reader, caller, campaign_id)
 
         def build() -> dict[str, Any]:
-            agg = reader.stats_aggregates(campaign_id)
+            agg = reader.stats_aggregates(head.key)
             return views_extra.stats_payload(
                 campaign_id,
-                reader.runs_of(campaign_id),
+                reader.runs_of(head.key),
                 retrying=agg.retrying,
                 exhausted=agg.exhausted,
                 retry_breakdown=agg.retry_breakdown,
@@ -75,9 +75,7 @@ def campaign_stats(
                 total_attempts=agg.total_attempts,
             )
 
-        return _answer_cached(
-            ctx, request, request_id, if_none_match, "stats", campaign_id, head, build
-        )
+        return _answer_cached(ctx, request, request_id, if_none_match, "stats", head, build)
 
 
 @router.get(
@@ -102,8 +100,8 @@ def campaign_metrics(
     _require(caller, SCOPE_ANALYTICS)
     head = _owned_head(reader, caller, campaign_id)
     return _answer_cached(
-        ctx, request, request_id, if_none_match, "metrics", campaign_id, head,
-        lambda: views_extra.metrics_payload(campaign_id, reader.runs_of(campaign_id)),
+        ctx, request, request_id, if_none_match, "metrics", head,
+        lambda: views_extra.metrics_payload(campaign_id, reader.runs_of(head.key)),
     )
 
 
@@ -128,8 +126,8 @@ def campaign_summary(
     _require(caller, SCOPE_CAMPAIGNS)
     with reader.consistent():
         campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign_id)
-        body = views_extra.summary_payload(campaign, reader.runs_of(campaign_id), now_utc())
+        position = reader.position(campaign.key)
+        body = views_extra.summary_payload(campaign, reader.runs_of(campaign.key), now_utc())
     return _answer(ctx, request, request_id, if_none_match, position, lambda: body,
                    body["latest_execution"]["state"])
 
@@ -156,8 +154,8 @@ def campaign_execution(
     _require(caller, SCOPE_CAMPAIGNS)
     with reader.consistent():
         campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign_id)
+        position = reader.position(campaign.key)
         body = views_extra.execution_payload(
-            campaign_id, campaign, reader.runs_of(campaign_id), now_utc()
+            campaign_id, campaign, reader.runs_of(campaign.key), now_utc()
         )
     return _answer(ctx, request, request_id, if_none_match, position, lambda: body, body["state"])

@@ -34,10 +34,10 @@ from api.errors import (
 )
 from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS, SCOPE_PII, Principal
 from api.models import CampaignAnalytics, CampaignStatus, Envelope, RunDetail, RunSnapshot
-from api.readstore import CampaignHead, ReadStore
+from api.readstore import CampaignHead, Heads, ReadStore
 from projector import views
 from projector.health import PipelineSnapshot
-from projector.rows import CampaignRow, RunRow
+from projector.rows import CampaignKey, CampaignRow, RunRow
 from projector.views_extra import mask_phone
 
 router = APIRouter(tags=["campaigns"])
@@ -55,26 +55,30 @@ def _require(caller: Principal, *scopes: str) -> None:
 
 
 def _owned_campaign(reader: ReadStore, caller: Principal, campaign_id: str) -> CampaignRow:
-    campaign = reader.campaign(campaign_id)
+    """The caller's workspace's campaign of this id (F12), else 403 if only another
+    workspace has one, else 404."""
+    campaign = reader.campaign((caller.workspace_id, campaign_id))
     if campaign is None:
-        raise CampaignNotFound()
-    if campaign.workspace_id != caller.workspace_id:
-        raise Forbidden()
+        _head_of(reader.campaign_heads(campaign_id), caller, campaign_id)  # raises
+        raise CampaignNotFound()  # created after the read above began: not in its snapshot
     return campaign
 
 
 def _owned_head(reader: ReadStore, caller: Principal, campaign_id: str) -> CampaignHead:
-    head = reader.campaign_head(campaign_id)
-    if head is None:
-        raise CampaignNotFound()
-    if head.workspace_id != caller.workspace_id:
-        raise Forbidden()
-    return head
+    return _head_of(reader.campaign_heads(campaign_id), caller, campaign_id)
 
 
-def _run_of(reader: ReadStore, campaign_id: str, run_id: str) -> RunRow:
-    run = reader.run(run_id)
-    if run is None or run.campaign_id != campaign_id:
+def _head_of(heads: Heads, caller: Principal, campaign_id: str) -> CampaignHead:
+    """The caller's campaign among the workspaces' campaigns of one id, else 403 or 404."""
+    position = heads.get(caller.workspace_id)
+    if position is None:
+        raise Forbidden() if heads else CampaignNotFound()
+    return CampaignHead(caller.workspace_id, campaign_id, position)
+
+
+def _run_of(reader: ReadStore, campaign: CampaignKey, run_id: str) -> RunRow:
+    run = reader.run((*campaign, run_id))
+    if run is None:
         raise RunNotFound()
     return run
 
@@ -133,7 +137,6 @@ def _answer_cached(
     request_id: str,
     if_none_match: str | None,
     kind: str,
-    campaign_id: str,
     head: CampaignHead,
     build: Callable[[], dict[str, Any]],
 ) -> Response:
@@ -141,7 +144,7 @@ def _answer_cached(
     once per campaign position (polls of an unchanged campaign cost no read)."""
     return _answer(
         ctx, request, request_id, if_none_match, head.position,
-        lambda: ctx.cache.get_or_build((kind, campaign_id), head.position, build),
+        lambda: ctx.cache.get_or_build((kind, *head.key), head.position, build),
     )
 
 
@@ -180,35 +183,35 @@ def _from_memory(
     the event loop: no thread hop, which under ingestion costs a wait for the
     GIL each way. The order of checks is the slow path's (workspace, then ETag).
     """
-    head = reader.known_head(campaign_id)
-    if head is None:
+    heads = reader.known_heads(campaign_id)
+    if heads is None:
         return None
-    if head.workspace_id != caller.workspace_id:
-        raise Forbidden()
+    head = _head_of(heads, caller, campaign_id)
     headers, not_modified = conditional(ctx, request, if_none_match, head.position)
     if not_modified is not None:
         return not_modified
     if reader.runs_in_memory:
         # Beside the writer the runs are in memory too: build here, no query.
         payload = ctx.cache.get_or_build(
-            (kind, campaign_id), head.position, lambda: build(reader, campaign_id, head)
+            (kind, *head.key), head.position, lambda: build(reader, head)
         )
     else:
-        payload = ctx.cache.peek((kind, campaign_id), head.position)
+        payload = ctx.cache.peek((kind, *head.key), head.position)
     return None if payload is None else ok(payload, request_id, headers=headers)
 
 
-def _status_payload(reader: ReadStore, campaign_id: str, head: CampaignHead) -> dict[str, Any]:
-    return views.status_payload(campaign_id, views.latest_run(reader.polled_runs_of(campaign_id)))
+def _status_payload(reader: ReadStore, head: CampaignHead) -> dict[str, Any]:
+    runs = reader.polled_runs_of(head.key)
+    return views.status_payload(head.campaign_id, views.latest_run(runs))
 
 
-def _analytics_payload(reader: ReadStore, campaign_id: str, head: CampaignHead) -> dict[str, Any]:
+def _analytics_payload(reader: ReadStore, head: CampaignHead) -> dict[str, Any]:
     return views.analytics_payload(
-        campaign_id, head.workspace_id, reader.polled_runs_of(campaign_id)
+        head.campaign_id, head.workspace_id, reader.polled_runs_of(head.key)
     )
 
 
-PayloadBuilder = Callable[[ReadStore, str, CampaignHead], dict[str, Any]]
+PayloadBuilder = Callable[[ReadStore, CampaignHead], dict[str, Any]]
 
 
 async def _polled(
@@ -234,8 +237,7 @@ async def _polled(
     def from_db() -> Response:
         head = _owned_head(reader, caller, campaign_id)
         return _answer_cached(
-            ctx, request, request_id, if_none_match, kind, campaign_id, head,
-            lambda: build(reader, campaign_id, head),
+            ctx, request, request_id, if_none_match, kind, head, lambda: build(reader, head)
         )
 
     return await run_in_threadpool(from_db)
@@ -339,18 +341,18 @@ def run_detail(
     _require(caller, SCOPE_CAMPAIGNS)
     with reader.consistent():
         campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign_id)
-        run = _run_of(reader, campaign_id, run_id)
+        position = reader.position(campaign.key)
+        run = _run_of(reader, campaign.key, run_id)
 
         show_phones = caller.has(SCOPE_PII)
 
         def build() -> dict[str, Any]:
-            page = reader.recipients_of(run_id, views.RECIPIENTS_CAP + 1)
+            page = reader.recipients_of(run.key, views.RECIPIENTS_CAP + 1)
             data = views.run_detail_payload(
                 campaign,
                 run,
-                reader.snapshot(run_id),
-                reader.batches_of(run_id),
+                reader.snapshot(run.key),
+                reader.batches_of(run.key),
                 page[: views.RECIPIENTS_CAP],
                 more_recipients=len(page) > views.RECIPIENTS_CAP,
             )
@@ -389,10 +391,10 @@ def run_snapshot(
 ) -> Response:
     _require(caller, SCOPE_CAMPAIGNS, *((SCOPE_PII,) if include_recipients else ()))
     with reader.consistent():
-        _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign_id)
-        run = _run_of(reader, campaign_id, run_id)
-        snapshot = reader.snapshot(run_id)
+        campaign = _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign.key)
+        run = _run_of(reader, campaign.key, run_id)
+        snapshot = reader.snapshot(run.key)
         if snapshot is None:
             raise SnapshotNotFound()
         return _answer(

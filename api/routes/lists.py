@@ -38,6 +38,7 @@ from api.routes.campaigns import (
     freshness_headers,
 )
 from projector import views_extra
+from projector.rows import RunKey
 
 router = APIRouter(tags=["lists"])
 
@@ -120,7 +121,7 @@ def list_campaigns(
         # Any flush may add a campaign to the workspace: bind the ETag to the flush.
         position = reader.flush_seq()
         total, campaigns = reader.campaigns_page(caller.workspace_id, limit=limit, offset=offset)
-        runs = reader.runs_of_many([c.campaign_id for c in campaigns])
+        runs = reader.runs_of_many(caller.workspace_id, [c.campaign_id for c in campaigns])
     items = [views_extra.campaign_item(c, runs.get(c.campaign_id, [])) for c in campaigns]
     return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit,
                   offset)
@@ -153,9 +154,9 @@ def run_history(
 ) -> Response:
     _require(caller, SCOPE_CAMPAIGNS)
     with reader.consistent():
-        _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign_id)
-        runs = reader.runs_of(campaign_id)
+        campaign = _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign.key)
+        runs = reader.runs_of(campaign.key)
     items = views_extra.run_history(runs, limit, offset)
     return _paged(ctx, request, request_id, if_none_match, position, "", items, len(runs),
                   limit, offset)
@@ -191,17 +192,17 @@ def list_batches(
 ) -> Response:
     _require(caller, SCOPE_CAMPAIGNS)
     with reader.consistent():
-        _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign_id)
+        campaign = _owned_campaign(reader, caller, campaign_id)
+        position = reader.position(campaign.key)
         total, batches = reader.batches_page(
-            campaign_id, status=status, run_id=run_id, limit=limit, offset=skip
+            campaign.key, status=status, run_id=run_id, limit=limit, offset=skip
         )
         counters: dict[tuple[str, str], dict[str, int]] = {}
         by_run: dict[str, list[str]] = {}
         for b in batches:
             by_run.setdefault(b.run_id, []).append(b.batch_id)
         for rid, ids in by_run.items():
-            for bid, c in reader.batch_counters(rid, ids).items():
+            for bid, c in reader.batch_counters((*campaign.key, rid), ids).items():
                 counters[(rid, bid)] = c
     items = [views_extra.batch_item(b, counters.get((b.run_id, b.batch_id))) for b in batches]
     return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit,
@@ -232,14 +233,14 @@ def _csv_lines(first: list[Any], rest: Iterator[list[Any]]) -> Iterator[bytes]:
 
 
 def _csv_export(
-    ctx: ApiContext, reader: ReadStore, run_id: str, status: str | None
+    ctx: ApiContext, reader: ReadStore, run: RunKey, status: str | None
 ) -> Response:
-    chunks = reader.export_recipients(run_id, status=status)
+    chunks = reader.export_recipients(run, status=status)
     # The first chunk is read here, so a failing query is an error response, not a cut stream.
     first = next(chunks, [])
     headers = freshness_headers(ctx.status())
     headers["Cache-Control"] = "no-store"
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run[2])
     headers["Content-Disposition"] = f'attachment; filename="recipients-{safe}.csv"'
     return StreamingResponse(
         _csv_lines(first, chunks), media_type="text/csv; charset=utf-8", headers=headers
@@ -296,26 +297,26 @@ def list_recipients(
     _require(caller, SCOPE_CAMPAIGNS, *((SCOPE_PII,) if csv_wanted else ()))
     show_phone = caller.has(SCOPE_PII)
     with reader.consistent():
-        _owned_campaign(reader, caller, campaign_id)
-        _run_of(reader, campaign_id, run_id)
+        campaign = _owned_campaign(reader, caller, campaign_id)
+        run = _run_of(reader, campaign.key, run_id).key
         if csv_wanted:
-            return _csv_export(ctx, reader, run_id, status)
-        position = reader.position(campaign_id)
+            return _csv_export(ctx, reader, run, status)
+        position = reader.position(campaign.key)
         index = ctx.cache.get_or_build(
-            ("recipient-anchors", run_id, status), position,
-            lambda: reader.recipient_anchors(run_id, status=status, stride=ANCHOR_STRIDE),
+            ("recipient-anchors", *run, status), position,
+            lambda: reader.recipient_anchors(run, status=status, stride=ANCHOR_STRIDE),
         )
         rows: list[Any] = []
         if offset < index.total:
             anchor = offset // index.stride
             skip = offset - anchor * index.stride
             rows = reader.recipients_from(
-                run_id, status=status, anchor=index.keys[anchor], limit=skip + limit
+                run, status=status, anchor=index.keys[anchor], limit=skip + limit
             )[skip:]
         # A winning attempt 1 is the only attempt (F4: the highest attempt wins, and
         # within one attempt the same event wins): read the attempts of the others only.
         retried = [r.recipient_id for r, _s, _t in rows if (r.attempt or 0) > 1]
-        attempts = reader.attempts_of(run_id, retried)
+        attempts = reader.attempts_of(run, retried)
     items = []
     for r, report_status, reported_at in rows:
         if r.attempt == 1 and r.outcome is not None:

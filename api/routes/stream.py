@@ -44,6 +44,7 @@ from api.deps import ApiContext, CampaignId, Context
 from api.errors import CampaignNotFound, Forbidden, InsufficientScope, Unauthorized
 from api.keys import SCOPE_CAMPAIGNS
 from projector import views
+from projector.rows import CampaignKey
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def is_terminal(payload: dict[str, Any]) -> bool:
     return payload.get("status") in TERMINAL
 
 
-def read_status(ctx: ApiContext, campaign_id: str) -> tuple[int, dict[str, Any]] | None:
+def read_status(ctx: ApiContext, campaign: CampaignKey) -> tuple[int, dict[str, Any]] | None:
     """(position, status payload), both from one committed state.
 
     An event's ``id`` must name exactly the flush its data comes from
@@ -90,17 +91,17 @@ def read_status(ctx: ApiContext, campaign_id: str) -> tuple[int, dict[str, Any]]
     One read per change per campaign, shared by all its clients.
     """
     reader = ctx.reader
-    if reader.campaign_head(campaign_id) is None:
+    if campaign[0] not in reader.campaign_heads(campaign[1]):
         return None
     with reader.consistent():
-        position = reader.position(campaign_id)
-        runs = reader.runs_of(campaign_id)
-    return position, views.status_payload(campaign_id, views.latest_run(runs))
+        position = reader.position(campaign)
+        runs = reader.runs_of(campaign)
+    return position, views.status_payload(campaign[1], views.latest_run(runs))
 
 
-async def _read(ctx: ApiContext, campaign_id: str) -> tuple[int, dict[str, Any]] | None:
+async def _read(ctx: ApiContext, campaign: CampaignKey) -> tuple[int, dict[str, Any]] | None:
     # DuckDB calls block: run them on the thread pool (one cursor per thread).
-    return await anyio.to_thread.run_sync(read_status, ctx, campaign_id)
+    return await anyio.to_thread.run_sync(read_status, ctx, campaign)
 
 
 class Hub:
@@ -113,10 +114,10 @@ class Hub:
     chunk when it wakes, so a client that fell behind skips to the newest.
     """
 
-    def __init__(self, hubs: dict[str, Hub], ctx: ApiContext, campaign_id: str,
+    def __init__(self, hubs: dict[CampaignKey, Hub], ctx: ApiContext, campaign: CampaignKey,
                  settings: StreamSettings) -> None:
-        self.hubs, self.ctx, self.campaign_id, self.settings = hubs, ctx, campaign_id, settings
-        self.sub = ctx.feed.subscribe(campaign_id) if ctx.feed is not None else None
+        self.hubs, self.ctx, self.campaign, self.settings = hubs, ctx, campaign, settings
+        self.sub = ctx.feed.subscribe(campaign) if ctx.feed is not None else None
         self.clients: set[asyncio.Event] = set()
         self.ready = asyncio.Event()
         self.failed: BaseException | None = None
@@ -124,7 +125,7 @@ class Hub:
         self.payload: dict[str, Any] = {}
         self.chunk = b""
         self.missing = False  # the campaign is not (or no longer) in the database
-        hubs[campaign_id] = self
+        hubs[campaign] = self
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def _set(self, current: tuple[int, dict[str, Any]] | None) -> bool:
@@ -140,7 +141,7 @@ class Hub:
     async def _run(self) -> None:
         settings = self.settings
         try:
-            self._set(await _read(self.ctx, self.campaign_id))
+            self._set(await _read(self.ctx, self.campaign))
             self.ready.set()
             last_read = time.monotonic()
             while not self.missing and not is_terminal(self.payload):
@@ -154,7 +155,7 @@ class Hub:
                 delay = last_read + settings.min_interval - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)  # coalesce: later flushes fold into this read
-                changed = self._set(await _read(self.ctx, self.campaign_id))
+                changed = self._set(await _read(self.ctx, self.campaign))
                 last_read = time.monotonic()
                 if changed:
                     for ev in self.clients:
@@ -177,21 +178,21 @@ class Hub:
             self.close()
 
     def close(self) -> None:
-        if self.hubs.get(self.campaign_id) is self:
-            del self.hubs[self.campaign_id]
+        if self.hubs.get(self.campaign) is self:
+            del self.hubs[self.campaign]
         self.task.cancel()
         if self.sub is not None:
             self.sub.close()
 
 
-def hub_for(request: Request, ctx: ApiContext, campaign_id: str) -> Hub:
-    hubs: dict[str, Hub] | None = getattr(request.app.state, "stream_hubs", None)
+def hub_for(request: Request, ctx: ApiContext, campaign: CampaignKey) -> Hub:
+    hubs: dict[CampaignKey, Hub] | None = getattr(request.app.state, "stream_hubs", None)
     if hubs is None:
         hubs = {}
         request.app.state.stream_hubs = hubs
-    hub = hubs.get(campaign_id)
+    hub = hubs.get(campaign)
     if hub is None or hub.failed is not None or hub.missing:
-        hub = Hub(hubs, ctx, campaign_id, settings_of(request))
+        hub = Hub(hubs, ctx, campaign, settings_of(request))
     return hub
 
 
@@ -315,14 +316,12 @@ async def campaign_stream(
         raise Unauthorized()
     if not caller.has(SCOPE_CAMPAIGNS):
         raise InsufficientScope(f"This API key lacks the {SCOPE_CAMPAIGNS} scope.")
-    head = await anyio.to_thread.run_sync(ctx.reader.campaign_head, campaign_id)
-    if head is None:
-        raise CampaignNotFound()
-    if head.workspace_id != caller.workspace_id:
-        raise Forbidden()
+    heads = await anyio.to_thread.run_sync(ctx.reader.campaign_heads, campaign_id)
+    if caller.workspace_id not in heads:
+        raise Forbidden() if heads else CampaignNotFound()
 
     settings = settings_of(request)
-    hub = hub_for(request, ctx, campaign_id)
+    hub = hub_for(request, ctx, (caller.workspace_id, campaign_id))
     ev = hub.join()
     try:
         await hub.ready.wait()

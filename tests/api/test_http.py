@@ -101,7 +101,7 @@ def test_etag_differs_by_endpoint_and_query(client, reader):
     b = get(client, f"/campaigns/{BIG_CID}/status").headers["ETag"]
     c = get(client, f"/v1/campaign/{BIG_CID}/analytics").headers["ETag"]
     assert len({a, b, c}) == 3
-    assert a.startswith(f'W/"{reader.position(BIG_CID)}-')
+    assert a.startswith(f'W/"{reader.position(("ws_alpha", BIG_CID))}-')
 
 
 def test_304_still_requires_auth(client):
@@ -175,7 +175,7 @@ def test_live_warm_poll_follows_the_writer(tmp_path, monkeypatch):
     with Store(tmp_path / "live.duckdb") as store:
         seed(store, all_events())
         status = PipelineStatus(ready=True, offsets=store.offsets(), flush_seq=store.seq)
-        reader = ReadStore(store.cursor, heads=store.head)
+        reader = ReadStore(store.cursor, heads=store.heads)
         app = create_app(reader, keys=KeyRing.from_dict(KEYS_DOC), status=status.snapshot,
                          metrics=Metrics())
         with TestClient(app) as client:
@@ -203,7 +203,7 @@ def test_live_poll_of_a_changed_campaign_reads_runs_from_the_writer(tmp_path, mo
         keys = KeyRing.from_dict(KEYS_DOC)
         from_db = create_app(ReadStore(store.cursor), keys=keys, status=status.snapshot,
                              metrics=Metrics())
-        reader = ReadStore(store.cursor, heads=store.head, runs=store.runs_of)
+        reader = ReadStore(store.cursor, heads=store.heads, runs=store.runs_of)
         live = create_app(reader, keys=keys, status=status.snapshot, metrics=Metrics())
         ev = EventFactory()
         with TestClient(live) as client, TestClient(from_db) as reference:

@@ -21,6 +21,7 @@ from tests.golden import golden_expected
 KEY_OF = {"ws_alpha": ALPHA_ALL, "ws_beta": BETA_ALL}
 GOLDEN = golden_expected()
 RUN_LIST_FIELDS = ("batches", "recipients", "recipient_summary")
+BIG = ("ws_alpha", BIG_CID, BIG_RUN)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +64,12 @@ def test_run_detail_matches_golden_and_fold(client, state, cid, rid):
         assert actual == value, field
     assert got["recipients_truncated"] is False
     # Everything else (names, snapshot summary) as the fold's views build it.
-    recipients = sorted(state.recipients_of(rid), key=views.recipient_sort_key)
+    run = (GOLDEN[cid]["workspace_id"], cid, rid)
+    batches = state.batches_of(run)
+    recipients = views.listed_recipients(state.recipients_of(run), batches)
     expected = views.run_detail_payload(
-        state.campaigns[cid], state.runs[rid], state.snapshots.get(rid),
-        state.batches_of(rid), recipients, more_recipients=False,
+        state.campaigns[run[:2]], state.runs[run], state.snapshots.get(run),
+        batches, recipients, more_recipients=False,
     )
     assert got == expected
 
@@ -77,13 +80,14 @@ def test_run_detail_matches_golden_and_fold(client, state, cid, rid):
 def test_snapshot_matches_fold(client, state, cid, rid):
     resp = get(client, f"/v1/campaign/{cid}/runs/{rid}/snapshot",
                KEY_OF[GOLDEN[cid]["workspace_id"]])
-    snap = state.snapshots.get(rid)
+    run = (GOLDEN[cid]["workspace_id"], cid, rid)
+    snap = state.snapshots.get(run)
     if snap is None:
         assert resp.status_code == 404
         assert resp.json()["errors"][0]["code"] == "SNAPSHOT_NOT_FOUND"
         return
     got = data(resp)
-    assert got == views.snapshot_payload(state.runs[rid], snap, include_recipients=False)
+    assert got == views.snapshot_payload(state.runs[run], snap, include_recipients=False)
     assert "recipients" not in got
 
 
@@ -111,7 +115,7 @@ def test_large_run_is_capped_at_500_with_exact_summary(client, state):
     got = data(get(client, f"/v1/campaign/{BIG_CID}/runs/{BIG_RUN}"))
     assert got["recipients_truncated"] is True
     assert len(got["recipients"]) == views.RECIPIENTS_CAP == 500
-    ordered = sorted(state.recipients_of(BIG_RUN), key=views.recipient_sort_key)
+    ordered = views.listed_recipients(state.recipients_of(BIG), state.batches_of(BIG))
     assert len(ordered) == BIG_RECIPIENTS
     assert got["recipients"] == [views.recipient_payload(r) for r in ordered[:500]]
     # F11 order: all of batch 1 (ids r0300..r0599) before batch 2 (r0000..).
@@ -119,7 +123,7 @@ def test_large_run_is_capped_at_500_with_exact_summary(client, state):
     assert got["recipients"][299]["recipient_id"] == "r0599"
     assert got["recipients"][300]["recipient_id"] == "r0000"
     summary = got["recipient_summary"]
-    assert summary == views.recipient_summary(state.runs[BIG_RUN])
+    assert summary == views.recipient_summary(state.runs[BIG])
     assert summary == {
         "total": 600, "pending": 479, "sent": 36, "delivered": 60, "failed": 15, "skipped": 10,
     }
@@ -130,5 +134,5 @@ def test_large_run_is_capped_at_500_with_exact_summary(client, state):
 
 def test_status_of_large_run(client, state):
     got = data(get(client, f"/v1/campaign/{BIG_CID}/status"))
-    assert got == views.status_payload(BIG_CID, state.runs[BIG_RUN])
+    assert got == views.status_payload(BIG_CID, state.runs[BIG])
     assert got["current_batch"] == 1 and got["total_batches"] == 2

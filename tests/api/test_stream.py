@@ -98,8 +98,9 @@ class Live:
     def flush(self, events: list[Any], campaign_id: str) -> int:
         result = self.store.flush(events, {})
         self.state.apply(events)
+        (key,) = [k for k in self.state.campaigns if k[1] == campaign_id]
         self.expected[result.seq] = views.status_payload(
-            campaign_id, views.latest_run(self.state.runs_of(campaign_id))
+            campaign_id, views.latest_run(self.state.runs_of(key))
         )
         if self.feed is not None:
             self.feed.publish(result)
@@ -187,7 +188,7 @@ def test_each_payload_equals_the_fold_at_its_flush_and_the_last_the_final_fold(l
         assert payload == lv.expected[position], position
     positions = [p for _, p, _ in received]
     assert positions == sorted(set(positions))
-    final = views.status_payload(cid, views.latest_run(lv.state.runs_of(cid)))
+    final = views.status_payload(cid, views.latest_run(lv.state.runs_of((ws, cid))))
     assert received[-1][2] == final
     assert final["status"] in {"completed", "failed", "cancelled"}
     gaps = [b[0] - a[0] for a, b in zip(received[1:], received[2:], strict=False)]
@@ -240,7 +241,7 @@ def test_many_clients_share_one_hub_and_each_sees_the_fold(live) -> None:
         return results
 
     results = asyncio.run(go())
-    final = views.status_payload(cid, views.latest_run(lv.state.runs_of(cid)))
+    final = views.status_payload(cid, views.latest_run(lv.state.runs_of((ws, cid))))
     for got in results:
         assert len(got) >= 2
         for position, payload in got:
@@ -350,9 +351,10 @@ def test_terminal_campaign_sends_its_payload_and_ends_and_key_in_query(client, r
         assert r.status_code == 200, r.text
         evs = list(parse_sse(iter(r.text.split("\n"))))
         assert [e.get("event") for e in evs] == [None, "status", "end"]
-        assert int(evs[1]["id"]) == reader.position(cid)
+        assert int(evs[1]["id"]) == reader.position(("ws_alpha", cid))
         assert orjson.loads(evs[1]["data"]) == status == want["status"]
-    r = get(client, f"/v1/campaign/{cid}/stream", **{"Last-Event-ID": str(reader.position(cid))})
+    position = reader.position(("ws_alpha", cid))
+    r = get(client, f"/v1/campaign/{cid}/stream", **{"Last-Event-ID": str(position)})
     assert r.status_code == 204
 
 

@@ -3,6 +3,10 @@
 Small id and time spaces on purpose: equal ``occurred_at`` values, several
 terminal events per run, retries that move a recipient to another batch, DLRs
 for messages whose submit lost, and reports before submits all happen often.
+
+With ``tenants`` the campaigns come from a pool in which two workspaces share
+a campaign id, and every campaign uses the same run, batch, recipient and
+message ids (F12): only scoped identities keep their projections apart.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from schemas import EVENT_ADAPTER
 
 BASE = datetime(2026, 5, 12, 9, 0, tzinfo=UTC)
 DLR_STATUSES = ["accepted", "buffered", "delivered", "undelivered", "expired", "rejected", "failed"]
+# (workspace_id, campaign_id): camp-0 exists in two workspaces.
+TENANT_CAMPAIGNS = [("ws-a", "camp-0"), ("ws-b", "camp-0"), ("ws-b", "camp-1"), ("ws-a", "camp-2")]
 
 
 def _ts(seconds: int) -> str:
@@ -23,8 +29,15 @@ def _ts(seconds: int) -> str:
 
 
 @st.composite
-def histories(draw: st.DrawFn, max_runs: int = 3, max_recipients: int = 6) -> list[Any]:
-    """One or two campaigns' events, as validated models, in generation order."""
+def histories(
+    draw: st.DrawFn, max_runs: int = 3, max_recipients: int = 6, tenants: bool | None = None
+) -> list[Any]:
+    """Campaigns' events, as validated models, in generation order.
+
+    One or two campaigns with ids of their own, or (``tenants``; drawn when
+    None) two or three campaigns of ``TENANT_CAMPAIGNS`` that reuse each
+    other's ids.
+    """
     counter = iter(range(10**9))
     events: list[dict[str, Any]] = []
     t = st.integers(min_value=0, max_value=40)
@@ -45,8 +58,15 @@ def histories(draw: st.DrawFn, max_runs: int = 3, max_recipients: int = 6) -> li
             }
         )
 
-    for c in range(draw(st.integers(1, 2))):
-        cid, ws = f"camp-{c}", f"ws-{c}"
+    if tenants is None:
+        tenants = draw(st.booleans())
+    if tenants:
+        pool = st.sampled_from(TENANT_CAMPAIGNS)
+        picked = draw(st.lists(pool, min_size=2, max_size=3, unique=True))
+        campaigns = [(ws, cid, "") for ws, cid in picked]
+    else:
+        campaigns = [(f"ws-{c}", f"camp-{c}", f"{c}-") for c in range(draw(st.integers(1, 2)))]
+    for ws, cid, c in campaigns:
         for _ in range(draw(st.integers(0, 2))):
             emit(
                 "campaign.defined",
@@ -56,8 +76,9 @@ def histories(draw: st.DrawFn, max_runs: int = 3, max_recipients: int = 6) -> li
                 channel="SMS",
                 provider=draw(st.sampled_from(["mock", "carrier-x"])),
             )
-        for r in range(draw(st.integers(0, max_runs))):
-            rid = f"run-{c}-{r}"
+        # Every tenant campaign has a run: its ids then collide with the others'.
+        for r in range(draw(st.integers(1 if tenants else 0, max_runs))):
+            rid = f"run-{c}{r}"
             n = draw(st.integers(0, max_recipients))
             size = draw(st.integers(1, 3))
             max_attempts = draw(st.integers(1, 3))
@@ -98,7 +119,7 @@ def histories(draw: st.DrawFn, max_runs: int = 3, max_recipients: int = 6) -> li
             ):
                 extra = {"error": {"code": "E", "message": "boom"}} if kind == "run.failed" else {}
                 emit(kind, cid, ws, run_id=rid, **extra)
-            batches = [f"b-{c}-{r}-{i}" for i in range(max(1, -(-n // size)))]
+            batches = [f"b-{c}{r}-{i}" for i in range(max(1, -(-n // size)))]
             for i, bid in enumerate(batches):
                 members = [
                     {"recipient_id": f"rcp-{j}", "phone_number": f"2557{j:08d}"}
@@ -128,7 +149,7 @@ def histories(draw: st.DrawFn, max_runs: int = 3, max_recipients: int = 6) -> li
             for j in range(n):
                 for attempt in range(1, draw(st.integers(0, max_attempts)) + 1):
                     outcome = draw(st.sampled_from(["sent", "failed", "skipped"]))
-                    mid = f"msg-{c}-{r}-{j}-{attempt}" if outcome == "sent" else None
+                    mid = f"msg-{c}{r}-{j}-{attempt}" if outcome == "sent" else None
                     emit(
                         "message.submitted",
                         cid,

@@ -51,7 +51,7 @@ def fold_in_batches(events, cuts) -> State:
 def recount(state: State) -> None:
     """Counters must equal a scan of the rows (the oracle the deltas replace)."""
     for run in state.runs.values():
-        rs = state.recipients_of(run.run_id)
+        rs = state.recipients_of(run.key)
         sent = [r for r in rs if r.outcome == "sent"]
         assert run.known_recipients == len(rs)
         assert run.sent == len(sent)
@@ -62,16 +62,14 @@ def recount(state: State) -> None:
             r.delivery_status in DLR_TERMINAL and r.delivery_status != "delivered" for r in sent
         )
         for r in sent:
-            msg = state.messages.get(r.message_id)
+            msg = state.messages.get((*run.key, r.message_id))
             assert r.delivery_status == (msg.status if msg else None)
         assert run.first_sent_at == min((r.sent_at for r in sent), default=None)
         assert run.last_sent_at == max((r.sent_at for r in sent), default=None)
         for r in rs:  # the winning submit is the highest attempt on record (F4)
-            attempts = [
-                n for (rid, rcp, n) in state.attempts if rid == run.run_id and rcp == r.recipient_id
-            ]
+            attempts = [n for (*rcp, n) in state.attempts if tuple(rcp) == r.key]
             assert r.attempt == (max(attempts) if attempts else None)
-        batches = state.batches_of(run.run_id)
+        batches = state.batches_of(run.key)
         assert run.batches_seen == sum(b.seen for b in batches)
         assert run.batches_completed == sum(b.terminal_status == "completed" for b in batches)
         for b in batches:
@@ -143,4 +141,4 @@ def test_a_retry_in_another_batch_leaves_no_ghost_batch_row():
     in_order.apply([retry])
     reversed_.apply([retry, first])
     assert dump(in_order) == dump(reversed_)
-    assert list(in_order.batches) == [("r", "b0")]
+    assert list(in_order.batches) == [("w", "c", "r", "b0")]

@@ -1,6 +1,6 @@
 """The set-based SQL fold (projector.setfold) equals the Python fold, table for table.
 
-The SQL is a second statement of F1-F11, used to rebuild databases from the
+The SQL is a second statement of F1-F12, used to rebuild databases from the
 archive; any drift from ``projector.fold`` would make a rebuild differ from
 the live projections. Hypothesis histories (ties, retries across batches,
 reports before submits, several terminal events) are folded both ways, with
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from projector.setfold import fold_into, typed
 from projector.state import State
-from projector.tables import PROJECTIONS, Table
+from projector.tables import BATCHES, PROJECTIONS, Table
 from tests.fold.scenarios import histories
 from tests.fold.test_properties import tables
 from tests.golden import golden_events
@@ -133,7 +133,8 @@ def test_error_detail_stored_like_the_python_fold() -> None:
     _assert_same([failed], [failed])
     rows = _sql_rows([failed])["batches"]
     (row,) = rows.values()
-    assert json.loads(row[13]) == {"z": [1, 2.5, None], "a": {"nested": "x"}}
+    detail = [c.name for c in BATCHES.columns].index("error_detail")
+    assert json.loads(row[detail]) == {"z": [1, 2.5, None], "a": {"nested": "x"}}
 
 
 def test_every_optional_field_and_offset_folds_the_same() -> None:

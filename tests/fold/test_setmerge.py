@@ -44,7 +44,7 @@ def _merged_rows(chunks: list[list[Any]]) -> dict[str, dict[Any, tuple[Any, ...]
         merged = merge_into(con, typed("src"))
         con.execute("COMMIT")
         assert merged.events == len(chunk)
-        assert merged.campaigns >= {ev.campaign_id for ev in chunk}
+        assert merged.campaigns >= {(ev.workspace_id, ev.campaign_id) for ev in chunk}
     out = _stored_rows(con)
     con.close()
     return out
