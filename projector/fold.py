@@ -313,7 +313,7 @@ class _Fold:
         return row
 
     def batch(self, run: RunRow, batch_id: str) -> BatchRow:
-        key = (*run.key, batch_id)
+        key = (run.workspace_id, run.campaign_id, run.run_id, batch_id)
         row = self.out.batches.get(key)
         if row is None:
             prior = self.prior.batch(key)
@@ -326,7 +326,7 @@ class _Fold:
         return row if row is not None else self.prior.recipient(key)
 
     def recipient_mut(self, run: RunRow, recipient_id: str) -> RecipientRow:
-        key = (*run.key, recipient_id)
+        key = (run.workspace_id, run.campaign_id, run.run_id, recipient_id)
         row = self.out.recipients.get(key)
         if row is None:
             prior = self.prior.recipient(key)
@@ -519,7 +519,7 @@ class _Fold:
 
     def record_attempt(self, run: RunRow, ev: Any) -> None:
         """Every attempt is kept (paged recipient views list them all)."""
-        key = (*run.key, ev.recipient_id, ev.attempt)
+        key = (run.workspace_id, run.campaign_id, run.run_id, ev.recipient_id, ev.attempt)
         current = self.out.attempts.get(key) or self.prior.attempt(key)
         if current is None or _after(
             ev.occurred_at, ev.event_id, current.submitted_at, current.event_id
@@ -537,8 +537,8 @@ class _Fold:
     def on_submitted(self, ev: Any) -> None:
         run = self.run(ev)
         self.record_attempt(run, ev)
-        rkey = run.key
-        key = (*rkey, ev.recipient_id)
+        ws, cid, rid = run.key
+        key = (ws, cid, rid, ev.recipient_id)
         current = self.recipient_peek(key)
         if current is not None and current.attempt is not None:
             if (ev.attempt, ev.occurred_at, ev.event_id) <= (
@@ -560,16 +560,16 @@ class _Fold:
         r.reason = ev.reason
         if old_message != r.message_id:
             if old_message is not None:
-                self.holders((*rkey, old_message)).discard(key)
+                self.holders((ws, cid, rid, old_message)).discard(key)
             if r.message_id is not None:
-                self.holders((*rkey, r.message_id)).add(key)
-        msg = self.message((*rkey, r.message_id)) if r.message_id is not None else None
+                self.holders((ws, cid, rid, r.message_id)).add(key)
+        msg = self.message((ws, cid, rid, r.message_id)) if r.message_id is not None else None
         r.delivery_status = msg.status if msg is not None else None
         self.recount(run, before, r)
 
     def on_dlr(self, ev: Any) -> None:
         run = self.run(ev)  # F8: a report touches its run's updated_at
-        key = (*run.key, ev.message_id)
+        key = (run.workspace_id, run.campaign_id, run.run_id, ev.message_id)
         current = self.message(key)
         if current is not None and (_dlr_rank(ev.status), ev.occurred_at, ev.event_id) <= (
             _dlr_rank(current.status),
