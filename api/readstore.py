@@ -41,16 +41,17 @@ class ReadStore:
         *,
         owned: duckdb.DuckDBPyConnection | None = None,
         heads: Callable[[str], tuple[str, int] | None] | None = None,
-        runs: Callable[[str], list[RunRow]] | None = None,
+        polled: Callable[[str], tuple[tuple[str, int], list[RunRow]] | None] | None = None,
         static: bool = False,
     ) -> None:
         self._factory = cursor_factory
         # The live writer's in-memory (workspace, position) per campaign: a poll
         # of an unchanged campaign then touches DuckDB not at all.
         self._heads = heads
-        # The live writer's committed runs per campaign (``Store.runs_of``): a
-        # poll of a changed campaign is then built without a query either.
-        self._runs = runs
+        # The live writer's head and committed runs of a campaign as of one
+        # flush (``Store.polled``): a poll of a changed campaign is then built
+        # without a query either, and from one state.
+        self._polled = polled
         # A file opened read-only cannot change (DuckDB admits no writer beside
         # it): each campaign's head is read once and remembered.
         self._static_heads: dict[str, CampaignHead] | None = {} if static else None
@@ -134,20 +135,25 @@ class ReadStore:
         return [RUNS.from_tuple(t) for t in self._all(q.RUNS_OF, [campaign_id])]
 
     @property
-    def runs_in_memory(self) -> bool:
-        """``polled_runs_of`` answers from the writer's memory (safe on the event loop)."""
-        return self._runs is not None
+    def beside_writer(self) -> bool:
+        """``polled`` answers from the live writer's memory (safe on the event loop)."""
+        return self._polled is not None
 
-    def polled_runs_of(self, campaign_id: str) -> list[RunRow]:
-        """The campaign's runs for payloads read from runs alone (status, analytics).
+    def polled(self, campaign_id: str) -> tuple[CampaignHead, list[RunRow]] | None:
+        """The campaign's head and runs as of one flush, from the writer's memory.
 
-        From the writer's memory when serving beside it: at least as new as
-        any head read before, which is all the position cache needs. Not for
-        reads inside ``consistent()``: memory is not that snapshot.
+        None when the writer has not committed the campaign (or this reader is
+        not beside a writer: see ``beside_writer``). Memory holds every
+        campaign the writer committed, loaded at open and noted after each
+        flush, so None means unknown as of the last flush noted.
         """
-        if self._runs is not None:
-            return self._runs(campaign_id)
-        return self.runs_of(campaign_id)
+        if self._polled is None:
+            return None
+        got = self._polled(campaign_id)
+        if got is None:
+            return None
+        (workspace_id, position), runs = got
+        return CampaignHead(workspace_id, position), runs
 
     def run(self, run_id: str) -> RunRow | None:
         t = self._one(q.RUN, [run_id])
@@ -183,6 +189,13 @@ class ReadStore:
         known = self.known_head(campaign_id)
         if known is not None:
             return known
+        return self.stored_head(campaign_id)
+
+    def stored_head(self, campaign_id: str) -> CampaignHead | None:
+        """``campaign_head`` as DuckDB holds it, never the writer's memory: inside
+        ``consistent()``, of the same state as the other reads there."""
+        if self._static_heads is not None and campaign_id in self._static_heads:
+            return self._static_heads[campaign_id]
         t = self._one(q.CAMPAIGN_HEAD, [campaign_id])
         if t is None:
             return None

@@ -166,6 +166,9 @@ class Store:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._seq = 0
         self._lock = threading.Lock()
+        # Held while the writer notes a flush in _heads and _runs, and by polled():
+        # a reader takes a campaign's head and its runs as of one flush.
+        self._noting = threading.Lock()
         self._keys_pending = False  # a rebuild left the primary keys to the next writer
         self._large_tables: set[str] = set()  # see _large
 
@@ -415,8 +418,10 @@ class Store:
             self._cache.apply(changes)
             # Runs before heads: a reader that sees a campaign's new position
             # must find rows at least that new (the API caches by position).
-            self._note_runs(changes)
-            self._note_heads(changes, changed, seq)
+            # Both under _noting: polled() reads them as of the same flush.
+            with self._noting:
+                self._note_runs(changes)
+                self._note_heads(changes, changed, seq)
             self._seq = seq
         return FlushResult(seq, changes.events, len(deadletters), frozenset(changed), changes)
 
@@ -496,8 +501,9 @@ class Store:
             if offsets:
                 self._write_offsets(offsets, marks or {})
         self._cache = RowCache(self.cache_max_rows, complete=False)
-        self._note_runs(changes)
-        self._note_heads(changes, changed, seq)
+        with self._noting:  # see flush
+            self._note_runs(changes)
+            self._note_heads(changes, changed, seq)
         self._seq = seq
         return FlushResult(seq, merged.events, len(deadletters), frozenset(changed), changes)
 
@@ -630,6 +636,20 @@ class Store:
     def runs_of(self, campaign_id: str) -> list[RunRow]:
         """The campaign's runs as last committed, from memory (any thread, any time)."""
         return list(self._runs.get(campaign_id, {}).values())
+
+    def polled(self, campaign_id: str) -> tuple[tuple[str, int], list[RunRow]] | None:
+        """The campaign's head and its runs as of one flush (any thread); None if never seen.
+
+        ``head`` then ``runs_of`` may straddle a flush being noted: runs of
+        flush n+1 read under the position of flush n, and a payload built
+        from them cached there, while another reader caches flush n's own
+        under it; one poller could then see a run go back.
+        """
+        with self._noting:
+            head = self._heads.get(campaign_id)
+            if head is None:
+                return None
+            return head, list(self._runs.get(campaign_id, {}).values())
 
     def _note_runs(self, changes: Changes) -> None:
         for row in changes.runs.values():
