@@ -14,3 +14,11 @@ class StoreError(ProjectorError):
 class StoreLockedError(StoreError):
     """Another process holds the DuckDB file. Stop it, or serve a copy with
     ``projector api --db COPY``."""
+
+
+class InvariantError(ProjectorError):
+    """After a flush the writer's memory (the campaign heads and runs that
+    status and analytics are answered from) differs from DuckDB. A bug, found
+    by ``PROJECTOR_CHECK_INVARIANTS``: the process stops rather than answer
+    from memory. DuckDB holds the truth and a restart reloads memory from it;
+    report the message, which names the campaign, the flush and both values."""

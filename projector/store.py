@@ -31,6 +31,7 @@ from projector.fold import (
     plan_loads,
     submit_batch_keys,
 )
+from projector.invariants import check_memory
 from projector.logmark import LogMark
 from projector.rowcache import MISSING, RowCache
 from projector.rows import RecipientRow, RunRow
@@ -144,6 +145,7 @@ class Store:
         threads: int = 0,
         merge_min_events: int = 0,
         checkpoint_threshold: str | None = None,
+        check_invariants: bool = False,
     ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
@@ -154,6 +156,8 @@ class Store:
         # Flushes of at least this many events are folded by set-based SQL
         # (projector.setmerge) instead of in Python; 0: never.
         self.merge_min_events = merge_min_events
+        # After each flush, compare memory with DuckDB (projector.invariants).
+        self.check_invariants = check_invariants
         self._cache = RowCache(cache_max_rows, complete=False)
         # campaign_id -> (workspace_id, position): every campaign, kept by the
         # writer, so the API answers polls of unchanged campaigns from memory.
@@ -423,6 +427,8 @@ class Store:
                 self._note_runs(changes)
                 self._note_heads(changes, changed, seq)
             self._seq = seq
+            if self.check_invariants:
+                self._check_memory(changes, changed, seq)
         return FlushResult(seq, changes.events, len(deadletters), frozenset(changed), changes)
 
     def _flush_merged(
@@ -505,6 +511,8 @@ class Store:
             self._note_runs(changes)
             self._note_heads(changes, changed, seq)
         self._seq = seq
+        if self.check_invariants:
+            self._check_memory(changes, changed, seq)
         return FlushResult(seq, merged.events, len(deadletters), frozenset(changed), changes)
 
     @contextmanager
@@ -651,6 +659,15 @@ class Store:
                 return None
             return head, list(self._runs.get(campaign_id, {}).values())
 
+    def _check_memory(self, changes: Changes, changed: set[str], seq: int) -> None:
+        """The invariant mode: memory against DuckDB for every campaign flush ``seq`` touched.
+
+        Under the writer's lock, so DuckDB shows what this flush committed.
+        """
+        touched = set(changed) | set(changes.campaigns)
+        touched.update(row.campaign_id for row in changes.runs.values())
+        check_memory(self.con, seq, touched, self.polled)
+
     def _note_runs(self, changes: Changes) -> None:
         for row in changes.runs.values():
             current = self._runs.get(row.campaign_id, {})
@@ -791,6 +808,7 @@ def live_store(settings: Settings, path: Path | str | None = None) -> Store:
         cache_max_rows=settings.cache_max_rows,
         merge_min_events=settings.merge_min_events,
         checkpoint_threshold=settings.duckdb_checkpoint_threshold,
+        check_invariants=settings.check_invariants,
     )
 
 
