@@ -22,16 +22,17 @@ from projector.tables import RUNS
 
 Head = tuple[str, int]  # (workspace_id, position)
 
-# What a poll would find in DuckDB for these campaigns (api.queries.CAMPAIGN_HEAD
-# and RUNS_OF, for many campaigns at once).
-_HEADS = (
-    "SELECT c.campaign_id, c.workspace_id, coalesce(p.position, 0) FROM campaigns c "
+# What a poll would find in DuckDB for these campaigns, for many at once and in
+# one statement (DuckDB's cost per statement is milliseconds): the head as
+# api.queries.CAMPAIGN_HEAD reads it (workspace NULL: no campaign row), then
+# one row per run (run columns NULL: no run).
+_MEMORY = (
+    "SELECT k.campaign_id, c.workspace_id, coalesce(p.position, 0), "
+    + ", ".join(f"r.{c.strip()}" for c in RUNS.select_list.split(","))
+    + " FROM (SELECT unnest(CAST(? AS VARCHAR[])) AS campaign_id) k "
+    "LEFT JOIN campaigns c USING (campaign_id) "
     "LEFT JOIN campaign_positions p USING (campaign_id) "
-    "WHERE c.campaign_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"
-)
-_RUNS = (
-    f"SELECT {RUNS.select_list} FROM runs "
-    "WHERE campaign_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"
+    "LEFT JOIN runs r ON r.campaign_id = k.campaign_id"
 )
 
 
@@ -50,14 +51,16 @@ def check_memory(
     ids = sorted(set(campaigns))
     if not ids:
         return
+    heads: dict[str, Head] = {}
+    runs: dict[str, dict[str, RunRow]] = {}
     try:
-        heads: dict[str, Head] = {
-            cid: (ws, int(pos)) for cid, ws, pos in con.execute(_HEADS, [ids]).fetchall()
-        }
-        runs: dict[str, dict[str, RunRow]] = {}
-        for t in con.execute(_RUNS, [ids]).fetchall():
-            row: RunRow = RUNS.from_tuple(t)
-            runs.setdefault(row.campaign_id, {})[row.run_id] = row
+        for t in con.execute(_MEMORY, [ids]).fetchall():
+            cid, ws, pos, run = t[0], t[1], t[2], t[3:]
+            if ws is not None:
+                heads[cid] = (ws, int(pos))
+            if run[0] is not None:
+                row: RunRow = RUNS.from_tuple(run)
+                runs.setdefault(row.campaign_id, {})[row.run_id] = row
     except duckdb.Error as e:
         raise StoreError(f"the invariant check of flush {seq} could not read DuckDB: {e}") from e
     for cid in ids:
