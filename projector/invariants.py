@@ -6,7 +6,7 @@ runs), never from DuckDB. So memory is only as right as the code that keeps
 it. With ``PROJECTOR_CHECK_INVARIANTS=1`` every flush ends by computing the
 same heads and runs from DuckDB for every campaign it touched and comparing;
 the first difference raises ``InvariantError`` naming the campaign, the flush
-and both values. Off by default: it costs two queries per flush
+and both values. Off by default: it costs a query per flush
 (docs/reliability.md has the figures).
 """
 

@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # (what status and analytics are answered from) with DuckDB for each
     # campaign the flush touched; a difference stops the process
     # (projector.invariants). On in the test suite's servers; off in
-    # production, where it costs two queries per flush (docs/reliability.md).
+    # production, where it costs a query per flush (docs/reliability.md).
     check_invariants: bool = False
     log_level: str = "INFO"
     # API protection: requests/s and burst per key, and per client address for

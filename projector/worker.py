@@ -70,6 +70,8 @@ class Projector:
             flush_interval_ms=settings.flush_interval_ms,
         )
         self.pipeline.on_invariant_broken = stop_on_broken_invariant
+        if settings.check_invariants:
+            log.info("invariant mode on: memory is compared with DuckDB after every flush")
         self.app = create_app(settings, self)
 
     def prepare(self) -> None:
