@@ -61,16 +61,17 @@ class ReadStore:
         *,
         owned: duckdb.DuckDBPyConnection | None = None,
         heads: Callable[[str], Heads] | None = None,
-        runs: Callable[[CampaignKey], list[RunRow]] | None = None,
+        polled: Callable[[str, str], tuple[Heads, list[RunRow]]] | None = None,
         static: bool = False,
     ) -> None:
         self._factory = cursor_factory
         # The live writer's in-memory heads per campaign id (``Store.heads``): a
         # poll of an unchanged campaign then touches DuckDB not at all.
         self._heads = heads
-        # The live writer's committed runs per campaign (``Store.runs_of``): a
-        # poll of a changed campaign is then built without a query either.
-        self._runs = runs
+        # The live writer's head and committed runs of a campaign as of one
+        # flush (``Store.polled``): a poll of a changed campaign is then built
+        # without a query either, and from one state.
+        self._polled = polled
         # A file opened read-only cannot change (DuckDB admits no writer beside
         # it): each campaign id's heads are read once and remembered.
         self._static_heads: dict[str, Heads] | None = {} if static else None
@@ -160,20 +161,21 @@ class ReadStore:
         return [RUNS.from_tuple(t) for t in self._all(q.RUNS_OF, list(campaign))]
 
     @property
-    def runs_in_memory(self) -> bool:
-        """``polled_runs_of`` answers from the writer's memory (safe on the event loop)."""
-        return self._runs is not None
+    def beside_writer(self) -> bool:
+        """``polled`` answers from the live writer's memory (safe on the event loop)."""
+        return self._polled is not None
 
-    def polled_runs_of(self, campaign: CampaignKey) -> list[RunRow]:
-        """The campaign's runs for payloads read from runs alone (status, analytics).
+    def polled(self, workspace_id: str, campaign_id: str) -> tuple[Heads, list[RunRow]]:
+        """The heads of a campaign id and the workspace's campaign's runs, as of one
+        flush, from the writer's memory (only ``beside_writer``).
 
-        From the writer's memory when serving beside it: at least as new as
-        any head read before, which is all the position cache needs. Not for
-        reads inside ``consistent()``: memory is not that snapshot.
+        Memory holds every campaign the writer committed, loaded at open and
+        noted after each flush, so empty heads mean unknown as of the last
+        flush noted.
         """
-        if self._runs is not None:
-            return self._runs(campaign)
-        return self.runs_of(campaign)
+        if self._polled is None:
+            raise ReadStoreError("polled() needs the writer's memory: check beside_writer first")
+        return self._polled(workspace_id, campaign_id)
 
     def run(self, run: RunKey) -> RunRow | None:
         t = self._one(q.RUN, list(run))
@@ -211,6 +213,13 @@ class ReadStore:
         known = self.known_heads(campaign_id)
         if known is not None:
             return known
+        return self.stored_heads(campaign_id)
+
+    def stored_heads(self, campaign_id: str) -> Heads:
+        """``campaign_heads`` as DuckDB holds them, never the writer's memory: inside
+        ``consistent()``, of the same state as the other reads there."""
+        if self._static_heads is not None and campaign_id in self._static_heads:
+            return self._static_heads[campaign_id]
         heads = {ws: int(pos) for ws, pos in self._all(q.CAMPAIGN_HEADS, [campaign_id])}
         if self._static_heads is not None and heads:
             self._static_heads[campaign_id] = heads

@@ -19,3 +19,11 @@ class StoreLockedError(StoreError):
 class StoreVersionError(StoreError):
     """The database was built with another projection layout
     (``tables.SCHEMA_VERSION``). Its rows would be misread: rebuild it."""
+
+
+class InvariantError(ProjectorError):
+    """After a flush the writer's memory (the campaign heads and runs that
+    status and analytics are answered from) differs from DuckDB. A bug, found
+    by ``PROJECTOR_CHECK_INVARIANTS``: the process stops rather than answer
+    from memory. DuckDB holds the truth and a restart reloads memory from it;
+    report the message, which names the campaign, the flush and both values."""

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from projector.errors import StoreError
+from projector.errors import InvariantError, StoreError
 from projector.health import PipelineStatus
 from projector.kafka_offsets import OffsetsError
 from projector.logmark import LogMark, marks_of, mismatch
@@ -212,6 +212,9 @@ class Pipeline:
         self.seeker: Seeker | None = None
         self.verifier: Verifier | None = None
         self.listeners: list[FlushListener] = []
+        # Called when a flush finds memory unlike DuckDB (the invariant mode);
+        # the process hosting the pipeline decides how to stop.
+        self.on_invariant_broken: Callable[[InvariantError], None] | None = None
         self._batch = _Batch()
         self._flush_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
@@ -512,6 +515,12 @@ class Pipeline:
                             return None
                         result = await self._commit(batch)
                         break
+                    except InvariantError as e:
+                        # Committed, but memory is now wrong: never retried.
+                        self.status.update(last_error=str(e))
+                        if self.on_invariant_broken is not None:
+                            self.on_invariant_broken(e)
+                        raise
                     except (StoreError, OffsetsError) as e:
                         self.metrics.flush_failures.inc()
                         self.status.update(last_error=str(e))

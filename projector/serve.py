@@ -59,7 +59,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         projector.pipeline.listeners.append(feed.publish)
         swapper = SwapController(projector, app=None)
         app = create_app(
-            ReadStore(store.cursor, heads=store.heads, runs=store.runs_of),
+            ReadStore(store.cursor, heads=store.heads, polled=store.polled),
             keys=keys,
             status=projector.status.snapshot,
             metrics=projector.metrics,

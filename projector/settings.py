@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # (projector.setmerge), which runs in DuckDB without the GIL, instead of
     # event by event in Python; 0 = never. Only a backlog makes such flushes.
     merge_min_events: int = Field(default=10_000, ge=0)
+    # After every flush, compare the campaign heads and runs kept in memory
+    # (what status and analytics are answered from) with DuckDB for each
+    # campaign the flush touched; a difference stops the process
+    # (projector.invariants). On in the test suite's servers; off in
+    # production, where it costs a query per flush (docs/reliability.md).
+    check_invariants: bool = False
     log_level: str = "INFO"
     # API protection: requests/s and burst per key, and per client address for
     # requests without a valid key; 0 turns rate limiting off.

@@ -30,6 +30,7 @@ from projector.fold import (
     plan_loads,
     submit_batch_keys,
 )
+from projector.invariants import check_memory
 from projector.logmark import LogMark
 from projector.rowcache import MISSING, RowCache
 from projector.rows import CampaignKey, MessageKey, RecipientKey, RecipientRow, RunRow
@@ -145,6 +146,7 @@ class Store:
         threads: int = 0,
         merge_min_events: int = 0,
         checkpoint_threshold: str | None = None,
+        check_invariants: bool = False,
     ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
@@ -155,6 +157,8 @@ class Store:
         # Flushes of at least this many events are folded by set-based SQL
         # (projector.setmerge) instead of in Python; 0: never.
         self.merge_min_events = merge_min_events
+        # After each flush, compare memory with DuckDB (projector.invariants).
+        self.check_invariants = check_invariants
         self._cache = RowCache(cache_max_rows, complete=False)
         # campaign_id -> {workspace_id: position}: every campaign, kept by the
         # writer, so the API answers polls of unchanged campaigns from memory
@@ -169,6 +173,9 @@ class Store:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._seq = 0
         self._lock = threading.Lock()
+        # Held while the writer notes a flush in _heads and _runs, and by polled():
+        # a reader takes a campaign's head and its runs as of one flush.
+        self._noting = threading.Lock()
         self._keys_pending = False  # a rebuild left the primary keys to the next writer
         self._large_tables: set[str] = set()  # see _large
 
@@ -432,9 +439,13 @@ class Store:
             self._cache.apply(changes)
             # Runs before heads: a reader that sees a campaign's new position
             # must find rows at least that new (the API caches by position).
-            self._note_runs(changes)
-            self._note_heads(changed, seq)
+            # Both under _noting: polled() reads them as of the same flush.
+            with self._noting:
+                self._note_runs(changes)
+                self._note_heads(changed, seq)
             self._seq = seq
+            if self.check_invariants:
+                self._check_memory(changes, changed, seq)
         return FlushResult(seq, changes.events, len(deadletters), frozenset(changed), changes)
 
     def _flush_merged(
@@ -509,9 +520,12 @@ class Store:
             if offsets:
                 self._write_offsets(offsets, marks or {})
         self._cache = RowCache(self.cache_max_rows, complete=False)
-        self._note_runs(changes)
-        self._note_heads(changed, seq)
+        with self._noting:  # see flush
+            self._note_runs(changes)
+            self._note_heads(changed, seq)
         self._seq = seq
+        if self.check_invariants:
+            self._check_memory(changes, changed, seq)
         return FlushResult(seq, merged.events, len(deadletters), frozenset(changed), changes)
 
     @contextmanager
@@ -639,6 +653,28 @@ class Store:
     def runs_of(self, campaign: CampaignKey) -> list[RunRow]:
         """The campaign's runs as last committed, from memory (any thread, any time)."""
         return list(self._runs.get(campaign, {}).values())
+
+    def polled(self, workspace_id: str, campaign_id: str) -> tuple[Mapping[str, int], list[RunRow]]:
+        """The heads of a campaign id (``heads``) and the runs of the workspace's
+        campaign of that id, as of one flush (any thread); ``({}, [])`` if never seen.
+
+        ``heads`` then ``runs_of`` may straddle a flush being noted: runs of
+        flush n+1 read under the position of flush n, and a payload built
+        from them cached there, while another reader caches flush n's own
+        under it; one poller could then see a run go back.
+        """
+        with self._noting:
+            heads = self._heads.get(campaign_id, _NO_HEADS)
+            return heads, list(self._runs.get((workspace_id, campaign_id), {}).values())
+
+    def _check_memory(self, changes: Changes, changed: set[CampaignKey], seq: int) -> None:
+        """The invariant mode: memory against DuckDB for every campaign flush ``seq`` touched.
+
+        Under the writer's lock, so DuckDB shows what this flush committed.
+        """
+        touched = set(changed) | set(changes.campaigns)
+        touched.update(row.campaign_key for row in changes.runs.values())
+        check_memory(self.con, seq, touched, self.polled)
 
     def _note_runs(self, changes: Changes) -> None:
         for row in changes.runs.values():
@@ -810,6 +846,7 @@ def live_store(settings: Settings, path: Path | str | None = None) -> Store:
         cache_max_rows=settings.cache_max_rows,
         merge_min_events=settings.merge_min_events,
         checkpoint_threshold=settings.duckdb_checkpoint_threshold,
+        check_invariants=settings.check_invariants,
     )
 
 

@@ -125,7 +125,7 @@ class SwapController:
                 pipeline.adopt(stored, new.marks(), {tp: target[tp] for tp in flagged})
                 pipeline.store = new
                 replace_reader(
-                    self.app, ReadStore(new.cursor, heads=new.heads, runs=new.runs_of)
+                    self.app, ReadStore(new.cursor, heads=new.heads, polled=new.polled)
                 )
                 p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)
         except BaseException:

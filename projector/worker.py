@@ -24,6 +24,7 @@ import faust
 import mode
 
 from projector import runtime
+from projector.errors import InvariantError
 from projector.health import PipelineStatus
 from projector.kafka_offsets import LogReader, OffsetsError, beginning_offsets
 from projector.metrics import Metrics
@@ -68,6 +69,9 @@ class Projector:
             flush_max_events=settings.flush_max_events,
             flush_interval_ms=settings.flush_interval_ms,
         )
+        self.pipeline.on_invariant_broken = stop_on_broken_invariant
+        if settings.check_invariants:
+            log.info("invariant mode on: memory is compared with DuckDB after every flush")
         self.app = create_app(settings, self)
 
     def prepare(self) -> None:
@@ -95,6 +99,23 @@ class Projector:
         except OffsetsError as e:  # the log poll checks again every second
             log.warning("could not check the stored log marks at start: %s", e)
         log.info("projector resumes at %s", self.status.snapshot().watermark or "log start")
+
+
+# Exit status of a process stopped by the invariant mode (EX_SOFTWARE: a bug).
+EXIT_INVARIANT_BROKEN = 70
+
+
+def stop_on_broken_invariant(error: InvariantError) -> None:
+    """Stop the process at once: its memory no longer matches DuckDB.
+
+    Not a clean stop: the final flush would only fail the check again, and
+    every answer given meanwhile could be wrong. What was committed is in
+    DuckDB (its WAL replays on open), and a restart reloads memory from it.
+    """
+    log.critical("invariant broken, stopping: %s", error)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_INVARIANT_BROKEN)
 
 
 class ProjectorService(mode.Service):

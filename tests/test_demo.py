@@ -98,6 +98,7 @@ class Output:
 def test_demo_serves_a_changing_campaign_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTOR_")}
+    env["PROJECTOR_CHECK_INVARIANTS"] = "1"  # as every server under test (fixtures.processes)
     demo = subprocess.Popen(
         [sys.executable, "-m", "projector", "demo", "--port", str(port),
          "--rate", "300", "--campaigns", "2", "--recipients", "300"],

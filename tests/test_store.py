@@ -50,7 +50,7 @@ def test_golden_into_duckdb_equals_in_memory_fold(tmp_path):
     events = golden_events()
     rng = random.Random(7)
     rng.shuffle(events)
-    with Store(tmp_path / "p.duckdb") as store:
+    with Store(tmp_path / "p.duckdb", check_invariants=True) as store:
         for i in range(0, len(events), 10):
             store.flush(events[i : i + 10], {("t", 0): i + 10})
         got = read_all(store)
@@ -103,7 +103,9 @@ def test_any_batching_into_duckdb_equals_the_fold(cache_rows, merge_min, data, e
     shuffled = data.draw(st.permutations(events))
     order = [_as_fast(ev) if data.draw(st.booleans()) else ev for ev in shuffled]
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(order)), max_size=6))))
-    with Store(":memory:", cache_max_rows=cache_rows, merge_min_events=merge_min) as store:
+    with Store(
+        ":memory:", cache_max_rows=cache_rows, merge_min_events=merge_min, check_invariants=True
+    ) as store:
         start = 0
         for cut in [*cuts, len(order)]:
             store.flush(order[start:cut], {("t", 0): cut})
@@ -207,7 +209,7 @@ def test_in_memory_campaign_heads_match_the_tables(tmp_path):
     """The API trusts Store.head for polls: it must equal what the tables say."""
     path = tmp_path / "p.duckdb"
     events = golden_events()
-    with Store(path, cache_max_rows=20) as store:
+    with Store(path, cache_max_rows=20, check_invariants=True) as store:
         for i in range(0, len(events), 25):
             store.flush(events[i : i + 25], {("t", 0): i + 25})
         live = {cid: dict(store.heads(cid)) for cid in {e.campaign_id for e in events}}

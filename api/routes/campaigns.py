@@ -6,10 +6,11 @@ existence (404, as the reference says for an unknown campaign), its workspace
 data: an ETag (or a cached payload) may then be older than the data (one
 extra full response) but never newer, so a 304 never hides a change.
 
-Status and analytics, the polled endpoints, cost one small query while the
-campaign does not change (payloads cached per position) and read runs only,
-never recipients. Run detail and snapshot read inside one read transaction so
-their parts come from the same flush.
+Status and analytics, the polled endpoints, read runs only, never
+recipients, and build a payload once per campaign position. Beside the writer
+they are answered from its memory alone (heads and runs as of one flush); over
+a file, from one read transaction. Run detail and snapshot read inside one
+read transaction so their parts come from the same flush.
 """
 
 from __future__ import annotations
@@ -177,41 +178,49 @@ def _from_memory(
 ) -> Response | None:
     """A polled endpoint's answer from memory alone, or None when it needs DuckDB.
 
-    While the campaign's head is known in memory, a 304 needs nothing else and
-    a 200 needs only the payload cached at that position, or, beside the
-    writer, the campaign's runs (``ReadStore.polled_runs_of``). Answered on
-    the event loop: no thread hop, which under ingestion costs a wait for the
-    GIL each way. The order of checks is the slow path's (workspace, then ETag).
+    Beside the writer every answer comes from its memory: the campaign id's
+    heads and the caller's campaign's runs as of one flush
+    (``ReadStore.polled``), never mixed with DuckDB, which runs ahead of
+    memory between a flush's COMMIT and the writer noting it. A payload
+    cached under a position is then that position's own, and a poller's
+    answers only move forward (docs/reliability.md). Over a file, a 304 or a
+    payload cached at the head's position needs no query. Answered on the
+    event loop: no thread hop, which under ingestion costs a wait for the GIL
+    each way. The order of checks is the slow path's (existence, workspace,
+    then ETag).
     """
-    heads = reader.known_heads(campaign_id)
-    if heads is None:
-        return None
-    head = _head_of(heads, caller, campaign_id)
+    runs: list[RunRow] | None = None
+    if reader.beside_writer:
+        heads, runs = reader.polled(caller.workspace_id, campaign_id)
+    else:
+        known = reader.known_heads(campaign_id)
+        if known is None:
+            return None
+        heads = known
+    head = _head_of(heads, caller, campaign_id)  # 404 or 403 as of that flush
     headers, not_modified = conditional(ctx, request, if_none_match, head.position)
     if not_modified is not None:
         return not_modified
-    if reader.runs_in_memory:
-        # Beside the writer the runs are in memory too: build here, no query.
+    if runs is not None:
+        polled = runs
         payload = ctx.cache.get_or_build(
-            (kind, *head.key), head.position, lambda: build(reader, head)
+            (kind, *head.key), head.position, lambda: build(head, polled)
         )
     else:
         payload = ctx.cache.peek((kind, *head.key), head.position)
     return None if payload is None else ok(payload, request_id, headers=headers)
 
 
-def _status_payload(reader: ReadStore, head: CampaignHead) -> dict[str, Any]:
-    runs = reader.polled_runs_of(head.key)
+def _status_payload(head: CampaignHead, runs: list[RunRow]) -> dict[str, Any]:
     return views.status_payload(head.campaign_id, views.latest_run(runs))
 
 
-def _analytics_payload(reader: ReadStore, head: CampaignHead) -> dict[str, Any]:
-    return views.analytics_payload(
-        head.campaign_id, head.workspace_id, reader.polled_runs_of(head.key)
-    )
+def _analytics_payload(head: CampaignHead, runs: list[RunRow]) -> dict[str, Any]:
+    return views.analytics_payload(head.campaign_id, head.workspace_id, runs)
 
 
-PayloadBuilder = Callable[[ReadStore, CampaignHead], dict[str, Any]]
+# (head, runs) -> payload: the runs are the campaign's at the head's position.
+PayloadBuilder = Callable[[CampaignHead, list[RunRow]], dict[str, Any]]
 
 
 async def _polled(
@@ -235,10 +244,14 @@ async def _polled(
         return answer
 
     def from_db() -> Response:
-        head = _owned_head(reader, caller, campaign_id)
-        return _answer_cached(
-            ctx, request, request_id, if_none_match, kind, head, lambda: build(reader, head)
-        )
+        # Heads and runs from one read transaction: the payload cached under
+        # the position is built from that position's rows.
+        with reader.consistent():
+            head = _head_of(reader.stored_heads(campaign_id), caller, campaign_id)
+            return _answer_cached(
+                ctx, request, request_id, if_none_match, kind, head,
+                lambda: build(head, reader.runs_of(head.key)),
+            )
 
     return await run_in_threadpool(from_db)
 

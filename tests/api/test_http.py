@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +16,7 @@ from api.readstore import ReadStore
 from projector.health import PipelineStatus
 from projector.metrics import Metrics
 from projector.store import Store
-from schemas import MessageDlr, MessageSubmitted, RunClaimed
+from schemas import CampaignDefined, MessageDlr, MessageSubmitted, RunClaimed, RunScheduled
 from tests.api.conftest import (
     ALPHA_ALL,
     ALPHA_ANALYTICS,
@@ -203,7 +207,7 @@ def test_live_poll_of_a_changed_campaign_reads_runs_from_the_writer(tmp_path, mo
         keys = KeyRing.from_dict(KEYS_DOC)
         from_db = create_app(ReadStore(store.cursor), keys=keys, status=status.snapshot,
                              metrics=Metrics())
-        reader = ReadStore(store.cursor, heads=store.heads, runs=store.runs_of)
+        reader = ReadStore(store.cursor, heads=store.heads, polled=store.polled)
         live = create_app(reader, keys=keys, status=status.snapshot, metrics=Metrics())
         ev = EventFactory()
         with TestClient(live) as client, TestClient(from_db) as reference:
@@ -216,6 +220,59 @@ def test_live_poll_of_a_changed_campaign_reads_runs_from_the_writer(tmp_path, mo
                     got = [get(client, path).json()["data"] for path in (STATUS, analytics)]
                 want = [get(reference, path).json()["data"] for path in (STATUS, analytics)]
                 assert got == want
+
+
+def _after_commit(store: Store, then: Callable[[], None]) -> Callable[..., Any]:
+    """``store._transaction`` calling ``then`` right after its COMMIT: DuckDB holds
+    the flush, the writer has not yet noted it in memory."""
+    transaction = store._transaction  # noqa: SLF001
+
+    @contextmanager
+    def wrapped(what: str, seq: int) -> Iterator[Any]:
+        with transaction(what, seq) as con:
+            yield con
+        then()
+
+    return wrapped
+
+
+@pytest.mark.parametrize("kind", ["status", "analytics"])
+def test_live_poll_between_commit_and_memory_answers_as_of_the_flush_before(
+    tmp_path, monkeypatch, kind
+):
+    """Issue 31: a poll landing after a flush's COMMIT, before the writer notes the
+    flush in memory, answers as of the flush before (here the campaign was unknown:
+    404), never the new position from DuckDB with the old runs from memory. Once
+    that pairing answered NO_RUN and cached it under the new position, so every
+    later poll said NO_RUN until the campaign changed again."""
+    from api.keys import KeyRing
+    from tests.api.conftest import KEYS_DOC
+
+    cid, path = "c-born-in-one-flush", f"/v1/campaign/c-born-in-one-flush/{kind}"
+    ev = EventFactory()
+    born = [
+        ev(CampaignDefined, campaign_id=cid, name="New", channel="SMS", provider="mock"),
+        ev(RunScheduled, campaign_id=cid, run_id="run-1", recipient_count=3, batch_size=3,
+           scheduled_at=datetime(2026, 5, 12, 9, 0, tzinfo=UTC)),
+    ]  # fmt: skip
+    with Store(tmp_path / "live.duckdb") as store:
+        status = PipelineStatus(ready=True)
+        reader = ReadStore(store.cursor, heads=store.heads, polled=store.polled)
+        app = create_app(reader, keys=KeyRing.from_dict(KEYS_DOC), status=status.snapshot,
+                         metrics=Metrics())  # fmt: skip
+        with TestClient(app) as client:
+            in_window: list[Any] = []
+            with monkeypatch.context() as patched:
+                patched.setattr(store, "_transaction", _after_commit(
+                    store, lambda: in_window.append(get(client, path))
+                ))  # fmt: skip
+                store.flush(born, {})
+            after = get(client, path)
+        assert after.status_code == 200
+        assert after.json()["data"].get("campaign_run_id") == "run-1", after.json()["data"]
+        if kind == "status":
+            assert after.json()["data"]["status"] == "scheduled"
+        assert [r.status_code for r in in_window] == [404]
 
 
 def test_healthz(client):

@@ -535,7 +535,7 @@ class _BrokenReader:
 
     def __getattr__(self, name: str) -> Any:
         def fail(*args: Any, **kwargs: Any) -> Any:
-            if name == "campaign_head":
+            if name == "campaign_heads":
                 raise RuntimeError("boom: unexpected failure")
             raise ReadStoreError("read failed: disk on fire")
 
