@@ -13,6 +13,7 @@ COPY pyproject.toml README.md* ./
 COPY schemas ./schemas
 COPY projector ./projector
 COPY api ./api
+COPY service ./service
 RUN pip install . && rm -rf /src/build
 
 # Non-root; /data is created here so a fresh named volume inherits the ownership.

@@ -32,7 +32,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/projector demo $(ARGS)
 
+## The layer contracts first (pyproject.toml [tool.importlinter]), then the suite.
 test: $(STAMP) $(BROWSER_STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(ARGS)
 
 ## Long fault-injection and scale tests (not part of CI).
@@ -47,7 +49,8 @@ schemas: $(STAMP)
 	$(BIN)/projector export-schemas
 
 lint: $(STAMP)
-	$(BIN)/ruff check schemas projector api tests
+	$(BIN)/ruff check schemas projector api service tests
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

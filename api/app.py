@@ -28,9 +28,9 @@ from api.readstore import ReadStore
 from api.routes import admin as admin_routes
 from api.routes import campaigns, health, stream, ui
 from api.routes import extra as extra_views
-from projector.feed import ChangeFeed
-from projector.health import PipelineSnapshot
-from projector.metrics import Metrics
+from projector.intake.feed import ChangeFeed
+from projector.intake.health import PipelineSnapshot
+from projector.intake.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

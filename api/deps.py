@@ -14,9 +14,9 @@ from api.cache import PositionCache
 from api.errors import Unauthorized
 from api.keys import KeyRing, Principal
 from api.readstore import ReadStore
-from projector.feed import ChangeFeed
-from projector.health import PipelineSnapshot
-from projector.metrics import Metrics
+from projector.intake.feed import ChangeFeed
+from projector.intake.health import PipelineSnapshot
+from projector.intake.metrics import Metrics
 
 
 class AdminOps(Protocol):

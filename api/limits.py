@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.envelope import fail, request_id_from
 from api.keys import KeyRing, digest
+from projector.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,17 @@ class Limits:
     max_header_bytes: int = 16 * 1024
     max_buckets: int = 50_000
     exempt_paths: frozenset[str] = field(default=HEALTH_PATHS)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits an operator set (``PROJECTOR_RATE_LIMIT`` and friends)."""
+        return cls(
+            rate=settings.rate_limit,
+            burst=settings.rate_burst,
+            anon_rate=settings.anon_rate_limit,
+            anon_burst=settings.anon_rate_burst,
+            max_body_bytes=settings.max_body_bytes,
+        )
 
     def __post_init__(self) -> None:
         for name in ("rate", "anon_rate"):

@@ -1,4 +1,4 @@
-"""Response models: the OpenAPI description of the payloads ``projector.views`` builds.
+"""Response models: the OpenAPI description of the payloads ``api.payloads.campaign`` builds.
 
 Handlers return ready JSON (the views' dicts), so these models cost nothing
 per request; they exist for ``/docs`` and for schema fuzzing, and forbid

@@ -7,7 +7,7 @@ parent), so a query can only ever see the caller's workspace's rows.
 
 from __future__ import annotations
 
-from projector.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SNAPSHOTS
+from projector.store.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SNAPSHOTS
 
 # Parameters: (workspace_id, campaign_id) and (workspace_id, campaign_id, run_id).
 _CAMPAIGN = "workspace_id = ? AND campaign_id = ?"

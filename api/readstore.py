@@ -20,8 +20,7 @@ import duckdb
 
 from api import queries as q
 from api.errors import ReadStoreError
-from projector.errors import StoreError
-from projector.rows import (
+from projector.fold.rows import (
     BatchRow,
     CampaignKey,
     CampaignRow,
@@ -30,8 +29,9 @@ from projector.rows import (
     RunRow,
     SnapshotRow,
 )
-from projector.store import connect, version_refusal
-from projector.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SCHEMA_VERSION, SNAPSHOTS
+from projector.store.errors import StoreError
+from projector.store.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SCHEMA_VERSION, SNAPSHOTS
+from projector.store.writer import connect, version_refusal
 
 TopicPartition = tuple[str, int]
 # {workspace_id: position} of the campaigns that share one campaign id (F12: one per

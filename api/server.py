@@ -16,11 +16,12 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.errors import ApiError
 from api.keys import KeyRing
+from api.limits import Limits
 from api.readstore import ReadStore
-from projector.errors import StoreError, StoreLockedError
-from projector.health import PipelineSnapshot
-from projector.metrics import Metrics
+from projector.intake.health import PipelineSnapshot
+from projector.intake.metrics import Metrics
 from projector.settings import Settings
+from projector.store.errors import StoreError, StoreLockedError
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             keys=keys,
             status=lambda: snapshot,
             metrics=Metrics(),
-            limits=settings.api_limits(),
+            limits=Limits.from_settings(settings),
         )
         server = _CliServer(_config(app, settings.host, settings.port))
         log.info(

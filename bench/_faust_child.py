@@ -1,6 +1,6 @@
 """Child process of ``faust_ceiling``: a bare faust agent that only decodes records.
 
-The faust app is the projector's own (``projector.worker.new_faust_app``:
+The faust app is the projector's own (``projector.intake.worker.new_faust_app``:
 raw serializers, session/rebalance timeouts 6 s, heartbeat 1 s, fetch wait).
 It counts decoded events and writes, when the expected count is reached,
 the monotonic times of the first and last record seen (so the group join is
@@ -25,8 +25,8 @@ import uuid
 
 import faust
 
+from projector.intake.worker import new_faust_app, run_worker
 from projector.settings import Settings
-from projector.worker import new_faust_app, run_worker
 from schemas import decode_value
 from schemas.fastdecode import fast_events
 
@@ -62,7 +62,7 @@ def main() -> int:
     state = {"records": 0, "events": 0, "first": 0.0, "last": 0.0, "cpu0": 0.0, "done": False}
 
     async def ceiling(stream: faust.StreamT[bytes]) -> None:
-        # Iterated as the projector does (projector.worker: no per-record
+        # Iterated as the projector does (projector.intake.worker: no per-record
         # acks, the record from ``current_event``), which is also faust's
         # fastest way: plain ``async for value in stream`` acks every record
         # and measured ~10% slower (12.0-12.3k against 13.3-13.8k records/s).

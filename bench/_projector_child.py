@@ -36,12 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from projector import runtime
-from projector.fold import Changes
-from projector.logs import configure_logging
+from projector.fold.rules import Changes
+from projector.intake import runtime
+from projector.intake.worker import Projector, run_worker
 from projector.settings import Settings
-from projector.store import FlushResult, live_store
-from projector.worker import Projector, run_worker
+from projector.store.writer import FlushResult, live_store
+from service.logs import configure_logging
 
 
 class _Recorder:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import common
-from projector.broker import free_port
 from projector.settings import Topics
+from projector.tools.broker import free_port
 
 
 @dataclass
@@ -34,7 +34,7 @@ def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False,
     port = free_port()
     env = common.child_env(bootstrap, topics, db=work / "serve.duckdb",
                            api_keys=work / "keys.json", host="127.0.0.1", port=port)
-    p = common.start_child(["-m", "projector", "serve"], env=env, workdir=work, log_name="serve",
+    p = common.start_child(["-m", "service", "serve"], env=env, workdir=work, log_name="serve",
                            profile=work / "profile.txt" if profile else None)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from bench import common
-from projector import runtime
+from projector.intake import runtime
 from projector.settings import Settings
-from projector.store import live_store
+from projector.store.writer import live_store
 
 
 def main() -> int:

@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from projector.broker import EmbeddedBroker
 from projector.settings import Topics
+from projector.tools.broker import EmbeddedBroker
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -161,7 +161,7 @@ def fresh_topics(single: str | None = None) -> Topics:
 
 
 def create_topics(bootstrap: str, topics: Topics, partitions: int = PARTITIONS) -> None:
-    from projector.topics import ensure_topics
+    from projector.intake.topics import ensure_topics
 
     asyncio.run(ensure_topics(bootstrap, list(dict.fromkeys(topics.all)), partitions))
 
@@ -175,7 +175,7 @@ def sim_events(n: int, *, campaigns: int = SIM_CAMPAIGNS, recipients: int = SIM_
     runs on 500,000 events (it silently ran on 273,658 before). Waves share
     no campaign, run or message, so no folding rule sees across them.
     """
-    from projector.simulate import generate
+    from projector.tools.simulate import generate
 
     waves = (generate(campaigns, recipients, seed + k) for k in itertools.count())
     if campaigns == 0 or recipients == 0:
@@ -208,7 +208,7 @@ def consumed_events(n: int) -> list[Any]:
 def preproduce(bootstrap: str, topics: Topics, events: Iterable[dict[str, Any]],
                array_size: int = 1) -> dict[str, Any]:
     """Produce events with the project's EventEmitter; returns counts and the rate."""
-    from projector.emit import EventEmitter
+    from projector.tools.emit import EventEmitter
 
     async def go() -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -227,7 +227,7 @@ def preproduce(bootstrap: str, topics: Topics, events: Iterable[dict[str, Any]],
 
 def log_ends(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     """True log ends from fetch high watermarks (Tansu's ListOffsets is wrong for batches)."""
-    from projector.kafka_offsets import log_end_offsets
+    from projector.intake.offsets import log_end_offsets
 
     return asyncio.run(log_end_offsets(bootstrap, list(dict.fromkeys(topics))))
 
@@ -368,7 +368,7 @@ def write_keys(path: Path, clients: int = 1) -> dict[str, list[str]]:
     default): a benchmark of many pollers gives each its own key, as many
     real clients would have, or it measures the limiter's 429s.
     """
-    from projector.simulate import WORKSPACES
+    from projector.tools.simulate import WORKSPACES
 
     keys = {ws: [f"bench-key-{ws}-{i}-{uuid.uuid4().hex[:12]}" for i in range(clients)]
             for ws in WORKSPACES}
@@ -410,7 +410,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
 def first_campaigns(n_events: int, *, campaigns: int, recipients: int, seed: int,
                     ) -> list[tuple[str, str]]:
     """(campaign_id, workspace_id) of campaigns whose first event is within ``n_events``."""
-    from projector.simulate import generate
+    from projector.tools.simulate import generate
 
     seen: dict[str, str] = {}
     for e in itertools.islice(generate(campaigns, recipients, seed), n_events):

@@ -33,7 +33,7 @@ from typing import Any
 
 from bench import common
 from projector.settings import Settings
-from projector.store import live_store
+from projector.store.writer import live_store
 from schemas import EVENT_ADAPTER
 
 NAME = "dlr_lookup"

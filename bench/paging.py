@@ -36,8 +36,8 @@ KEY = "bench-paging-key-0123456789"
 
 def build_db(path: Path) -> tuple[str, str, int]:
     """The 20k-recipient run in a fresh file; returns (campaign_id, run_id, events)."""
-    from projector.simulate import generate
-    from projector.store import Store
+    from projector.store.writer import Store
+    from projector.tools.simulate import generate
     from schemas import EVENT_ADAPTER
 
     events = list(generate(1, RECIPIENTS, SEED))
@@ -57,8 +57,8 @@ def make_client(path: Path, workspace: str) -> Any:
     from api.keys import KeyRing
     from api.limits import Limits
     from api.readstore import ReadStore
-    from projector.health import PipelineStatus
-    from projector.metrics import Metrics
+    from projector.intake.health import PipelineStatus
+    from projector.intake.metrics import Metrics
 
     reader = ReadStore.open_file(path)
     status = PipelineStatus(mode="read-only", ready=True, offsets=reader.offsets(),
@@ -109,7 +109,7 @@ def main() -> int:
         t0 = time.perf_counter()
         cid, rid, n_events = build_db(path)
         build_s = time.perf_counter() - t0
-        from projector.simulate import generate
+        from projector.tools.simulate import generate
 
         workspace = next(iter(generate(1, 0, SEED)))["workspace_id"]
         client = make_client(path, workspace)

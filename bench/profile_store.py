@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from bench import common
 from projector.settings import Settings
-from projector.store import live_store
+from projector.store.writer import live_store
 from schemas import EVENT_ADAPTER
 
 

@@ -6,9 +6,9 @@ events/s on this machine:
 
 * raw: aiokafka (no group, all partitions assigned) fetching every record to
   the log end, values untouched: the floor's limit for any Kafka replay;
-* replay_kafka: ``projector.replay.replay`` into a fresh DuckDB file (decode,
+* replay_kafka: ``projector.rebuild.replay.replay`` into a fresh DuckDB file (decode,
   stage, set-based fold, write);
-* archive: ``projector.archive.archive --until-caught-up`` (decode, Parquet
+* archive: ``projector.rebuild.archive.archive --until-caught-up`` (decode, Parquet
   with the typed ``fields`` struct);
 * replay_archive: ``replay --from-archive --no-kafka`` (read typed Parquet,
   set-based fold, write), and the same plus the primary keys that the first
@@ -53,7 +53,7 @@ def machine() -> dict[str, Any]:
 
 
 async def _produce(bootstrap: str, topics: Any, events: list[dict], array_size: int) -> float:
-    from projector.emit import EventEmitter
+    from projector.tools.emit import EventEmitter
 
     t0 = time.perf_counter()
     async with EventEmitter(bootstrap, topics, array_size=array_size) as em:
@@ -66,9 +66,9 @@ async def _produce(bootstrap: str, topics: Any, events: list[dict], array_size: 
 async def _raw(bootstrap: str, topics: list[str]) -> tuple[float, int]:
     from aiokafka import TopicPartition as KTP
 
-    from projector.archive import stop_consumer
-    from projector.kafka_offsets import log_end_offsets
-    from projector.replay_readers import bulk_consumer
+    from projector.intake.offsets import log_end_offsets
+    from projector.rebuild.archive import stop_consumer
+    from projector.rebuild.readers import bulk_consumer
 
     end = await log_end_offsets(bootstrap, topics)
     consumer = bulk_consumer(bootstrap)
@@ -95,11 +95,11 @@ def run(
     n_events: int, array_size: int, partitions: int, decode_workers: int | None = None
 ) -> dict[str, Any]:
     from bench import common
-    from projector.archive import archive
-    from projector.broker import EmbeddedBroker
-    from projector.replay import replay
+    from projector.rebuild.archive import archive
+    from projector.rebuild.replay import replay
     from projector.settings import Settings
-    from projector.simulate import generate
+    from projector.tools.broker import EmbeddedBroker
+    from projector.tools.simulate import generate
 
     result: dict[str, Any] = {
         "machine": machine(),
@@ -165,8 +165,8 @@ def run(
             f"replay from archive: {out.elapsed:.1f}s ({n / out.elapsed:,.0f} events/s)", flush=True
         )
         # A rebuild leaves the primary keys to the first writer that opens the
-        # file (projector.store): their cost, reported beside the rebuild's.
-        from projector.store import Store
+        # file (projector.store.writer): their cost, reported beside the rebuild's.
+        from projector.store.writer import Store
 
         t0 = time.perf_counter()
         Store(Path(tmp) / "archive.duckdb").open().close()
@@ -179,7 +179,7 @@ def run(
             flush=True,
         )
 
-        from projector.verify import compare
+        from projector.store.verify import compare
 
         result["archive_and_kafka_rebuilds_identical"] = compare(
             Path(tmp) / "kafka.duckdb", Path(tmp) / "archive.duckdb"
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     # The replay's own INFO lines time its phases (read and stage, fold).
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("projector.replay").setLevel(logging.INFO)
+    logging.getLogger("projector.rebuild.replay").setLevel(logging.INFO)
     result = run(args.events, args.array_size, args.partitions, args.decode_workers)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

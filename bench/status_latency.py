@@ -32,7 +32,7 @@ from typing import Any
 from bench import common
 from bench._serve import serve
 from bench.rawhttp import RawHTTPError, RawPool
-from projector import runtime
+from projector.intake import runtime
 
 NAME = "status_latency"
 POLLERS = 50
@@ -191,7 +191,7 @@ def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = Fa
         with serve(b.bootstrap, topics, NAME, profile, clients=POLLERS) as s:
             env = common.child_env(b.bootstrap, topics)
             sim = common.start_child(
-                ["-m", "projector", "simulate", "--rate", str(RATE),
+                ["-m", "service", "simulate", "--rate", str(RATE),
                  "--campaigns", str(SIM["campaigns"]), "--recipients", str(SIM["recipients"]),
                  "--seed", str(SIM["seed"])],
                 env=env, workdir=s.workdir, log_name="simulate")

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench import common
-from projector.broker import free_port
+from projector.tools.broker import free_port
 
 NAME = "stream"
 CLIENTS = 200
@@ -115,7 +115,7 @@ async def _phase(bootstrap: str, topics: Any, target: str, ws: str, n_clients: i
     port = free_port()
     env = common.child_env(bootstrap, topics, db=work / "serve.duckdb",
                            api_keys=work / "keys.json", host="127.0.0.1", port=port)
-    p = common.start_child(["-m", "projector", "serve"], env=env, workdir=work, log_name="serve")
+    p = common.start_child(["-m", "service", "serve"], env=env, workdir=work, log_name="serve")
     url = f"http://127.0.0.1:{port}"
     clients = Clients(url, f"/v1/campaign/{target}/stream", keys[ws], n_clients)
     try:

@@ -1,3 +1,6 @@
-"""Campaign analytics projector: folds dispatch events from Kafka into DuckDB."""
+"""The projector: campaign events from Kafka folded into DuckDB projections, exactly once.
 
-__version__ = "0.1.0"
+Layers, bottom up: ``fold`` (pure) < ``store`` (DuckDB) < ``intake`` (Kafka in) <
+``rebuild`` and ``tools``; ``settings`` and ``errors`` are leaves every layer may
+import. Nothing here imports ``api`` or ``service`` (pyproject.toml, import-linter).
+"""

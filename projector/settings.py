@@ -8,13 +8,9 @@ settings drive a laptop demo, CI and the compose deployment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-if TYPE_CHECKING:  # the API is optional for the worker; imported where used
-    from api.limits import Limits
 
 
 class Topics(BaseSettings):
@@ -82,10 +78,10 @@ class Settings(BaseSettings):
     # lower status p99 at 200 polls/s (9.4-13.5 against 9.6-17.7 ms, interleaved),
     # used less CPU and did not slow ingestion (docs/benchmarks.md, "DuckDB's
     # threads"). Rebuilds always use every core; a flush merged in SQL runs on
-    # two (projector.store.MERGE_THREADS: duckdb-python takes the GIL per task).
+    # two (projector.store.writer.MERGE_THREADS: duckdb-python takes the GIL per task).
     duckdb_threads: int = Field(default=1, ge=0)
     # How long a thread waits for the GIL before it asks the holder to let go;
-    # None: the command's default (projector.runtime): 1 ms for `worker`,
+    # None: the command's default (projector.intake.runtime): 1 ms for `worker`,
     # CPython's 5 ms for `serve`. The writer's DuckDB statements take the GIL
     # back after every task, so beside a busy consumer loop each flush paid
     # that wait hundreds of times. In `serve` a shorter interval also preempts
@@ -98,13 +94,13 @@ class Settings(BaseSettings):
     # bytes per cached row (tracemalloc, 520,000 rows): ~210 MB at the default.
     cache_max_rows: int = Field(default=1_000_000, ge=0)
     # Flushes of at least this many events are folded by set-based SQL
-    # (projector.setmerge), which runs in DuckDB without the GIL, instead of
+    # (projector.store.setmerge), which runs in DuckDB without the GIL, instead of
     # event by event in Python; 0 = never. Only a backlog makes such flushes.
     merge_min_events: int = Field(default=10_000, ge=0)
     # After every flush, compare the campaign heads and runs kept in memory
     # (what status and analytics are answered from) with DuckDB for each
     # campaign the flush touched; a difference stops the process
-    # (projector.invariants). On in the test suite's servers; off in
+    # (projector.store.invariants). On in the test suite's servers; off in
     # production, where it costs a query per flush (docs/reliability.md).
     check_invariants: bool = False
     log_level: str = "INFO"
@@ -115,14 +111,3 @@ class Settings(BaseSettings):
     anon_rate_limit: float = Field(default=20.0, ge=0)
     anon_rate_burst: int = Field(default=100, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
-
-    def api_limits(self) -> Limits:
-        from api.limits import Limits
-
-        return Limits(
-            rate=self.rate_limit,
-            burst=self.rate_burst,
-            anon_rate=self.anon_rate_limit,
-            anon_burst=self.anon_rate_burst,
-            max_body_bytes=self.max_body_bytes,
-        )

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from projector.broker import EmbeddedBroker
 from projector.settings import Topics
+from projector.tools.broker import EmbeddedBroker
 from tests.fixtures.topics import make_topics
 
 # Append fixture modules here, e.g. "tests.fixtures.store".

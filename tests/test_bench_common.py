@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from bench.common import sim_events
-from projector.simulate import generate
+from projector.tools.simulate import generate
 
 
 def test_a_larger_ask_than_one_stream_gets_further_waves_of_distinct_campaigns():

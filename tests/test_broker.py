@@ -17,17 +17,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from projector.broker import BrokerPortInUseError, EmbeddedBroker
-from projector.kafka_offsets import (
+from projector.intake.offsets import (
     LogReader,
     OffsetsError,
     beginning_offsets,
     log_end_offsets,
     record_digests,
 )
-from projector.logmark import digest
+from projector.intake.topics import ensure_topics
 from projector.settings import Topics
-from projector.topics import ensure_topics
+from projector.store.logmark import digest
+from projector.tools.broker import BrokerPortInUseError, EmbeddedBroker
 
 TopicsFactory = Callable[..., Topics]
 
@@ -92,7 +92,7 @@ async def test_ensure_topics_is_idempotent(
     counts = await _partition_counts(bootstrap, list(topics.all))
     assert counts == {t: 3 for t in topics.all}
 
-    with caplog.at_level(logging.WARNING, logger="projector.topics"):
+    with caplog.at_level(logging.WARNING, logger="projector.intake.topics"):
         await ensure_topics(bootstrap, [topics.runs], 5)
     assert "exists with 3 partitions, not 5" in caplog.text
     assert (await _partition_counts(bootstrap, [topics.runs]))[topics.runs] == 3
@@ -281,7 +281,7 @@ def _read_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
 
 def test_cli_broker_prints_bootstrap_and_stops_on_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "projector", "broker", "--port", "0", "--partitions", "2"],
+        [sys.executable, "-m", "service", "broker", "--port", "0", "--partitions", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -311,7 +311,7 @@ def test_cli_broker_port_taken_exits_1() -> None:
         holder.listen()
         port = holder.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "projector", "broker", "--port", str(port), "--no-topics"],
+            [sys.executable, "-m", "service", "broker", "--port", str(port), "--no-topics"],
             capture_output=True,
             text=True,
             timeout=30,

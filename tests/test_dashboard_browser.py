@@ -26,10 +26,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.keys import KNOWN_SCOPES
-from projector.broker import free_port
-from projector.emit import EventEmitter
 from projector.settings import Topics
-from projector.simulate import WORKSPACES, generate
+from projector.tools.broker import free_port
+from projector.tools.emit import EventEmitter
+from projector.tools.simulate import WORKSPACES, generate
 from tests.fixtures.processes import Procs, projector_env, tail
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,8 +66,8 @@ def test_pages_and_assets_are_served(client: TestClient) -> None:
 def client() -> TestClient:
     from api.app import create_app
     from api.keys import KeyRing
-    from projector.health import PipelineSnapshot
-    from projector.metrics import Metrics
+    from projector.intake.health import PipelineSnapshot
+    from projector.intake.metrics import Metrics
 
     snap = PipelineSnapshot("read-only", True, {}, {}, {}, 0, 0, None)
     app = create_app(None, keys=KeyRing.from_dict({"keys": []}),  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from projector.worker import DATADIR_PREFIX, sweep_datadirs
+from projector.intake.worker import DATADIR_PREFIX, sweep_datadirs
 
 
 def _dead_pid() -> int:

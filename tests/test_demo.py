@@ -1,6 +1,6 @@
 """Smoke test of ``make demo``: a live campaign's status changes, Ctrl-C leaves nothing running.
 
-Runs ``python -m projector demo`` from a temporary directory (its files land
+Runs ``python -m service demo`` from a temporary directory (its files land
 in ``var/demo/`` there), pastes the printed curl, polls until the payload
 changes, then sends SIGINT and checks the exit code and that the broker and
 the API ports are closed and the children are gone.
@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from projector.broker import free_port
+from projector.tools.broker import free_port
 
 CURL = re.compile(r"curl -H 'X-API-Key: (?P<key>[^']+)' (?P<url>http://\S+/status)")
 BROKER = re.compile(r"broker\s+(?P<host>[\d.]+):(?P<port>\d+)")
@@ -100,7 +100,7 @@ def test_demo_serves_a_changing_campaign_and_stops_cleanly_on_ctrl_c(tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTOR_")}
     env["PROJECTOR_CHECK_INVARIANTS"] = "1"  # as every server under test (fixtures.processes)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "projector", "demo", "--port", str(port),
+        [sys.executable, "-m", "service", "demo", "--port", str(port),
          "--rate", "300", "--campaigns", "2", "--recipients", "300"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

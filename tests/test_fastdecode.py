@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.setfold import EVENT_STRUCT
+from projector.store.setfold import EVENT_STRUCT
 from schemas import decode_value
 from schemas.fastdecode import fast_decode
 from schemas.union import EVENT_ADAPTER, EVENT_TYPES
@@ -178,7 +178,7 @@ def test_every_valid_event_takes_the_fast_path() -> None:
 
 
 def test_golden_and_simulated_records_take_the_fast_path() -> None:
-    from projector.simulate import generate
+    from projector.tools.simulate import generate
 
     lines = [line.encode() for line in golden_lines()]
     taken = [_agree(line) for line in lines]

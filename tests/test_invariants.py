@@ -15,13 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from projector.errors import InvariantError, StoreError
-from projector.health import PipelineStatus
-from projector.metrics import Metrics
-from projector.pipeline import Pipeline
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.intake.pipeline import Pipeline
+from projector.intake.worker import EXIT_INVARIANT_BROKEN
 from projector.settings import Settings
-from projector.store import Store, live_store
-from projector.worker import EXIT_INVARIANT_BROKEN
+from projector.store.errors import InvariantError, StoreError
+from projector.store.writer import Store, live_store
 from tests.golden import golden_events, golden_lines
 
 
@@ -124,8 +124,8 @@ def test_a_broken_invariant_stops_the_process_with_its_message() -> None:
     """``projector serve`` and ``worker`` exit at once, status 70, the message logged."""
     code = (
         "import logging; logging.basicConfig()\n"
-        "from projector.errors import InvariantError\n"
-        "from projector.worker import stop_on_broken_invariant\n"
+        "from projector.store.errors import InvariantError\n"
+        "from projector.intake.worker import stop_on_broken_invariant\n"
         "stop_on_broken_invariant(InvariantError('after flush 7, campaign c1 of workspace w: "
         "memory holds position 6, DuckDB 7'))\n"
         "print('still running')\n"
@@ -139,7 +139,7 @@ def test_a_broken_invariant_stops_the_process_with_its_message() -> None:
 
 
 def test_a_check_that_cannot_read_duckdb_is_a_store_error(tmp_path):
-    from projector.invariants import check_memory
+    from projector.store.invariants import check_memory
 
     with Store(tmp_path / "p.duckdb") as store:
         store.con.execute("ALTER TABLE campaign_positions RENAME TO gone")

@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from projector.health import PipelineStatus
-from projector.kafka_offsets import OffsetsError
-from projector.logmark import LogMark, digest
-from projector.metrics import Metrics
-from projector.pipeline import Pipeline
-from projector.store import Store
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.intake.offsets import OffsetsError
+from projector.intake.pipeline import Pipeline
+from projector.store.logmark import LogMark, digest
+from projector.store.writer import Store
 from tests.golden import golden_lines
 
 RUNS = ("campaign.runs", 0)

@@ -14,10 +14,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from projector.emit import EventEmitter, InvalidEventError
-from projector.produce import produce_file, run_cli
 from projector.settings import Settings, Topics
-from projector.simulate import generate
+from projector.tools.emit import EventEmitter, InvalidEventError
+from projector.tools.produce import produce_file, run_cli
+from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER, TOPIC_KIND_OF_TYPE
 
 PARTITIONS = 4

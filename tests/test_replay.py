@@ -22,13 +22,13 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projector.archive import ArchiveWriter, positions, read_archive
-from projector.kafka_offsets import log_end_offsets
-from projector.replay import replay, start_offsets
+from projector.intake.offsets import log_end_offsets
+from projector.rebuild.archive import ArchiveWriter, positions, read_archive
+from projector.rebuild.replay import replay, start_offsets
 from projector.settings import Settings
-from projector.simulate import generate
-from projector.store import open_store
-from projector.verify import compare
+from projector.store.verify import compare
+from projector.store.writer import open_store
+from projector.tools.simulate import generate
 from schemas import decode_value
 from tests.fixtures.processes import projector_cmd, projector_env
 from tests.fold.test_properties import dump
@@ -78,8 +78,8 @@ def _verify(a: Path, b: Path, capsys) -> tuple[int, str]:
     Not a subprocess: ``cli.settings_from_args`` feeds the repeated ``--db``
     (a list) to ``Settings.db`` and fails; see the report for the one-line fix.
     """
-    from projector.cli import build_parser
-    from projector.verify import run_cli
+    from projector.store.verify import run_cli
+    from service.cli import build_parser
 
     args = build_parser().parse_args(["verify", "--db", str(a), "--db", str(b)])
     capsys.readouterr()
@@ -264,7 +264,7 @@ def test_the_archives_fast_path_writes_what_the_pydantic_path_writes(tmp_path, m
     """``ArchiveWriter.add`` takes most records through ``schemas.fastdecode``; the
     rows (date folder, position, item index, type, campaign, timestamp, typed
     fields, event values) must be those the pydantic path writes."""
-    import projector.archive as archive_module
+    import projector.rebuild.archive as archive_module
 
     events = list(generate(campaigns=2, recipients=40, seed=9))
     # Another day in UTC than in its own offset; and one the fast path leaves to pydantic.
@@ -342,9 +342,9 @@ def test_a_rebuild_leaves_primary_keys_to_the_first_writer(tmp_path):
     """A rebuilt file has no primary keys (they were a quarter of the rebuild);
     the first writer that opens it builds them, so it upserts like any live
     database and stays equal to the Python fold of the same events."""
-    from projector.setfold import missing_primary_keys
-    from projector.store import Store
-    from projector.tables import PROJECTIONS
+    from projector.store.setfold import missing_primary_keys
+    from projector.store.tables import PROJECTIONS
+    from projector.store.writer import Store
 
     events = list(generate(campaigns=2, recipients=60, seed=9))
     head, tail = events[:400], events[400:]
@@ -372,7 +372,7 @@ def test_kafka_replay_decoding_in_worker_processes_equals_decoding_in_process(
     bootstrap, topics_factory, tmp_path, monkeypatch
 ):
     """Chunks decoded by worker processes, out of step with fetching, give the same database."""
-    import projector.replay as replay_mod
+    import projector.rebuild.replay as replay_mod
 
     topics = topics_factory()
     events = list(generate(campaigns=2, recipients=120, seed=8))
@@ -397,8 +397,8 @@ def test_a_failed_kafka_replay_leaves_no_database_and_no_staged_files(
     bootstrap, topics_factory, tmp_path, monkeypatch
 ):
     """A reader that fails mid-way: the replay says why, and its stage files go with it."""
-    import projector.replay_readers as readers
-    from projector.replay import ReplayError
+    import projector.rebuild.readers as readers
+    from projector.rebuild.replay import ReplayError
 
     topics = topics_factory()
     asyncio.run(produce(bootstrap, topics, list(generate(campaigns=1, recipients=40, seed=3))))
@@ -426,7 +426,7 @@ def test_a_failed_kafka_replay_leaves_no_database_and_no_staged_files(
     readers=st.integers(1, 4),
 )
 def test_partitions_are_shared_once_each_and_balanced_by_records(sizes, readers):
-    from projector.replay_readers import split
+    from projector.rebuild.readers import split
 
     start = {tp: s for tp, (s, _) in sizes.items()}
     end = {tp: s + n for tp, (s, n) in sizes.items()}
@@ -443,8 +443,8 @@ def test_partitions_are_shared_once_each_and_balanced_by_records(sizes, readers)
 def test_reader_processes_that_cannot_reach_the_broker_fail_the_replay_clearly(tmp_path):
     import socket
 
-    from projector.replay import ReplayError, stage_from_kafka
-    from projector.store import Store
+    from projector.rebuild.replay import ReplayError, stage_from_kafka
+    from projector.store.writer import Store
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

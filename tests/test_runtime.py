@@ -1,4 +1,4 @@
-"""How the long-running processes set up CPython (projector.runtime)."""
+"""How the long-running processes set up CPython (projector.intake.runtime)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from projector import runtime
+from projector.intake import runtime
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def test_worker_and_serve_settle_before_the_stream() -> None:
     import inspect
 
     from bench import _projector_child, _writer_child
-    from projector import serve, worker
+    from projector.intake import worker
+    from service import serve
 
     as_worker = "runtime.settle_worker(settings.gil_switch_interval_ms)"
     for function in (worker.run_cli, _projector_child.main, _writer_child.main):

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
-from projector import views
-from projector.emit import EventEmitter
+from api.payloads import campaign as views
+from projector.fold.state import State
 from projector.settings import Topics
-from projector.simulate import generate
-from projector.state import State
+from projector.tools.emit import EventEmitter
+from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
 from tests.fixtures.processes import Procs, projector_env, start_serve
 from tests.golden import golden_events, golden_expected

@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from projector.settings import Settings, Topics
-from projector.simulate import generate, run_cli
+from projector.tools.simulate import generate, run_cli
 from schemas import EVENT_ADAPTER
 
 TERMINAL_DLR = {"delivered", "undelivered", "expired", "rejected", "failed"}

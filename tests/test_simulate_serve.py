@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from api.keys import KNOWN_SCOPES
-from projector import views
-from projector.emit import EventEmitter
+from api.payloads import campaign as views
+from projector.fold.state import State
 from projector.settings import Topics
-from projector.simulate import WORKSPACES, generate
-from projector.state import State
+from projector.tools.emit import EventEmitter
+from projector.tools.simulate import WORKSPACES, generate
 from schemas import EVENT_ADAPTER
 from tests.fixtures.processes import Procs, projector_env, start_serve
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from projector.store import Store
+from projector.store.writer import Store
 from tests.test_logmarks import DLRS, RUNS, _pipeline, _records
 
 END = {RUNS: 50, DLRS: 50}

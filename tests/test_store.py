@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector import store as store_module
-from projector.state import State
-from projector.store import DeadLetter, Store
-from projector.tables import PROJECTIONS
+from projector.store import writer as store_module
+from projector.fold.state import State
+from projector.store.tables import PROJECTIONS
+from projector.store.writer import DeadLetter, Store
 from schemas import EVENT_ADAPTER
 from schemas.fastdecode import FastEvent, fast_events
 from tests.fold.scenarios import histories
@@ -225,7 +225,7 @@ def test_in_memory_campaign_heads_match_the_tables(tmp_path):
 def test_the_live_store_limits_duckdb_threads_for_every_cursor(tmp_path):
     """``duckdb_threads`` bounds DuckDB's pool for the writer and the API's cursors alike."""
     from projector.settings import Settings
-    from projector.store import live_store
+    from projector.store.writer import live_store
 
     def threads(con) -> int:
         return int(con.execute("SELECT current_setting('threads')").fetchone()[0])
@@ -243,7 +243,7 @@ def test_the_live_store_limits_duckdb_threads_for_every_cursor(tmp_path):
 def test_the_live_store_takes_its_cache_bound_from_the_settings(tmp_path):
     """``PROJECTOR_CACHE_MAX_ROWS`` reaches the writer: past it the cache is dropped."""
     from projector.settings import Settings
-    from projector.store import live_store
+    from projector.store.writer import live_store
 
     for bound, kept in ((1_000_000, True), (5, False)):
         path = tmp_path / f"live-{bound}.duckdb"
@@ -255,7 +255,7 @@ def test_the_live_store_takes_its_cache_bound_from_the_settings(tmp_path):
 def test_the_live_store_takes_merge_and_checkpoint_settings(tmp_path):
     """``PROJECTOR_MERGE_MIN_EVENTS`` and ``..._DUCKDB_CHECKPOINT_THRESHOLD`` reach the writer."""
     from projector.settings import Settings
-    from projector.store import live_store
+    from projector.store.writer import live_store
 
     events = golden_events()
     for merge_min, merged in ((len(events), True), (len(events) + 1, False), (0, False)):
@@ -288,7 +288,7 @@ def test_a_merged_flush_writes_recipients_in_list_order(tmp_path):
 
 def test_a_failed_rebuild_says_why_and_leaves_the_connection_as_it_was(tmp_path):
     """The rebuild's insert-order setting is undone after a failure too (after the rollback)."""
-    from projector.errors import StoreError
+    from projector.store.errors import StoreError
 
     def order(store: Store) -> bool:
         setting = "SELECT current_setting('preserve_insertion_order')"
@@ -300,7 +300,7 @@ def test_a_failed_rebuild_says_why_and_leaves_the_connection_as_it_was(tmp_path)
         assert order(store) is True
         store.con.execute("SELECT count(*) FROM runs").fetchone()  # usable: not left aborted
     with Store(tmp_path / "rebuilt2.duckdb") as store:
-        from projector.setfold import typed
+        from projector.store.setfold import typed
 
         source = typed(
             "(SELECT 'campaign.defined' AS event_type, "

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import httpx
 
-from projector import views
-from projector.broker import free_port
+from api.payloads import campaign as views
+from projector.fold.state import State
 from projector.settings import Topics
-from projector.simulate import generate
-from projector.state import State
+from projector.tools.broker import free_port
+from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
 from tests.fixtures.processes import Procs, projector_env, tail
 from tests.test_simulate_serve import keys_file, produce, wait_until, watermark_total

@@ -32,11 +32,11 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import KeyRing
 from api.readstore import ReadStore
-from projector.emit import EventEmitter
-from projector.health import PipelineStatus
-from projector.metrics import Metrics
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
 from projector.settings import Topics
-from projector.store import Store
+from projector.store.writer import Store
+from projector.tools.emit import EventEmitter
 from schemas import EVENT_ADAPTER
 from tests.fixtures.processes import Procs, projector_env, start_serve
 from tests.golden import golden_events, golden_expected

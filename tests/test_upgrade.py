@@ -20,10 +20,10 @@ import duckdb
 import httpx
 import pytest
 
-from projector.emit import EventEmitter
 from projector.settings import Topics
-from projector.store import Store
-from projector.tables import SCHEMA_VERSION
+from projector.store.tables import SCHEMA_VERSION
+from projector.store.writer import Store
+from projector.tools.emit import EventEmitter
 from tests.fixtures.processes import Procs, projector_cmd, projector_env, start_serve
 from tests.golden import golden_events, golden_expected
 from tests.test_simulate_serve import wait_until, watermark_total

@@ -16,10 +16,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from projector.emit import EventEmitter
-from projector.simulate import generate
-from projector.state import State
-from projector.store import Store
+from projector.fold.state import State
+from projector.store.writer import Store
+from projector.tools.emit import EventEmitter
+from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
 from tests.fixtures.processes import projector_env, tail
 from tests.fold.test_properties import dump
@@ -201,8 +201,8 @@ def test_a_fresh_database_rebuilds_all_history_even_when_the_group_committed_the
 
 def test_the_consumer_faust_builds_gets_our_fetch_wait(tmp_path):
     """faust hard-codes fetch_max_wait_ms=1500; Tansu then delays records by up to 1.5 s."""
+    from projector.intake.worker import Projector
     from projector.settings import Settings
-    from projector.worker import Projector
 
     settings = Settings(db=tmp_path / "p.duckdb", bootstrap="127.0.0.1:1", fetch_max_wait_ms=77)
 

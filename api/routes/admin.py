@@ -13,9 +13,10 @@ from pydantic import BaseModel, Field
 from api import docs
 from api.deps import Caller, Context, RequestId
 from api.envelope import ok
-from api.errors import InsufficientScope, NotSwappable
+from api.errors import InsufficientScope, NotSwappable, SwapRefused
 from api.keys import SCOPE_ADMIN
 from api.models import Envelope, ErrorEnvelope
+from projector.rebuild.errors import SwapError
 
 router = APIRouter(tags=["admin"], prefix="/admin")
 
@@ -87,4 +88,7 @@ def swap(body: SwapRequest, caller: Caller, ctx: Context, request_id: RequestId)
         raise InsufficientScope(f"This API key lacks the {SCOPE_ADMIN} scope.")
     if ctx.admin is None:
         raise NotSwappable()
-    return ok(ctx.admin.swap(body.db), request_id)
+    try:
+        return ok(ctx.admin.swap(body.db), request_id)
+    except SwapError as e:
+        raise SwapRefused(str(e)) from e

@@ -19,6 +19,7 @@ from api import docs
 from api.deps import Caller, CampaignId, Context, Reader, RequestId
 from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS
 from api.models import CampaignExecution, CampaignMetrics, CampaignStats, CampaignSummary, Envelope
+from api.payloads import breakdowns as views_extra
 from api.routes.campaigns import (
     IfNoneMatch,
     _answer,
@@ -27,7 +28,6 @@ from api.routes.campaigns import (
     _owned_head,
     _require,
 )
-from projector import views_extra
 
 router = APIRouter(tags=["breakdowns"])
 

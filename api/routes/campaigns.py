@@ -35,11 +35,11 @@ from api.errors import (
 )
 from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS, SCOPE_PII, Principal
 from api.models import CampaignAnalytics, CampaignStatus, Envelope, RunDetail, RunSnapshot
+from api.payloads import campaign as views
+from api.payloads.breakdowns import mask_phone
 from api.readstore import CampaignHead, Heads, ReadStore
-from projector import views
-from projector.health import PipelineSnapshot
-from projector.rows import CampaignKey, CampaignRow, RunRow
-from projector.views_extra import mask_phone
+from projector.fold.rows import CampaignKey, CampaignRow, RunRow
+from projector.intake.health import PipelineSnapshot
 
 router = APIRouter(tags=["campaigns"])
 

@@ -28,6 +28,7 @@ from api.models import (
     RecipientListItem,
     RunHistoryItem,
 )
+from api.payloads import breakdowns as views_extra
 from api.readstore import ReadStore
 from api.routes.campaigns import (
     IfNoneMatch,
@@ -37,8 +38,7 @@ from api.routes.campaigns import (
     conditional,
     freshness_headers,
 )
-from projector import views_extra
-from projector.rows import RunKey
+from projector.fold.rows import RunKey
 
 router = APIRouter(tags=["lists"])
 

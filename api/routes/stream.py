@@ -43,8 +43,8 @@ from starlette.types import Message, Receive, Scope, Send
 from api.deps import ApiContext, CampaignId, Context
 from api.errors import CampaignNotFound, Forbidden, InsufficientScope, Unauthorized
 from api.keys import SCOPE_CAMPAIGNS
-from projector import views
-from projector.rows import CampaignKey
+from api.payloads import campaign as views
+from projector.fold.rows import CampaignKey
 
 log = logging.getLogger(__name__)
 

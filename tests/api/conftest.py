@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import KeyRing
 from api.readstore import ReadStore
-from projector.health import PipelineStatus
-from projector.metrics import Metrics
-from projector.store import Store
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.store.writer import Store
 from schemas import (
     BatchCompleted,
     BatchCreated,

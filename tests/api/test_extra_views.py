@@ -19,9 +19,9 @@ from api.app import create_app
 from api.limits import Limits
 from api.readstore import ReadStore
 from api.routes import breakdowns
-from projector.metrics import Metrics
-from projector.simulate import generate
-from projector.store import Store
+from projector.intake.metrics import Metrics
+from projector.store.writer import Store
+from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
 from tests.api.conftest import (
     ALPHA_ALL,

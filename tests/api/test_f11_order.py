@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.keys import KeyRing
+from api.payloads import campaign as views
 from api.readstore import ReadStore
-from projector import views
-from projector.health import PipelineStatus
-from projector.metrics import Metrics
-from projector.state import State
-from projector.store import Store
+from projector.fold.state import State
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.store.writer import Store
 from schemas import BatchCreated, BatchRecipient, MessageSubmitted, RunScheduled
 from tests.api.conftest import ALPHA_ALL, KEYS_DOC, EventFactory
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from api.app import create_app
 from api.readstore import ReadStore
 from api.server import read_only_status
-from projector.metrics import Metrics
+from projector.intake.metrics import Metrics
 from tests.api.test_security import INVALID_KEYS, KEY, KEYRING, OPEN_LIMITS, TARGETS
 
 FAST_EXAMPLES = 50

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from projector import views
-from projector.state import State
+from api.payloads import campaign as views
+from projector.fold.state import State
 from tests.api.conftest import (
     ALPHA_ALL,
     BETA_ALL,

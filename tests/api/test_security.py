@@ -41,7 +41,7 @@ from api.keys import KeyRing
 from api.limits import Limits, LimitsMiddleware, RateLimiter
 from api.readstore import ReadStore
 from api.server import build_uvicorn_server, read_only_status
-from projector.metrics import Metrics
+from projector.intake.metrics import Metrics
 from tests.api.conftest import BIG_CID, BIG_RUN, all_events
 
 ALL = ["campaigns:read", "analytics:read", "pii:read"]

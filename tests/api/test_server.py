@@ -21,7 +21,7 @@ from api.app import create_app
 from api.keys import KeyRing
 from api.readstore import ReadStore
 from api.server import build_uvicorn_server, read_only_status, run_cli
-from projector.metrics import Metrics
+from projector.intake.metrics import Metrics
 from projector.settings import Settings
 from tests.api.conftest import ALPHA_ALL, BIG_CID, KEYS_DOC, NO_RUN_CID, OFFSETS
 
@@ -92,7 +92,8 @@ def test_not_a_projector_database_exits_2(tmp_path, keys_file, capsys):
 def test_file_locked_by_another_process_exits_2(db_copy, keys_file, capsys):
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from projector.store import Store; s = Store(sys.argv[1]).open();"
+         "import sys, time; from projector.store.writer import Store; "
+         "s = Store(sys.argv[1]).open();"
          " print('open', flush=True); time.sleep(60)", str(db_copy)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
@@ -110,7 +111,7 @@ def test_projector_api_serves_a_file_read_only(db_copy, keys_file):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "projector", "api", "--db", str(db_copy), "--api-keys",
+        [sys.executable, "-m", "service", "api", "--db", str(db_copy), "--api-keys",
          str(keys_file), "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )

@@ -23,17 +23,17 @@ import pytest
 
 from api.app import create_app
 from api.keys import KeyRing
+from api.payloads import campaign as views
 from api.readstore import ReadStore
 from api.routes.stream import EventStreamResponse, StreamSettings
 from api.server import build_uvicorn_server
-from projector import views
-from projector.broker import free_port
-from projector.feed import ChangeFeed
-from projector.health import PipelineStatus
-from projector.metrics import Metrics
-from projector.simulate import generate
-from projector.state import State
-from projector.store import Store
+from projector.fold.state import State
+from projector.intake.feed import ChangeFeed
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.store.writer import Store
+from projector.tools.broker import free_port
+from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
 from tests.api.conftest import (
     ALPHA_ALL,

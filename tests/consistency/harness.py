@@ -1,6 +1,6 @@
 """``projector serve``'s composition in one process, polled hard, every answer checked.
 
-The pieces are the real ones and are wired as ``projector.serve`` wires them:
+The pieces are the real ones and are wired as ``service.serve`` wires them:
 a ``Store`` whose flushes run in a one-thread executor, a ``Pipeline`` on an
 event loop thread of its own (faust's place; it is framework-free), and the
 FastAPI app on uvicorn in another thread, reading through
@@ -44,16 +44,16 @@ import orjson
 from api.app import create_app
 from api.keys import KNOWN_SCOPES, KeyRing
 from api.limits import Limits
+from api.payloads import campaign as views
 from api.readstore import ReadStore
 from api.server import build_uvicorn_server
-from projector import views
-from projector.broker import free_port
-from projector.errors import InvariantError
-from projector.health import PipelineStatus
-from projector.metrics import Metrics
-from projector.pipeline import Pipeline
-from projector.state import State
-from projector.store import FlushResult, Store
+from projector.fold.state import State
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.intake.pipeline import Pipeline
+from projector.store.errors import InvariantError
+from projector.store.writer import FlushResult, Store
+from projector.tools.broker import free_port
 from schemas import EVENT_ADAPTER, TOPIC_KIND_OF_TYPE
 from tests.consistency.pollers import KEYS, Findings, poll_main
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
-WORKSPACES = ("ws_alpha", "ws_beta", "ws_gamma")  # projector.simulate.WORKSPACES
+WORKSPACES = ("ws_alpha", "ws_beta", "ws_gamma")  # projector.tools.simulate.WORKSPACES
 # As tests.test_simulate_serve.keys_file writes them: one all-scopes key per workspace.
 KEYS = {ws: f"test-key-{ws}" for ws in WORKSPACES}
 # F3: scheduled < claimed (shown as running) < terminal.

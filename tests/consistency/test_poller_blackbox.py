@@ -40,11 +40,11 @@ from typing import Any
 import httpx
 import pytest
 
-from projector import views
-from projector.broker import free_port
-from projector.emit import EventEmitter
+from api.payloads import campaign as views
 from projector.settings import Topics
-from projector.simulate import generate
+from projector.tools.broker import free_port
+from projector.tools.emit import EventEmitter
+from projector.tools.simulate import generate
 from tests.consistency.harness import fold_of, hostile_order
 from tests.consistency.pollers import KEYS, Findings, poll_main
 from tests.fixtures.processes import Procs, projector_env, tail

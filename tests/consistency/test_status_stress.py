@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from projector.simulate import generate
+from projector.tools.simulate import generate
 from tests.consistency.harness import stress
 
 

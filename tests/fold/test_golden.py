@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from projector import views
-from projector.state import State
+from api.payloads import campaign as views
+from projector.fold.state import State
 from tests.golden import (
     EXAMPLES,
     LOCAL_EXAMPLES,

@@ -11,8 +11,8 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.rows import DLR_TERMINAL
-from projector.state import State
+from projector.fold.rows import DLR_TERMINAL
+from projector.fold.state import State
 from tests.fold.scenarios import histories
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

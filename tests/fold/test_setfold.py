@@ -1,7 +1,7 @@
-"""The set-based SQL fold (projector.setfold) equals the Python fold, table for table.
+"""The set-based SQL fold (projector.store.setfold) equals the Python fold, table for table.
 
 The SQL is a second statement of F1-F12, used to rebuild databases from the
-archive; any drift from ``projector.fold`` would make a rebuild differ from
+archive; any drift from ``projector.fold.rules`` would make a rebuild differ from
 the live projections. Hypothesis histories (ties, retries across batches,
 reports before submits, several terminal events) are folded both ways, with
 duplicates added to the SQL side's input.
@@ -17,9 +17,9 @@ import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.setfold import fold_into, typed
-from projector.state import State
-from projector.tables import BATCHES, PROJECTIONS, Table
+from projector.fold.state import State
+from projector.store.setfold import fold_into, typed
+from projector.store.tables import BATCHES, PROJECTIONS, Table
 from tests.fold.scenarios import histories
 from tests.fold.test_properties import tables
 from tests.golden import golden_events

@@ -1,4 +1,4 @@
-"""The set-based merge (projector.setmerge) equals the Python fold, chunk by chunk.
+"""The set-based merge (projector.store.setmerge) equals the Python fold, chunk by chunk.
 
 A history is shuffled, duplicated in part, cut into chunks, and merged one
 chunk at a time onto the tables the previous chunks left: every rule then
@@ -15,10 +15,10 @@ import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.setfold import typed
-from projector.setmerge import merge_into
-from projector.state import State
-from projector.tables import PROJECTIONS, VIEWS_DDL
+from projector.fold.state import State
+from projector.store.setfold import typed
+from projector.store.setmerge import merge_into
+from projector.store.tables import PROJECTIONS, VIEWS_DDL
 from tests.fold.scenarios import histories
 from tests.fold.test_setfold import _rivals, _state_rows, _stored_rows
 from tests.golden import golden_events

@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.state import State
+from projector.fold.state import State
 from tests.fold.scenarios import histories
 from tests.fold.test_properties import dump, fold_in_batches
 from tests.fold.test_setfold import _sql_rows, _state_rows

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from projector.broker import EmbeddedBroker
+from projector.tools.broker import EmbeddedBroker
 
 
 @pytest.fixture

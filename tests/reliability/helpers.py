@@ -19,9 +19,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from projector.broker import free_port
-from projector.emit import EventEmitter
 from projector.settings import Topics
+from projector.tools.broker import free_port
+from projector.tools.emit import EventEmitter
 from tests.fixtures.processes import Procs, tail
 from tests.fold.test_properties import dump
 from tests.test_simulate_serve import keys_file, watermark_total

@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from projector.kafka_offsets import log_end_offsets
-from projector.simulate import generate
+from projector.intake.offsets import log_end_offsets
+from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
 from tests.fixtures.topics import make_topics
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, read_db

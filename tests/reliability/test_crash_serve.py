@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from projector.simulate import generate
+from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env, tail
 from tests.reliability.helpers import Serve, dump, fold_dicts, read_db
 

@@ -27,8 +27,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from projector.simulate import generate
-from projector.store import Store
+from projector.store.writer import Store
+from projector.tools.simulate import generate
 from schemas import decode_value
 from tests.fixtures.processes import projector_env
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, read_db, rss_kib

@@ -25,12 +25,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from projector.health import PipelineStatus
-from projector.kafka_offsets import log_end_offsets
-from projector.metrics import Metrics
-from projector.pipeline import Pipeline
-from projector.simulate import generate
-from projector.store import Store
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.intake.offsets import log_end_offsets
+from projector.intake.pipeline import Pipeline
+from projector.store.writer import Store
+from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
 from tests.reliability.helpers import dump, fold_dicts, read_db
 from tests.test_worker import _topic_of

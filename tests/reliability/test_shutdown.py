@@ -20,8 +20,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from projector.simulate import generate
-from projector.store import Store
+from projector.store.writer import Store
+from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
 from tests.reliability.helpers import Serve, dump, fold_dicts, read_db
 from tests.test_worker import _topic_of

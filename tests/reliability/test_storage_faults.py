@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from projector.simulate import generate
+from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, produce_sync, read_db
 

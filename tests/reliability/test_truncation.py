@@ -19,9 +19,9 @@ import time
 
 import pytest
 
-from projector.kafka_offsets import log_end_offsets
-from projector.simulate import generate
-from projector.topics import ensure_topics_sync
+from projector.intake.offsets import log_end_offsets
+from projector.intake.topics import ensure_topics_sync
+from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
 from tests.fixtures.topics import make_topics
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, produce_sync, read_db

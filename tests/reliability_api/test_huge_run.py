@@ -40,11 +40,11 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import KeyRing
 from api.limits import Limits
+from api.payloads import campaign as views
 from api.readstore import ReadStore
 from api.server import read_only_status
-from projector import views
-from projector.metrics import Metrics
-from projector.store import Store
+from projector.intake.metrics import Metrics
+from projector.store.writer import Store
 from schemas import (
     BatchCompleted,
     BatchCreated,

@@ -1,3 +1,0 @@
-from projector.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""Kafka in: the faust worker, the micro-batch pipeline, offsets and log marks, topics,
+dead letters, and what the API may watch of it (health, metrics, the change feed).
+
+Imports ``projector.store`` and below; never rebuild, tools or api.
+"""

@@ -1,0 +1,682 @@
+"""From Kafka records to DuckDB flushes: buffering, dedupe, dead letters, retries.
+
+Framework-free on purpose: the faust agent (``projector.intake.worker``) only feeds
+records in, and the replay tool can feed it from a plain aiokafka consumer.
+
+Exactly-once against DuckDB rests on three rules:
+
+* ``expected[tp]`` is the next offset DuckDB still needs for a partition; a
+  record below it was already applied (redelivery after a crash or a faust
+  re-seek) and is skipped; a record above it means the consumer skipped ahead
+  (faust seeks to Kafka-committed offsets, which are only a convenience), so
+  we seek back and drop records until the expected one arrives.
+* A flush writes the events and the new ``expected`` values in one
+  transaction; a record is acked to faust only after that commit, so faust
+  never commits past what DuckDB holds.
+* Dead letters are produced (and acknowledged by the broker) before the
+  transaction that moves past them commits: at worst a crash duplicates a
+  dead letter, never loses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.intake.offsets import OffsetsError
+from projector.store.errors import InvariantError, StoreError
+from projector.store.logmark import LogMark, marks_of, mismatch
+from projector.store.writer import DeadLetter, FlushResult, Store
+from schemas import decode_value
+from schemas.decode import Decoded, Reject
+from schemas.errors import RejectCode
+from schemas.fastdecode import FastEvent, fast_events
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+Ack = Callable[[], Any]
+Seeker = Callable[[str, int, int], Awaitable[None]]
+# What the log holds at given offsets (kafka_offsets.record_digests): digests, None if absent.
+Verifier = Callable[[dict[TopicPartition, int]], Awaitable[dict[TopicPartition, int | None]]]
+FlushListener = Callable[[FlushResult], None]
+
+# Dead-letter records carry at most this much of the raw value (plus its
+# SHA-256), so a 10 MB poison record cannot become a 10 MB dead letter.
+DEADLETTER_RAW_LIMIT = 64 * 1024
+# A partition still delivering past the expected offset this long after we
+# sought it back has been moved again: seek again.
+RESEEK_SECONDS = 1.0
+
+
+@dataclass
+class _Batch:
+    events: list[Any] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    # Last record per partition (offset, value): digested into a LogMark at commit.
+    last: dict[TopicPartition, tuple[int, bytes | None]] = field(default_factory=dict)
+    # First offset per partition: where to read again if the batch is dropped.
+    first: dict[TopicPartition, int] = field(default_factory=dict)
+    deadletters: list[tuple[DeadLetter, bytes | None, bytes]] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)
+    # Kafka timestamps (epoch seconds) of the records, for the freshness histogram.
+    stamps: list[float] = field(default_factory=list)
+    records: int = 0
+    started: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.deadletters)
+
+
+def deadletter_value(dl: DeadLetter, raw: bytes) -> bytes:
+    """The JSON written to the dead-letter topic for one rejected item."""
+    doc: dict[str, Any] = {
+        "source_topic": dl.topic,
+        "source_partition": dl.partition,
+        "source_offset": dl.offset,
+        "item_index": None if dl.item_index < 0 else dl.item_index,
+        "reason": dl.reason,
+        "reason_code": dl.reason_code,
+        "raw_size": len(raw),
+        "raw_sha256": hashlib.sha256(raw).hexdigest(),
+        "raw_truncated": len(raw) > DEADLETTER_RAW_LIMIT,
+    }
+    head = raw[:DEADLETTER_RAW_LIMIT]
+    try:
+        doc["raw"] = head.decode("utf-8")
+    except UnicodeDecodeError:
+        doc["raw_base64"] = base64.b64encode(head).decode("ascii")
+    return orjson.dumps(doc)
+
+
+def _decode(raw: bytes) -> Decoded:
+    """``decode_value``, but a record that makes the decoder itself fail is a dead letter.
+
+    An exception here would crash the faust agent on every redelivery of the
+    record (a poison pill stalling its partition for good). Known case: an
+    array nested 256-1024 deep parses, then ``orjson.dumps`` of an item raises
+    ``TypeError: Recursion limit reached``.
+    """
+    try:
+        return decode_value(raw)
+    except Exception as e:
+        code = RejectCode.TOO_DEEP if "ecursion" in str(e) else RejectCode.INVALID_JSON
+        log.warning("decoder failed on a record (%s: %s); dead-lettering it", type(e).__name__, e)
+        reason = f"{code}: the decoder failed: {type(e).__name__}: {e}"
+        return Decoded([], [Reject(None, reason, raw)])
+
+
+def _fast(raw: bytes) -> list[FastEvent] | None:
+    """The record's events by the compiled fast path, or None: ``_decode`` judges it.
+
+    ~3 times cheaper than pydantic on this loop, which also runs faust. The
+    events stay canonical JSON: a large flush merges them in SQL as they are,
+    a small one validates them into models in the writer thread
+    (``Store.flush``). Never raises: anything unexpected goes to the judge.
+    """
+    try:
+        got = fast_events(raw)
+    except Exception:
+        return None
+    return None if got is None else got[0]
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background flush failed", exc_info=task.exception())
+
+
+class DeadLetterSink:
+    """Produces dead letters with acks=all; ``send`` returns when the broker has them."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        if self._producer is not None:
+            return
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            max_request_size=2 * 1024 * 1024,
+            linger_ms=5,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send(self, items: list[tuple[DeadLetter, bytes | None, bytes]]) -> None:
+        futures = [
+            await self._producer.send(self.topic, deadletter_value(dl, raw), key=key)
+            for dl, key, raw in items
+        ]
+        await asyncio.gather(*futures)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        executor: ThreadPoolExecutor,
+        deadletters: DeadLetterSink | None,
+        status: PipelineStatus,
+        metrics: Metrics,
+        flush_max_events: int = 5000,
+        flush_interval_ms: int = 100,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.sink = deadletters
+        self.status = status
+        self.metrics = metrics
+        self.flush_max_events = flush_max_events
+        self.flush_interval = flush_interval_ms / 1000
+        self.expected: dict[TopicPartition, int] = {}
+        self.applied: dict[TopicPartition, int] = {}
+        # The last record applied per partition, checked against the log on
+        # every poll and before every commit (projector.store.logmark): offsets
+        # alone miss a replaced log.
+        self.marks: dict[TopicPartition, LogMark] = {}
+        # Partitions we sought back, and when: records fetched before the seek
+        # may still drain for a moment and are dropped without a new seek.
+        self.resyncing: dict[TopicPartition, float] = {}
+        self.last_seen: dict[TopicPartition, float] = {}
+        # Partitions assigned but silent since: the only ones the stall watchdog
+        # may re-seek (a partition that delivers anything is positioned sanely).
+        self.awaiting_first: set[TopicPartition] = set()
+        self._flush_task: asyncio.Task[Any] | None = None
+        self.inconsistent: dict[TopicPartition, str] = {}
+        # Set once a partition's log was lost or replaced: the broker's history
+        # is not the one DuckDB holds, so a partition that never had a record
+        # applied cannot be told apart from one of a new, unrelated stream.
+        self.log_lost: str | None = None
+        self.seeker: Seeker | None = None
+        self.verifier: Verifier | None = None
+        self.listeners: list[FlushListener] = []
+        # Called when a flush finds memory unlike DuckDB (the invariant mode);
+        # the process hosting the pipeline decides how to stop.
+        self.on_invariant_broken: Callable[[InvariantError], None] | None = None
+        self._batch = _Batch()
+        self._flush_lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------
+    def prepare(self, log_start: dict[TopicPartition, int] | None = None) -> None:
+        """Load stored offsets before any record arrives.
+
+        Partitions DuckDB has never applied start at their log start, whatever
+        the consumer group committed: a fresh database must see all history.
+        """
+        stored = self.store.offsets()
+        self.applied = dict(stored)
+        self.marks = self.store.marks()
+        self.expected = {**(log_start or {}), **stored}
+        self.status.update(offsets=dict(self.applied), flush_seq=self.store.seq)
+
+    async def close(self, timeout: float = 8.0) -> None:
+        """Flush what is buffered (bounded in time), then stop the timer."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.wait_for(self.flush(retry=False), timeout)
+        except (TimeoutError, StoreError, OffsetsError):
+            # Abandoning is safe: nothing buffered was acked or stored, so the
+            # records are read again on the next start. (OffsetsError: the
+            # broker is gone, so the log marks cannot be checked before the commit.)
+            log.warning("final flush abandoned; buffered records will be re-read on restart")
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.sink is not None:
+            await self.sink.stop()
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def expected_offset(self, topic: str, partition: int) -> int | None:
+        return self.expected.get((topic, partition))
+
+    # -- intake ------------------------------------------------------------------
+    async def add(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        ack: Ack | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        tp = (topic, partition)
+        if tp in self.awaiting_first:
+            self.awaiting_first.discard(tp)
+        if tp in self.inconsistent:
+            return  # refused until an operator replays; never acked, never applied
+        if self.log_lost is not None and self._never_applied(tp):
+            self.mark_inconsistent(tp, self._unapplied_reason())
+            return
+        expected = self.expected.get(tp)
+        if expected is not None and offset < expected:
+            if ack is not None:
+                ack()  # already in DuckDB (or buffered): a redelivery
+            return
+        if expected is not None and offset > expected:
+            await self._resync(tp, expected, offset)
+            return
+        self.resyncing.pop(tp, None)
+        self.expected[tp] = offset + 1
+        self.metrics.records_consumed.labels(topic).inc()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(self._flush_on_time())
+        batch = self._batch
+        if not batch.records:
+            batch.started = time.monotonic()
+            self._wakeup.set()
+        batch.records += 1
+        batch.offsets[tp] = offset + 1
+        batch.last[tp] = (offset, value)
+        batch.first.setdefault(tp, offset)
+        if ack is not None:
+            batch.acks.append(ack)
+        if timestamp is not None:
+            batch.stamps.append(timestamp)
+        data = value if value is not None else b""
+        fast = _fast(data)
+        if fast is not None:
+            batch.events.extend(fast)
+            decoded = None
+        else:
+            decoded = _decode(data)
+            batch.events.extend(decoded.events)
+        for reject in decoded.rejects if decoded is not None else ():
+            dl = DeadLetter(
+                topic,
+                partition,
+                offset,
+                -1 if reject.index is None else reject.index,
+                reject.reason,
+            )
+            batch.deadletters.append((dl, key, reject.raw))
+        if len(batch) >= self.flush_max_events:
+            if not self._flush_lock.locked():
+                # Commit in the background: DuckDB releases the GIL while it
+                # writes, so decoding the next records overlaps the commit.
+                self._flush_task = asyncio.get_running_loop().create_task(self.flush())
+                self._flush_task.add_done_callback(_log_failure)
+            elif len(batch) >= 2 * self.flush_max_events:
+                await self.flush()  # backpressure: at most two batches in memory
+
+    async def _resync(self, tp: TopicPartition, expected: int, got: int) -> None:
+        sought = self.resyncing.get(tp)
+        if sought is not None and time.monotonic() - sought < RESEEK_SECONDS:
+            return  # records fetched before our seek are still draining
+        # First gap, or still ahead well after our seek: the consumer was moved
+        # again (a rebalance, faust re-seeking to committed offsets). Seek again,
+        # or the partition would drop every record from now on.
+        self.resyncing[tp] = time.monotonic()
+        log.warning(
+            "%s[%d]: consumer is at offset %d but DuckDB needs %d; seeking back",
+            tp[0],
+            tp[1],
+            got,
+            expected,
+        )
+        if self.seeker is not None:
+            await self.seeker(tp[0], tp[1], expected)
+
+    def assigned(self, tps: set[TopicPartition]) -> None:
+        """The consumer (re)started reading these partitions."""
+        now = time.monotonic()
+        for tp in tps:
+            self.awaiting_first.add(tp)
+            self.last_seen[tp] = now
+
+    def stalled(
+        self,
+        log_end: dict[TopicPartition, int],
+        quiet_for: float,
+        committed: Mapping[TopicPartition, int | None],
+    ) -> dict[TopicPartition, int]:
+        """Assigned partitions with records DuckDB lacks that delivered nothing usable.
+
+        That happens when the consumer group committed past DuckDB (a fresh or
+        restored database), the consumer started there, and no newer record
+        arrives to reveal the gap. ``committed`` is the group's committed
+        offset per partition as the consumer read it on assignment: a
+        partition silent since assignment is re-sought only if that offset is
+        past DuckDB's. Otherwise it is merely waiting behind other partitions'
+        backlog (seen: 11 of 16 re-sought, some twice, in the first seconds of
+        a 100,000-record catch-up), and a seek would throw away what the
+        consumer already fetched for it. A partition that delivered anything
+        since assignment is never re-sought here: a slow flush must not look
+        like a stall.
+        """
+        now = time.monotonic()
+        out = {}
+        # Also partitions we sought back that never delivered the expected
+        # record since: the records after our seek may have been drained (and
+        # dropped) up to the log end before a re-seek, and nothing newer comes.
+        pending = {tp for tp, at in self.resyncing.items() if now - at > quiet_for}
+        moved = {
+            tp
+            for tp in self.awaiting_first
+            if (c := committed.get(tp)) is not None and c > self.expected.get(tp, c)
+        }
+        for tp in moved | pending:
+            expected = self.expected.get(tp)
+            if (
+                expected is not None
+                and log_end.get(tp, 0) > expected
+                and tp not in self.inconsistent
+                and now - self.last_seen.get(tp, 0.0) > quiet_for
+            ):
+                out[tp] = expected
+                if tp in self.resyncing:
+                    self.resyncing[tp] = now  # the caller seeks it now
+        return out
+
+    def mark_inconsistent(self, tp: TopicPartition, reason: str) -> None:
+        if tp not in self.inconsistent:
+            log.error(
+                "%s[%d] is inconsistent: %s. Its records are no longer applied; reads keep "
+                "serving the last projections. Operator action: rebuild with `projector replay` "
+                "(see docs/operations.md).",
+                tp[0],
+                tp[1],
+                reason,
+            )
+        self.inconsistent[tp] = reason
+        self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(1)
+        self.status.update(inconsistent=dict(self.inconsistent))
+
+    def adopt(
+        self,
+        offsets: dict[TopicPartition, int],
+        marks: dict[TopicPartition, LogMark],
+        repaired: dict[TopicPartition, int],
+    ) -> None:
+        """Take the position of a database swapped in (its ``offsets`` and ``marks``).
+
+        Where it is ahead of the live position (a replay read further), the
+        records it holds must not be applied again. The ``repaired``
+        partitions (flagged inconsistent, caught up to the log end given)
+        take its position as it is, since the old one belongs to a log that
+        is gone, and are unflagged; one it holds no offset for had no record
+        below that log end.
+        """
+        for tp, offset in offsets.items():
+            if tp in repaired:
+                continue
+            if offset > self.expected.get(tp, 0):
+                self.expected[tp] = offset
+            if offset > self.applied.get(tp, 0):
+                self.applied[tp] = offset
+        for tp, mark in marks.items():
+            if tp not in repaired and (tp not in self.marks or mark.offset > self.marks[tp].offset):
+                self.marks[tp] = mark
+        for tp, log_end in repaired.items():
+            offset = offsets.get(tp)
+            if offset is None:
+                self.applied.pop(tp, None)
+                self.expected[tp] = log_end
+            else:
+                self.applied[tp] = self.expected[tp] = offset
+            mark = marks.get(tp)
+            if mark is None:
+                self.marks.pop(tp, None)
+            else:
+                self.marks[tp] = mark
+            self.resyncing.pop(tp, None)
+            if self.inconsistent.pop(tp, None) is not None:
+                self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(0)
+                log.warning("%s[%d]: inconsistent flag cleared by a swap", tp[0], tp[1])
+        if not self.inconsistent:
+            self.log_lost = None
+        self.status.update(inconsistent=dict(self.inconsistent))
+
+    def _lost(self, tp: TopicPartition, reason: str) -> None:
+        """Flag ``tp``, whose log was lost or replaced, and every partition never applied.
+
+        A broker that lost one partition's log lost its history: records that
+        now arrive where DuckDB never applied anything (no stored offset, no
+        mark to compare) may belong to another stream, and applying them would
+        mix two histories. Only a replay can tell.
+        """
+        self.mark_inconsistent(tp, reason)
+        if self.log_lost is None:
+            self.log_lost = f"{tp[0]}[{tp[1]}]"
+        # Every source partition has an expected offset from the start (its
+        # log start); later ones are refused by add() on their first record.
+        for other in sorted(set(self.expected) | set(self.last_seen)):
+            if other not in self.inconsistent and self._never_applied(other):
+                self.mark_inconsistent(other, self._unapplied_reason())
+
+    def _never_applied(self, tp: TopicPartition) -> bool:
+        # Offset 0 is stored for partitions a replay found empty: none applied either.
+        return not self.applied.get(tp)
+
+    def _unapplied_reason(self) -> str:
+        return (
+            f"no record applied yet, and the broker lost the log of {self.log_lost}: "
+            "records here may belong to another history"
+        )
+
+    # -- flushing ------------------------------------------------------------------
+    async def _flush_on_time(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            started = self._batch.started
+            delay = started + self.flush_interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._batch.records and self._batch.started == started:
+                try:
+                    await self.flush()
+                except Exception:  # keep the timer alive; flush() logged it
+                    log.exception("timed flush failed")
+            elif self._batch.records:
+                self._wakeup.set()
+
+    async def flush(self, *, retry: bool = True) -> FlushResult | None:
+        """Commit the buffered batch; on a store error retry with backoff (nothing acked)."""
+        async with self._flush_lock:
+            batch = self._batch
+            if not batch.records:
+                return None
+            self._batch = _Batch()
+            delay = 0.1
+            try:
+                while True:
+                    try:
+                        if await self._replaced(batch):
+                            await self._rewind(batch)
+                            return None
+                        result = await self._commit(batch)
+                        break
+                    except InvariantError as e:
+                        # Committed, but memory is now wrong: never retried.
+                        self.status.update(last_error=str(e))
+                        if self.on_invariant_broken is not None:
+                            self.on_invariant_broken(e)
+                        raise
+                    except (StoreError, OffsetsError) as e:
+                        self.metrics.flush_failures.inc()
+                        self.status.update(last_error=str(e))
+                        if not retry:
+                            raise
+                        log.error("flush failed, retrying in %.1fs: %s", delay, e)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 5.0)
+            except BaseException:
+                # Every exit by exception (retry=False, a bug, a cancellation,
+                # during the backoff too) puts the batch back, or its records
+                # would be skipped, their offsets passed by the next commit.
+                # Re-applying after a commit that did land changes nothing (F1).
+                self._restore(batch)
+                raise
+            for ack in batch.acks:
+                ack()
+            now = time.time()
+            for stamp in batch.stamps:
+                self.metrics.freshness.observe(now - stamp)
+            self.applied.update(batch.offsets)
+            self.status.update(
+                offsets=dict(self.applied),
+                flush_seq=result.seq,
+                events_applied=self.status.events_applied + result.events,
+                last_error=None,
+            )
+            for listener in self.listeners:
+                try:
+                    listener(result)
+                except Exception:
+                    log.exception("flush listener failed")
+            return result
+
+    async def _replaced(self, batch: _Batch) -> bool:
+        """Does any partition of ``batch`` come from a log other than the one applied so far?
+
+        Checked before every commit: a broker that restarted empty and was
+        refilled hands out the offsets we expect next, so nothing in the
+        records themselves shows it, and once committed the marks would name
+        records of the new log. The log poll alone (1 s) came too late for
+        that in tests. Flags the replaced partitions.
+        """
+        # A partition without a mark (its first records) has nothing to compare
+        # with: its records are trusted only while every other mark still holds.
+        unmarked = any(tp not in self.marks for tp in batch.offsets)
+        await self.check_marks(None if unmarked else batch.offsets)
+        return any(tp in self.inconsistent for tp in batch.offsets)
+
+    async def check_marks(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        """Ask the log for the last record applied in ``tps`` (default: every marked partition).
+
+        Flags the partitions whose log holds another record there, or none.
+        Without a verifier nothing is asked.
+        """
+        marks = (
+            self.marks if tps is None else {tp: self.marks[tp] for tp in tps if tp in self.marks}
+        )
+        checked = {tp: mark for tp, mark in marks.items() if tp not in self.inconsistent}
+        if not checked or self.verifier is None:
+            return
+        found = await self.verifier({tp: mark.offset for tp, mark in checked.items()})
+        self.observe_marks(checked, found)
+
+    async def _rewind(self, batch: _Batch) -> None:
+        """Drop ``batch`` and what came after it (nothing of it is acked) and read again.
+
+        Partitions flagged inconsistent refuse their records from now on; the
+        others are read again from the batch's first offsets.
+        """
+        newer, self._batch = self._batch, _Batch()
+        starts = dict(newer.first)
+        starts.update(batch.first)  # the older batch starts earlier
+        for tp, offset in starts.items():
+            if tp in self.inconsistent:
+                continue
+            self.expected[tp] = offset
+            self.resyncing[tp] = time.monotonic()
+            if self.seeker is not None:
+                await self.seeker(tp[0], tp[1], offset)
+        log.warning(
+            "dropped %d uncommitted records; reading them again", batch.records + newer.records
+        )
+
+    def _restore(self, batch: _Batch) -> None:
+        """Put an uncommitted batch back in front of what arrived meanwhile."""
+        newer = self._batch
+        batch.events.extend(newer.events)
+        batch.deadletters.extend(newer.deadletters)
+        batch.acks.extend(newer.acks)
+        batch.stamps.extend(newer.stamps)
+        batch.offsets.update(newer.offsets)
+        batch.last.update(newer.last)
+        for tp, offset in newer.first.items():
+            batch.first.setdefault(tp, offset)
+        batch.records += newer.records
+        self._batch = batch
+
+    async def _commit(self, batch: _Batch) -> FlushResult:
+        if batch.deadletters and self.sink is not None:
+            await self.sink.start()
+            await self.sink.send(batch.deadletters)
+        marks = marks_of(batch.last)
+        t0 = time.perf_counter()
+        result: FlushResult = await self._in_thread(
+            self.store.flush,
+            batch.events,
+            batch.offsets,
+            [d for d, _, _ in batch.deadletters],
+            marks,
+        )
+        self.marks.update(marks)
+        self.metrics.flush_seconds.observe(time.perf_counter() - t0)
+        self.metrics.flush_events.observe(result.events)
+        self.metrics.flushes.inc()
+        self.metrics.events_applied.inc(result.events)
+        for dl, _, _ in batch.deadletters:
+            self.metrics.deadlettered.labels(dl.reason_code).inc()
+        return result
+
+    # -- lag and consistency ------------------------------------------------------
+    def observe_marks(
+        self, checked: dict[TopicPartition, LogMark], found: dict[TopicPartition, int | None]
+    ) -> None:
+        """Flag partitions whose log holds another record where we applied one.
+
+        ``found`` is what the log holds at the offset of each ``checked`` mark
+        (a copy of ``self.marks`` taken before reading the log: flushes move
+        the marks on meanwhile, and a newer mark must not be compared with
+        the record at an older one's offset).
+        """
+        for tp, got in found.items():
+            mark = checked.get(tp)
+            if mark is None or tp in self.inconsistent:
+                continue
+            reason = mismatch(tp, mark, got)
+            if reason is not None:
+                self._lost(tp, reason)
+
+    def observe_log(
+        self, log_start: dict[TopicPartition, int], log_end: dict[TopicPartition, int]
+    ) -> None:
+        """Record log ends; flag partitions whose log no longer holds our position."""
+        for tp, end in log_end.items():
+            applied = self.applied.get(tp)
+            if applied is not None and end < applied:
+                self._lost(
+                    tp, f"log end {end} is behind the stored offset {applied} (broker lost records)"
+                )
+            start = log_start.get(tp)
+            if start is not None and applied is not None and start > applied:
+                self.mark_inconsistent(
+                    tp, f"log start {start} is past the stored offset {applied} (records expired)"
+                )
+            behind = max(0, end - (applied or 0))
+            self.metrics.lag.labels(tp[0], str(tp[1])).set(behind)
+        snapshot_lag = sum(max(0, end - self.applied.get(tp, 0)) for tp, end in log_end.items())
+        self.metrics.lag_total.set(snapshot_lag)
+        self.status.update(log_end=dict(log_end))

@@ -1,0 +1,377 @@
+"""Faust glue: one agent feeding records to the ``Pipeline``, nothing more.
+
+The app is built by ``create_app(settings, ...)`` (no module-level app with a
+hard-coded broker). Values stay raw bytes; ``schemas`` decodes them. The
+stream is ``noack``: a record is acked only after the DuckDB transaction that
+applied it commits, so faust's Kafka commits never run ahead of DuckDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import faust
+import mode
+
+from projector.intake import runtime
+from projector.intake.health import PipelineStatus
+from projector.intake.metrics import Metrics
+from projector.intake.offsets import LogReader, OffsetsError, beginning_offsets
+from projector.intake.pipeline import DeadLetterSink, Pipeline
+from projector.settings import Settings
+from projector.store.errors import InvariantError
+from projector.store.writer import Store, live_store
+
+log = logging.getLogger(__name__)
+
+LAG_POLL_SECONDS = 1.0
+# A partition that has records DuckDB lacks but delivers none for this long is re-sought.
+STALL_SECONDS = 3.0
+
+
+class Projector:
+    """Everything a running projector holds, whatever process hosts it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        status: PipelineStatus | None = None,
+        metrics: Metrics | None = None,
+        exit_when_caught_up: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.exit_when_caught_up = exit_when_caught_up
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.store = store
+        self.status = status or PipelineStatus(mode="live")
+        self.metrics = metrics or Metrics()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
+        # Every look at the log after start-up (marks, lag) goes through one consumer.
+        self.log = LogReader(settings.bootstrap)
+        self.pipeline = Pipeline(
+            store,
+            executor=self.executor,
+            deadletters=DeadLetterSink(settings.bootstrap, settings.topics.deadletter),
+            status=self.status,
+            metrics=self.metrics,
+            flush_max_events=settings.flush_max_events,
+            flush_interval_ms=settings.flush_interval_ms,
+        )
+        self.pipeline.on_invariant_broken = stop_on_broken_invariant
+        if settings.check_invariants:
+            log.info("invariant mode on: memory is compared with DuckDB after every flush")
+        self.app = create_app(settings, self)
+
+    def prepare(self) -> None:
+        """Create topics and load DuckDB offsets; call before faust starts."""
+        from projector.intake.topics import ensure_topics
+
+        sources = list(self.settings.topics.sources)
+
+        async def _prepare() -> dict[tuple[str, int], int]:
+            await ensure_topics(
+                self.settings.bootstrap, self.settings.topics.all, self.settings.partitions
+            )
+            return await beginning_offsets(self.settings.bootstrap, sources)
+
+        self.pipeline.prepare(asyncio.run(_prepare()))
+
+        async def _check_marks() -> None:
+            try:
+                await self.pipeline.check_marks()
+            finally:
+                await self.log.close()  # its consumer belongs to this loop
+
+        try:
+            asyncio.run(_check_marks())
+        except OffsetsError as e:  # the log poll checks again every second
+            log.warning("could not check the stored log marks at start: %s", e)
+        log.info("projector resumes at %s", self.status.snapshot().watermark or "log start")
+
+
+# Exit status of a process stopped by the invariant mode (EX_SOFTWARE: a bug).
+EXIT_INVARIANT_BROKEN = 70
+
+
+def stop_on_broken_invariant(error: InvariantError) -> None:
+    """Stop the process at once: its memory no longer matches DuckDB.
+
+    Not a clean stop: the final flush would only fail the check again, and
+    every answer given meanwhile could be wrong. What was committed is in
+    DuckDB (its WAL replays on open), and a restart reloads memory from it.
+    """
+    log.critical("invariant broken, stopping: %s", error)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_INVARIANT_BROKEN)
+
+
+class ProjectorService(mode.Service):
+    """Starts the pipeline before the agent runs; flushes it on a clean stop."""
+
+    def __init__(self, projector: Projector, **kwargs: Any) -> None:
+        self.projector = projector
+        self._ready_target: dict[tuple[str, int], int] | None = None
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        # Other threads (the API's admin swap) schedule work on this loop.
+        self.projector.loop = asyncio.get_running_loop()
+
+    async def on_stop(self) -> None:
+        await self.projector.pipeline.close()
+        await self.projector.log.close()
+
+    async def _unstall(self, end: dict[tuple[str, int], int]) -> None:
+        from faust.types import TP
+
+        p = self.projector
+        consumer = p.app.consumer
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        # The group's offsets as faust read them on assignment (and its own
+        # commits since, which never pass DuckDB's: we ack only what is stored).
+        committed = {
+            (tp.topic, tp.partition): offset
+            # No public view; a faust without it leaves only the sought-back case.
+            for tp, offset in getattr(consumer, "_committed_offset", {}).items()
+            if offset is not None
+        }
+        for (topic, partition), offset in p.pipeline.stalled(end, STALL_SECONDS, committed).items():
+            if (topic, partition) in assigned:
+                log.warning(
+                    "%s[%d] delivers nothing below the log end; seeking to %d",
+                    topic,
+                    partition,
+                    offset,
+                )
+                p.pipeline.last_seen[(topic, partition)] = time.monotonic()
+                await consumer.seek_wait({TP(topic, partition): offset})
+
+    @mode.Service.task
+    async def _poll_log(self) -> None:
+        """Lag, readiness and truncation checks from true log ends (fetch high watermarks)."""
+        p = self.projector
+        sources = list(p.settings.topics.sources)
+        while not self.should_stop:
+            try:
+                end = await p.log.log_end(sources, timeout=5.0)
+                start = await p.log.log_start(sources, timeout=5.0)
+                p.pipeline.observe_log(start, end)
+                await p.pipeline.check_marks()
+                await self._unstall(end)
+                if self._ready_target is None:
+                    self._ready_target = end
+                if not p.status.ready and all(
+                    p.pipeline.applied.get(tp, 0) >= target or tp in p.pipeline.inconsistent
+                    for tp, target in self._ready_target.items()
+                    if target > start.get(tp, 0)
+                ):
+                    p.status.update(ready=True)
+                    log.info("caught up with the log ends seen at start: ready")
+                    if p.exit_when_caught_up:
+                        await p.pipeline.flush()
+                        # faust's worker turns SIGTERM into a clean shutdown.
+                        os.kill(os.getpid(), signal.SIGTERM)
+            except Exception as e:  # broker down: keep serving, report, retry
+                # The log ends seen before are stale now: forget them, so the
+                # API reports the lag as unknown instead of a stale figure.
+                p.status.update(last_error=f"log poll failed: {e}", log_end={})
+                log.debug("log poll failed", exc_info=True)
+            await self.sleep(LAG_POLL_SECONDS)
+
+
+def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
+    """Give faust's Kafka consumer our fetch wait instead of its hard-coded 1500 ms.
+
+    faust offers no setting for it (``AIOKafkaConsumerThread._create_worker_consumer``
+    passes a literal), so the consumer it builds is adjusted before it starts:
+    aiokafka hands ``_fetch_max_wait_ms`` to its fetcher in ``start()``.
+    """
+    thread = app.consumer._thread  # noqa: SLF001 - no public hook exists
+    create = thread._create_worker_consumer  # noqa: SLF001
+
+    def create_with_wait(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._fetch_max_wait_ms = ms  # noqa: SLF001
+        return consumer
+
+    thread._create_worker_consumer = create_with_wait  # noqa: SLF001
+
+
+DATADIR_PREFIX = "projector-faust-"
+
+
+def sweep_datadirs(root: str) -> list[str]:
+    """Remove the faust data dirs of projector processes that are gone; returns them.
+
+    A worker killed with SIGKILL never runs its atexit. Only names with a
+    pid (``projector-faust-<pid>-<random>``) are touched, and only when no
+    process has that pid: a live one, ours or not, keeps its dir.
+    """
+    removed = []
+    for path in sorted(Path(root).glob(f"{DATADIR_PREFIX}*-*")):
+        pid = path.name[len(DATADIR_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def new_faust_app(
+    group_id: str, bootstrap: str, *, partitions: int, fetch_max_wait_ms: int
+) -> faust.App:
+    """The faust app as the projector configures it (the ceiling benchmark uses it too)."""
+    # faust makes its data dir (tables, unused with memory stores) in the
+    # working directory by default: one `<group>-data` per group id left
+    # behind wherever the projector ran. A private temporary one instead,
+    # named by our pid: atexit removes it, and a process killed before that
+    # leaves one that the next projector to start removes.
+    sweep_datadirs(tempfile.gettempdir())
+    datadir = tempfile.mkdtemp(prefix=f"{DATADIR_PREFIX}{os.getpid()}-")
+    atexit.register(shutil.rmtree, datadir, ignore_errors=True)
+    app = faust.App(
+        group_id,
+        datadir=datadir,
+        broker=f"kafka://{bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_allow_declare=False,  # topics are created by projector.intake.topics, once
+        topic_disable_leader=True,
+        topic_partitions=partitions,
+        consumer_auto_offset_reset="earliest",
+        # Measured on Tansu (BROKER.md): faust's defaults wait ~30 s per join.
+        broker_session_timeout=6,
+        broker_rebalance_timeout=6,
+        broker_heartbeat_interval=1,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=16384,
+        # Don't wait for every delivered message to be acked before a stop or
+        # rebalance: with the noack stream a message is acked only by the
+        # flush that commits it, so faust's wait_empty() would hang until the
+        # next size- or time-triggered flush (or forever once the stream is
+        # stopped). Offsets live in DuckDB; whatever is not committed is
+        # simply read again.
+        stream_wait_empty=False,
+        producer_acks=-1,
+        logging_config=None,
+    )
+    _set_fetch_max_wait(app, fetch_max_wait_ms)
+    return app
+
+
+def create_app(settings: Settings, projector: Projector) -> faust.App:
+    app = new_faust_app(
+        settings.group_id,
+        settings.bootstrap,
+        partitions=settings.partitions,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+    pipeline = projector.pipeline
+    channel = app.topic(*settings.topics.sources, value_serializer="raw", key_serializer="raw")
+
+    async def seek(topic: str, partition: int, offset: int) -> None:
+        from faust.types import TP
+
+        # seek_wait runs on faust's consumer thread; a plain seek from this
+        # loop races aiokafka's fetcher (seen: KeyError in fetched_records).
+        await app.consumer.seek_wait({TP(topic, partition): offset})
+
+    pipeline.seeker = seek
+
+    async def verify(wanted: dict[tuple[str, int], int]) -> dict[tuple[str, int], int | None]:
+        return await projector.log.digests(wanted, timeout=5.0)
+
+    pipeline.verifier = verify
+
+    async def project(stream: faust.StreamT[bytes]) -> None:
+        # ``stream.events()`` inlined: it is this loop inside one more async
+        # generator, whose resumption per record cost ~4 us (single-event
+        # records: 6,167 -> 6,692 events/s over three interleaved pairs).
+        records = stream.noack()
+        async for _ in records:
+            event = records.current_event
+            if event is None:  # as events() does: a value without a record
+                continue
+            m = event.message
+            await pipeline.add(
+                m.topic, m.partition, m.offset, m.key, m.value, event.ack, m.timestamp
+            )
+
+    app.agent(channel, name="projector", concurrency=1)(project)
+
+    @app.on_partitions_assigned.connect
+    async def seek_to_stored(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # Start where DuckDB says. faust may still re-seek to Kafka-committed
+        # offsets afterwards; the pipeline detects that and seeks back.
+        pipeline.assigned({(tp.topic, tp.partition) for tp in assigned})
+        for tp in assigned:
+            expected = pipeline.expected_offset(tp.topic, tp.partition)
+            if expected is not None:
+                await app.consumer.seek(tp, expected)
+
+    class _Service(ProjectorService):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(projector, **kwargs)
+
+    app.service(_Service)
+    return app
+
+
+def run_worker(app: faust.App) -> int:
+    """Run faust in the foreground until SIGINT/SIGTERM; returns the exit code."""
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def run_cli(args: Any, settings: Settings) -> int:
+    """``projector worker``: the projector alone, Kafka in, DuckDB out."""
+    from projector.store.errors import StoreError
+    from projector.store.retired import retired_note
+
+    if (note := retired_note(settings.db)) is not None:
+        print(f"projector worker: {note}")
+        return 2
+    try:
+        store = live_store(settings).open()
+    except StoreError as e:
+        print(f"projector worker: {e}")
+        return 2
+    try:
+        projector = Projector(
+            settings, store, exit_when_caught_up=getattr(args, "until_caught_up", False)
+        )
+        projector.prepare()
+        print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
+        runtime.settle_worker(settings.gil_switch_interval_ms)
+        return run_worker(projector.app)
+    finally:
+        store.close()
