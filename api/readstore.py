@@ -29,9 +29,9 @@ from projector.fold.rows import (
     RunRow,
     SnapshotRow,
 )
+from projector.store.connection import connect, version_refusal
 from projector.store.errors import StoreError
 from projector.store.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SCHEMA_VERSION, SNAPSHOTS
-from projector.store.writer import connect, version_refusal
 
 TopicPartition = tuple[str, int]
 # {workspace_id: position} of the campaigns that share one campaign id (F12: one per

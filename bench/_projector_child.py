@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from projector.fold.rules import Changes
+from projector.fold.prior import Changes
 from projector.intake import runtime
 from projector.intake.worker import Projector, run_worker
 from projector.settings import Settings

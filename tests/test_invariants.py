@@ -1,7 +1,7 @@
 """The invariant mode (``PROJECTOR_CHECK_INVARIANTS``): memory against DuckDB after each flush.
 
 A real DuckDB file; the broken memory comes from deliberately broken copies
-of the code that keeps it (``Store._note_heads``, ``Store._note_runs``), as a
+of the code that keeps it (``Committed.note_heads``, ``Committed.note_runs``), as a
 regression there would break it.
 """
 
@@ -20,20 +20,21 @@ from projector.intake.metrics import Metrics
 from projector.intake.pipeline import Pipeline
 from projector.intake.worker import EXIT_INVARIANT_BROKEN
 from projector.settings import Settings
+from projector.store.committed import Committed
 from projector.store.errors import InvariantError, StoreError
 from projector.store.writer import Store, live_store
 from tests.golden import golden_events, golden_lines
 
 
 def _off_by_one_heads(self, changed, seq):  # noqa: ANN001, ANN202
-    """``Store._note_heads`` with a bug: every campaign a flush changed is one flush behind."""
+    """``Committed.note_heads`` with a bug: every campaign a flush changed is one flush behind."""
     for ws, cid in changed:
         self._heads[cid] = {**self._heads.get(cid, {}), ws: seq - 1}
 
 
-def _forgetful_runs(self, changes):  # noqa: ANN001, ANN202
-    """``Store._note_runs`` with a bug: a run already known is never updated again."""
-    for row in changes.runs.values():
+def _forgetful_runs(self, runs):  # noqa: ANN001, ANN202
+    """``Committed.note_runs`` with a bug: a run already known is never updated again."""
+    for row in runs:
         current = self._runs.get(row.campaign_key, {})
         if row.run_id not in current:
             self._runs[row.campaign_key] = {**current, row.run_id: row}
@@ -55,7 +56,7 @@ def test_a_broken_head_update_stops_the_flush_naming_campaign_flush_and_both_hea
     tmp_path, monkeypatch, merge_min
 ):
     events = golden_events()
-    monkeypatch.setattr(Store, "_note_heads", _off_by_one_heads)
+    monkeypatch.setattr(Committed, "note_heads", _off_by_one_heads)
     with Store(tmp_path / "p.duckdb", merge_min_events=merge_min, check_invariants=True) as store:
         with pytest.raises(InvariantError) as caught:
             store.flush(events, {("t", 0): 10})
@@ -70,7 +71,7 @@ def test_a_broken_head_update_stops_the_flush_naming_campaign_flush_and_both_hea
 
 def test_a_broken_run_update_names_the_run_in_both_versions(tmp_path, monkeypatch):
     events = golden_events()
-    monkeypatch.setattr(Store, "_note_runs", _forgetful_runs)
+    monkeypatch.setattr(Committed, "note_runs", _forgetful_runs)
     with Store(tmp_path / "p.duckdb", check_invariants=True) as store:
         with pytest.raises(InvariantError) as caught:
             for i in range(0, len(events), 5):
@@ -82,7 +83,7 @@ def test_a_broken_run_update_names_the_run_in_both_versions(tmp_path, monkeypatc
 
 def test_without_the_mode_nothing_is_compared(tmp_path, monkeypatch):
     """Off by default: the broken head update goes unnoticed by the store itself."""
-    monkeypatch.setattr(Store, "_note_heads", _off_by_one_heads)
+    monkeypatch.setattr(Committed, "note_heads", _off_by_one_heads)
     with Store(tmp_path / "p.duckdb") as store:
         store.flush(golden_events(), {})
 
@@ -97,7 +98,7 @@ def test_the_mode_is_off_by_default_and_on_from_the_environment(tmp_path, monkey
 def test_the_pipeline_never_retries_a_broken_invariant_and_says_so(tmp_path, monkeypatch):
     """A store error is retried (the flush rolled back); a broken invariant is not (the
     flush committed, memory is wrong): the host is told once and the batch kept."""
-    monkeypatch.setattr(Store, "_note_heads", _off_by_one_heads)
+    monkeypatch.setattr(Committed, "note_heads", _off_by_one_heads)
     told: list[InvariantError] = []
 
     async def go() -> None:

@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.store import writer as store_module
 from projector.fold.state import State
+from projector.store import keyed as store_module
+from projector.store.bookkeeping import DeadLetter
 from projector.store.tables import PROJECTIONS
-from projector.store.writer import DeadLetter, Store
+from projector.store.writer import Store
 from schemas import EVENT_ADAPTER
 from schemas.fastdecode import FastEvent, fast_events
 from tests.fold.scenarios import histories
@@ -41,7 +42,7 @@ def read_all(store: Store) -> dict:
 def assert_runs_in_memory_match(store: Store) -> None:
     """The API builds status and analytics from Store.runs_of: it must be the table."""
     table = read_all(store)["runs"]
-    campaigns = {key[:2] for key in table} | set(store._runs)
+    campaigns = {key[:2] for key in table} | set(store.committed._runs)  # noqa: SLF001
     memory = {r.key: dataclasses.asdict(r) for c in campaigns for r in store.runs_of(c)}
     assert memory == table
 
@@ -84,7 +85,8 @@ def stored_heads(store: Store) -> dict[str, dict[str, int]]:
 def assert_heads_match(store: Store) -> None:
     """Every campaign's head (per workspace, its position) is the table's."""
     stored = stored_heads(store)
-    assert {cid: dict(store.heads(cid)) for cid in stored | store._heads} == stored
+    noted = store.committed._heads  # noqa: SLF001
+    assert {cid: dict(store.heads(cid)) for cid in stored | noted} == stored
 
 
 @pytest.mark.parametrize(
@@ -249,7 +251,7 @@ def test_the_live_store_takes_its_cache_bound_from_the_settings(tmp_path):
         path = tmp_path / f"live-{bound}.duckdb"
         with live_store(Settings(db=path, cache_max_rows=bound)) as store:
             store.flush(golden_events(), {("campaign.runs", 0): 10})
-            assert (store._cache.size() > 0) is kept  # noqa: SLF001
+            assert (store._prior.cache.size() > 0) is kept  # noqa: SLF001
 
 
 def test_the_live_store_takes_merge_and_checkpoint_settings(tmp_path):
@@ -264,7 +266,7 @@ def test_the_live_store_takes_merge_and_checkpoint_settings(tmp_path):
         with live_store(settings) as store:
             store.flush(events, {("campaign.runs", 0): 10})
             # A merge leaves the row cache empty; the Python fold fills it.
-            assert (store._cache.size() == 0) is merged  # noqa: SLF001
+            assert (store._prior.cache.size() == 0) is merged  # noqa: SLF001
             threshold = store.con.execute("SELECT current_setting('checkpoint_threshold')")
             assert threshold.fetchone()[0] == "2.8 MiB"
             # A merge runs on two DuckDB threads, then gives the second back.

@@ -27,16 +27,15 @@ change, so a change that does not happen adds nothing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from projector.fold.prior import Changes, Prior
 from projector.fold.rows import (
     DLR_TERMINAL,
-    AttemptKey,
     AttemptRow,
-    BatchKey,
     BatchRow,
     CampaignKey,
     CampaignRow,
@@ -53,166 +52,6 @@ from projector.fold.rows import (
 def run_key(ev: Any) -> RunKey:
     """The key of the run an event names (F12: scoped by its campaign)."""
     return (ev.workspace_id, ev.campaign_id, ev.run_id)
-
-
-class Prior(Protocol):
-    """Read access to the projection rows as they were before this batch."""
-
-    def campaign(self, key: CampaignKey) -> CampaignRow | None: ...
-    def run(self, key: RunKey) -> RunRow | None: ...
-    def batch(self, key: BatchKey) -> BatchRow | None: ...
-    def recipient(self, key: RecipientKey) -> RecipientRow | None: ...
-    def message(self, key: MessageKey) -> MessageRow | None: ...
-    def snapshot(self, key: RunKey) -> SnapshotRow | None: ...
-    def recipients_with_message(self, key: MessageKey) -> Iterable[RecipientKey]: ...
-    def attempt(self, key: AttemptKey) -> AttemptRow | None: ...
-
-
-class DictPrior:
-    """``Prior`` over plain dicts: a store's preloaded slice, or the whole state.
-
-    ``by_message`` maps a message (its run's key and its id) to the
-    recipients of that run whose winning submit names it (the reverse index a
-    delivery report needs).
-    """
-
-    def __init__(self) -> None:
-        self.campaigns: dict[CampaignKey, CampaignRow] = {}
-        self.runs: dict[RunKey, RunRow] = {}
-        self.batches: dict[BatchKey, BatchRow] = {}
-        self.recipients: dict[RecipientKey, RecipientRow] = {}
-        self.messages: dict[MessageKey, MessageRow] = {}
-        self.snapshots: dict[RunKey, SnapshotRow] = {}
-        self.by_message: dict[MessageKey, Collection[RecipientKey]] = {}
-        self.attempts: dict[AttemptKey, AttemptRow] = {}
-
-    def campaign(self, key: CampaignKey) -> CampaignRow | None:
-        return self.campaigns.get(key)
-
-    def run(self, key: RunKey) -> RunRow | None:
-        return self.runs.get(key)
-
-    def batch(self, key: BatchKey) -> BatchRow | None:
-        return self.batches.get(key)
-
-    def recipient(self, key: RecipientKey) -> RecipientRow | None:
-        return self.recipients.get(key)
-
-    def message(self, key: MessageKey) -> MessageRow | None:
-        return self.messages.get(key)
-
-    def snapshot(self, key: RunKey) -> SnapshotRow | None:
-        return self.snapshots.get(key)
-
-    def recipients_with_message(self, key: MessageKey) -> Iterable[RecipientKey]:
-        return self.by_message.get(key, ())
-
-    def attempt(self, key: AttemptKey) -> AttemptRow | None:
-        return self.attempts.get(key)
-
-
-@dataclass
-class Changes:
-    """New versions of the rows a batch changed, one per key.
-
-    ``sent_range_dirty`` names runs whose ``first_sent_at``/``last_sent_at``
-    may have shrunk (a recipient's winning sent submit was replaced): the
-    writer recomputes those two values from the run's recipients after
-    applying the rows. Growth is folded in directly; only shrinking needs it.
-    """
-
-    campaigns: dict[CampaignKey, CampaignRow] = field(default_factory=dict)
-    runs: dict[RunKey, RunRow] = field(default_factory=dict)
-    batches: dict[BatchKey, BatchRow] = field(default_factory=dict)
-    recipients: dict[RecipientKey, RecipientRow] = field(default_factory=dict)
-    messages: dict[MessageKey, MessageRow] = field(default_factory=dict)
-    snapshots: dict[RunKey, SnapshotRow] = field(default_factory=dict)
-    attempts: dict[AttemptKey, AttemptRow] = field(default_factory=dict)
-    deleted_batches: set[BatchKey] = field(default_factory=set)
-    sent_range_dirty: set[RunKey] = field(default_factory=set)
-    touched_campaigns: set[CampaignKey] = field(default_factory=set)
-    events: int = 0
-
-    @property
-    def empty(self) -> bool:
-        return not (
-            self.campaigns
-            or self.runs
-            or self.batches
-            or self.recipients
-            or self.messages
-            or self.snapshots
-            or self.attempts
-            or self.deleted_batches
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LoadPlan:
-    """Keys of the rows a batch of events may read, for a store to preload.
-
-    ``batch_keys`` is completed by ``submit_batch_keys`` once recipients are
-    loaded: a retry that wins moves a count away from the *previous* winning
-    submit's batch, which only the stored recipient row names.
-    """
-
-    campaign_keys: frozenset[CampaignKey]
-    run_keys: frozenset[RunKey]
-    batch_keys: frozenset[BatchKey]
-    recipient_keys: frozenset[RecipientKey]
-    message_keys: frozenset[MessageKey]
-    dlr_message_keys: frozenset[MessageKey]
-    attempt_keys: frozenset[AttemptKey] = frozenset()
-
-
-def plan_loads(events: Iterable[Any]) -> LoadPlan:
-    campaign_keys: set[CampaignKey] = set()
-    run_keys: set[RunKey] = set()
-    batch_keys: set[BatchKey] = set()
-    recipient_keys: set[RecipientKey] = set()
-    message_keys: set[MessageKey] = set()
-    dlr_keys: set[MessageKey] = set()
-    attempt_keys: set[AttemptKey] = set()
-    for ev in events:
-        ws, cid = ev.workspace_id, ev.campaign_id
-        campaign_keys.add((ws, cid))
-        run_id = getattr(ev, "run_id", None)
-        if run_id is None:
-            continue
-        run_keys.add((ws, cid, run_id))
-        t = ev.type
-        if t == "message.submitted":
-            recipient_keys.add((ws, cid, run_id, ev.recipient_id))
-            attempt_keys.add((ws, cid, run_id, ev.recipient_id, ev.attempt))
-            batch_keys.add((ws, cid, run_id, ev.batch_id))
-            if ev.message_id is not None:
-                message_keys.add((ws, cid, run_id, ev.message_id))
-        elif t == "message.dlr":
-            message_keys.add((ws, cid, run_id, ev.message_id))
-            dlr_keys.add((ws, cid, run_id, ev.message_id))
-        elif t.startswith("batch."):
-            batch_keys.add((ws, cid, run_id, ev.batch_id))
-            if t == "batch.created":
-                for r in ev.recipients:
-                    recipient_keys.add((ws, cid, run_id, r.recipient_id))
-    return LoadPlan(
-        frozenset(campaign_keys),
-        frozenset(run_keys),
-        frozenset(batch_keys),
-        frozenset(recipient_keys),
-        frozenset(message_keys),
-        frozenset(dlr_keys),
-        frozenset(attempt_keys),
-    )
-
-
-def submit_batch_keys(recipients: Iterable[RecipientRow]) -> set[BatchKey]:
-    """Batches named by stored winning submits (second phase of a load)."""
-    return {
-        (r.workspace_id, r.campaign_id, r.run_id, r.submit_batch_id)
-        for r in recipients
-        if r.submit_batch_id is not None
-    }
 
 
 def _after(a_at: datetime, a_id: str, b_at: datetime | None, b_id: str | None) -> bool:

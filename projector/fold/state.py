@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from projector.fold.prior import Changes, DictPrior
 from projector.fold.rows import (
     BatchRow,
     CampaignKey,
@@ -21,7 +22,7 @@ from projector.fold.rows import (
     RunKey,
     RunRow,
 )
-from projector.fold.rules import Changes, DictPrior, fold
+from projector.fold.rules import fold
 
 
 class State(DictPrior):

@@ -35,9 +35,10 @@ import orjson
 from projector.intake.health import PipelineStatus
 from projector.intake.metrics import Metrics
 from projector.intake.offsets import OffsetsError
+from projector.store.bookkeeping import DeadLetter
 from projector.store.errors import InvariantError, StoreError
 from projector.store.logmark import LogMark, marks_of, mismatch
-from projector.store.writer import DeadLetter, FlushResult, Store
+from projector.store.writer import FlushResult, Store
 from schemas import decode_value
 from schemas.decode import Decoded, Reject
 from schemas.errors import RejectCode

@@ -30,8 +30,8 @@ from typing import Any
 import pyarrow as pa
 
 from projector.rebuild.errors import ReadError
+from projector.store.bookkeeping import DeadLetter
 from projector.store.logmark import LogMark, marks_of
-from projector.store.writer import DeadLetter
 from schemas import decode_value
 from schemas.fastdecode import fast_decode
 

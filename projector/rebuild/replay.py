@@ -73,9 +73,10 @@ from projector.rebuild.readers import (
     Progress as ReadProgress,
 )
 from projector.settings import Settings
+from projector.store.bookkeeping import DeadLetter
 from projector.store.errors import StoreError
 from projector.store.logmark import LogMark, marks_of
-from projector.store.writer import DeadLetter, FlushResult, Store
+from projector.store.writer import FlushResult, Store
 from schemas import decode_value
 
 if TYPE_CHECKING:

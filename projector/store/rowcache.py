@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from projector.fold.prior import Changes
 from projector.fold.rows import MessageKey, RecipientKey
-from projector.fold.rules import Changes
 
 MISSING = object()
 TABLES = ("campaigns", "runs", "batches", "recipients", "messages", "snapshots", "attempts")

@@ -19,9 +19,9 @@ from typing import Any
 
 import duckdb
 
+from projector.store.connection import version_refusal
 from projector.store.errors import VerifyError
 from projector.store.tables import PROJECTIONS, SCHEMA_VERSION, Table
-from projector.store.writer import version_refusal
 
 SAMPLE_ROWS = 5
 
