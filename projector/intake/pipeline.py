@@ -1,7 +1,13 @@
-"""From Kafka records to DuckDB flushes: buffering, dedupe, dead letters, retries.
+"""From Kafka records to DuckDB flushes: dedupe, the micro-batch, commits with retries.
 
-Framework-free on purpose: the faust agent (``projector.intake.worker``) only feeds
-records in, and the replay tool can feed it from a plain aiokafka consumer.
+One walk per record and per batch: ``add`` checks the record's offset
+against what DuckDB needs, decodes it (``decoding``: the fast path, pydantic
+as judge) into the current ``MicroBatch``; ``flush`` checks the log marks,
+produces the batch's dead letters (``deadletters``), commits it in one
+transaction (``Store.flush``), acknowledges its records, then notifies
+(metrics, health, the API's change feed). Framework-free on purpose: the
+faust agent (``projector.intake.worker``) only feeds records in, and the
+replay tool can feed it from a plain aiokafka consumer.
 
 Exactly-once against DuckDB rests on three rules:
 
@@ -21,155 +27,39 @@ Exactly-once against DuckDB rests on three rules:
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from projector.intake.deadletters import DeadLetterSink
+from projector.intake.decoding import decode, fast
 from projector.intake.health import PipelineStatus
 from projector.intake.metrics import Metrics
+from projector.intake.microbatch import Ack, MicroBatch
 from projector.intake.offsets import OffsetsError
 from projector.store.bookkeeping import DeadLetter
 from projector.store.errors import InvariantError, StoreError
-from projector.store.logmark import LogMark, marks_of, mismatch
+from projector.store.logmark import LogMark, mismatch
 from projector.store.writer import FlushResult, Store
-from schemas import decode_value
-from schemas.decode import Decoded, Reject
-from schemas.errors import RejectCode
-from schemas.fastdecode import FastEvent, fast_events
 
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
-Ack = Callable[[], Any]
 Seeker = Callable[[str, int, int], Awaitable[None]]
 # What the log holds at given offsets (kafka_offsets.record_digests): digests, None if absent.
 Verifier = Callable[[dict[TopicPartition, int]], Awaitable[dict[TopicPartition, int | None]]]
 FlushListener = Callable[[FlushResult], None]
 
-# Dead-letter records carry at most this much of the raw value (plus its
-# SHA-256), so a 10 MB poison record cannot become a 10 MB dead letter.
-DEADLETTER_RAW_LIMIT = 64 * 1024
 # A partition still delivering past the expected offset this long after we
 # sought it back has been moved again: seek again.
 RESEEK_SECONDS = 1.0
 
 
-@dataclass
-class _Batch:
-    events: list[Any] = field(default_factory=list)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    # Last record per partition (offset, value): digested into a LogMark at commit.
-    last: dict[TopicPartition, tuple[int, bytes | None]] = field(default_factory=dict)
-    # First offset per partition: where to read again if the batch is dropped.
-    first: dict[TopicPartition, int] = field(default_factory=dict)
-    deadletters: list[tuple[DeadLetter, bytes | None, bytes]] = field(default_factory=list)
-    acks: list[Ack] = field(default_factory=list)
-    # Kafka timestamps (epoch seconds) of the records, for the freshness histogram.
-    stamps: list[float] = field(default_factory=list)
-    records: int = 0
-    started: float = 0.0
-
-    def __len__(self) -> int:
-        return len(self.events) + len(self.deadletters)
-
-
-def deadletter_value(dl: DeadLetter, raw: bytes) -> bytes:
-    """The JSON written to the dead-letter topic for one rejected item."""
-    doc: dict[str, Any] = {
-        "source_topic": dl.topic,
-        "source_partition": dl.partition,
-        "source_offset": dl.offset,
-        "item_index": None if dl.item_index < 0 else dl.item_index,
-        "reason": dl.reason,
-        "reason_code": dl.reason_code,
-        "raw_size": len(raw),
-        "raw_sha256": hashlib.sha256(raw).hexdigest(),
-        "raw_truncated": len(raw) > DEADLETTER_RAW_LIMIT,
-    }
-    head = raw[:DEADLETTER_RAW_LIMIT]
-    try:
-        doc["raw"] = head.decode("utf-8")
-    except UnicodeDecodeError:
-        doc["raw_base64"] = base64.b64encode(head).decode("ascii")
-    return orjson.dumps(doc)
-
-
-def _decode(raw: bytes) -> Decoded:
-    """``decode_value``, but a record that makes the decoder itself fail is a dead letter.
-
-    An exception here would crash the faust agent on every redelivery of the
-    record (a poison pill stalling its partition for good). Known case: an
-    array nested 256-1024 deep parses, then ``orjson.dumps`` of an item raises
-    ``TypeError: Recursion limit reached``.
-    """
-    try:
-        return decode_value(raw)
-    except Exception as e:
-        code = RejectCode.TOO_DEEP if "ecursion" in str(e) else RejectCode.INVALID_JSON
-        log.warning("decoder failed on a record (%s: %s); dead-lettering it", type(e).__name__, e)
-        reason = f"{code}: the decoder failed: {type(e).__name__}: {e}"
-        return Decoded([], [Reject(None, reason, raw)])
-
-
-def _fast(raw: bytes) -> list[FastEvent] | None:
-    """The record's events by the compiled fast path, or None: ``_decode`` judges it.
-
-    ~3 times cheaper than pydantic on this loop, which also runs faust. The
-    events stay canonical JSON: a large flush merges them in SQL as they are,
-    a small one validates them into models in the writer thread
-    (``Store.flush``). Never raises: anything unexpected goes to the judge.
-    """
-    try:
-        got = fast_events(raw)
-    except Exception:
-        return None
-    return None if got is None else got[0]
-
-
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background flush failed", exc_info=task.exception())
-
-
-class DeadLetterSink:
-    """Produces dead letters with acks=all; ``send`` returns when the broker has them."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self._producer: Any = None
-
-    async def start(self) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        if self._producer is not None:
-            return
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            acks="all",
-            max_request_size=2 * 1024 * 1024,
-            linger_ms=5,
-        )
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
-
-    async def send(self, items: list[tuple[DeadLetter, bytes | None, bytes]]) -> None:
-        futures = [
-            await self._producer.send(self.topic, deadletter_value(dl, raw), key=key)
-            for dl, key, raw in items
-        ]
-        await asyncio.gather(*futures)
 
 
 class Pipeline:
@@ -216,7 +106,7 @@ class Pipeline:
         # Called when a flush finds memory unlike DuckDB (the invariant mode);
         # the process hosting the pipeline decides how to stop.
         self.on_invariant_broken: Callable[[InvariantError], None] | None = None
-        self._batch = _Batch()
+        self._batch = MicroBatch()
         self._flush_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
@@ -292,23 +182,15 @@ class Pipeline:
             self._timer = asyncio.get_running_loop().create_task(self._flush_on_time())
         batch = self._batch
         if not batch.records:
-            batch.started = time.monotonic()
             self._wakeup.set()
-        batch.records += 1
-        batch.offsets[tp] = offset + 1
-        batch.last[tp] = (offset, value)
-        batch.first.setdefault(tp, offset)
-        if ack is not None:
-            batch.acks.append(ack)
-        if timestamp is not None:
-            batch.stamps.append(timestamp)
+        batch.take(tp, offset, value, ack, timestamp)
         data = value if value is not None else b""
-        fast = _fast(data)
-        if fast is not None:
-            batch.events.extend(fast)
+        accepted = fast(data)
+        if accepted is not None:
+            batch.events.extend(accepted)
             decoded = None
         else:
-            decoded = _decode(data)
+            decoded = decode(data)
             batch.events.extend(decoded.events)
         for reject in decoded.rejects if decoded is not None else ():
             dl = DeadLetter(
@@ -319,13 +201,13 @@ class Pipeline:
                 reject.reason,
             )
             batch.deadletters.append((dl, key, reject.raw))
-        if len(batch) >= self.flush_max_events:
+        if batch.full(self.flush_max_events):
             if not self._flush_lock.locked():
                 # Commit in the background: DuckDB releases the GIL while it
                 # writes, so decoding the next records overlaps the commit.
                 self._flush_task = asyncio.get_running_loop().create_task(self.flush())
                 self._flush_task.add_done_callback(_log_failure)
-            elif len(batch) >= 2 * self.flush_max_events:
+            elif batch.full(2 * self.flush_max_events):
                 await self.flush()  # backpressure: at most two batches in memory
 
     async def _resync(self, tp: TopicPartition, expected: int, got: int) -> None:
@@ -489,7 +371,7 @@ class Pipeline:
             await self._wakeup.wait()
             self._wakeup.clear()
             started = self._batch.started
-            delay = started + self.flush_interval - time.monotonic()
+            delay = self._batch.due(self.flush_interval)
             if delay > 0:
                 await asyncio.sleep(delay)
             if self._batch.records and self._batch.started == started:
@@ -506,7 +388,7 @@ class Pipeline:
             batch = self._batch
             if not batch.records:
                 return None
-            self._batch = _Batch()
+            self._batch = MicroBatch()
             delay = 0.1
             try:
                 while True:
@@ -535,28 +417,31 @@ class Pipeline:
                 # during the backoff too) puts the batch back, or its records
                 # would be skipped, their offsets passed by the next commit.
                 # Re-applying after a commit that did land changes nothing (F1).
-                self._restore(batch)
+                self._batch = batch.restore(self._batch)
                 raise
-            for ack in batch.acks:
-                ack()
-            now = time.time()
-            for stamp in batch.stamps:
-                self.metrics.freshness.observe(now - stamp)
+            batch.acknowledge()
             self.applied.update(batch.offsets)
-            self.status.update(
-                offsets=dict(self.applied),
-                flush_seq=result.seq,
-                events_applied=self.status.events_applied + result.events,
-                last_error=None,
-            )
-            for listener in self.listeners:
-                try:
-                    listener(result)
-                except Exception:
-                    log.exception("flush listener failed")
+            self._notify(batch, result)
             return result
 
-    async def _replaced(self, batch: _Batch) -> bool:
+    def _notify(self, batch: MicroBatch, result: FlushResult) -> None:
+        """After a commit: metrics, health, and the listeners (the API's change feed)."""
+        now = time.time()
+        for stamp in batch.stamps:
+            self.metrics.freshness.observe(now - stamp)
+        self.status.update(
+            offsets=dict(self.applied),
+            flush_seq=result.seq,
+            events_applied=self.status.events_applied + result.events,
+            last_error=None,
+        )
+        for listener in self.listeners:
+            try:
+                listener(result)
+            except Exception:
+                log.exception("flush listener failed")
+
+    async def _replaced(self, batch: MicroBatch) -> bool:
         """Does any partition of ``batch`` come from a log other than the one applied so far?
 
         Checked before every commit: a broker that restarted empty and was
@@ -586,13 +471,13 @@ class Pipeline:
         found = await self.verifier({tp: mark.offset for tp, mark in checked.items()})
         self.observe_marks(checked, found)
 
-    async def _rewind(self, batch: _Batch) -> None:
+    async def _rewind(self, batch: MicroBatch) -> None:
         """Drop ``batch`` and what came after it (nothing of it is acked) and read again.
 
         Partitions flagged inconsistent refuse their records from now on; the
         others are read again from the batch's first offsets.
         """
-        newer, self._batch = self._batch, _Batch()
+        newer, self._batch = self._batch, MicroBatch()
         starts = dict(newer.first)
         starts.update(batch.first)  # the older batch starts earlier
         for tp, offset in starts.items():
@@ -606,25 +491,11 @@ class Pipeline:
             "dropped %d uncommitted records; reading them again", batch.records + newer.records
         )
 
-    def _restore(self, batch: _Batch) -> None:
-        """Put an uncommitted batch back in front of what arrived meanwhile."""
-        newer = self._batch
-        batch.events.extend(newer.events)
-        batch.deadletters.extend(newer.deadletters)
-        batch.acks.extend(newer.acks)
-        batch.stamps.extend(newer.stamps)
-        batch.offsets.update(newer.offsets)
-        batch.last.update(newer.last)
-        for tp, offset in newer.first.items():
-            batch.first.setdefault(tp, offset)
-        batch.records += newer.records
-        self._batch = batch
-
-    async def _commit(self, batch: _Batch) -> FlushResult:
+    async def _commit(self, batch: MicroBatch) -> FlushResult:
         if batch.deadletters and self.sink is not None:
             await self.sink.start()
             await self.sink.send(batch.deadletters)
-        marks = marks_of(batch.last)
+        marks = batch.marks()
         t0 = time.perf_counter()
         result: FlushResult = await self._in_thread(
             self.store.flush,

@@ -24,10 +24,11 @@ import faust
 import mode
 
 from projector.intake import runtime
+from projector.intake.deadletters import DeadLetterSink
 from projector.intake.health import PipelineStatus
 from projector.intake.metrics import Metrics
 from projector.intake.offsets import LogReader, OffsetsError, beginning_offsets
-from projector.intake.pipeline import DeadLetterSink, Pipeline
+from projector.intake.pipeline import Pipeline
 from projector.settings import Settings
 from projector.store.errors import InvariantError
 from projector.store.writer import Store, live_store
