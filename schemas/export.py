@@ -73,4 +73,3 @@ def export_schemas(out_dir: Path | str) -> list[Path]:
     except OSError as e:
         raise ExportError(f"cannot write schemas to {out}: {e}") from e
     return sorted(written)
-

@@ -132,4 +132,3 @@ def ensure_topics_sync(
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(run).result()
-

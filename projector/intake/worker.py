@@ -349,4 +349,3 @@ def run_worker(app: faust.App) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     return 0
-

@@ -445,4 +445,3 @@ async def archive(
     finally:
         await stop_consumer(consumer)
     return writer
-

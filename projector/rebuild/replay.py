@@ -625,4 +625,3 @@ def replay(
     store.close()
     partial.rename(db)
     return Outcome(stats, offsets, kafka_used, time.monotonic() - t0)
-

@@ -181,7 +181,6 @@ def _offsets_json(offsets: dict[tuple[str, int], int]) -> dict[str, int]:
     return {f"{t}:{p}": o for (t, p), o in sorted(offsets.items())}
 
 
-
 def request_swap(url: str, db: Path | str, admin_key: str) -> dict[str, Any]:
     """Ask the ``projector serve`` at ``url`` to switch to ``db``; wait for the answer.
 

@@ -182,4 +182,3 @@ def compare(path_a: Path | str, path_b: Path | str, *, samples: int = SAMPLE_ROW
             raise VerifyError(f"comparing {path_a} and {path_b} failed: {e}") from e
     finally:
         con.close()
-

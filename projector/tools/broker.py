@@ -391,4 +391,3 @@ class EmbeddedBroker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"EmbeddedBroker({self.host}:{self.port}, {state})"
-

@@ -477,4 +477,3 @@ class Demo:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
-

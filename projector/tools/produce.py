@@ -142,4 +142,3 @@ async def produce_file(
         report.records = emitter.records_sent
     report.skipped = len(invalid)
     return report
-

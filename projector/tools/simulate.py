@@ -467,4 +467,3 @@ async def produce_events(
             if on_sent is not None:
                 on_sent(len(chunk))
         await em.flush()
-

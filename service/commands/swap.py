@@ -21,9 +21,7 @@ def _key(text: str) -> str | None:
     "switch a running serve to a rebuilt database",
     option("--url", default="http://127.0.0.1:8000", help="the running serve's base URL"),
     option("--db", required=True, help="the rebuilt database file"),
-    option(
-        "--admin-key", type=_key, help="key holding the admin scope (env PROJECTOR_ADMIN_KEY)"
-    ),
+    option("--admin-key", type=_key, help="key holding the admin scope (env PROJECTOR_ADMIN_KEY)"),
 )
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 swapped, 1 refused or unreachable, 2 without an admin key."""
