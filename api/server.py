@@ -1,27 +1,19 @@
-"""Running the API: ``projector api`` over a read-only file, and a server for ``serve``."""
+"""Running the API: a foreground server (``projector api`` over a read-only file) and
+a server in a thread (``serve``)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
 
-from api.app import create_app
-from api.errors import ApiError
-from api.keys import KeyRing
-from api.limits import Limits
 from api.readstore import ReadStore
 from projector.intake.health import PipelineSnapshot
-from projector.intake.metrics import Metrics
-from projector.settings import Settings
-from projector.store.errors import StoreError, StoreLockedError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +27,8 @@ class _ThreadServer(uvicorn.Server):
         yield
 
 
-class _CliServer(uvicorn.Server):
-    """Foreground server: SIGINT/SIGTERM stop it gracefully and ``run_cli`` returns 0.
+class _ForegroundServer(uvicorn.Server):
+    """Foreground server: SIGINT/SIGTERM stop it gracefully and ``run()`` returns.
 
     uvicorn re-raises the captured signal after shutdown, which would kill the
     process before the database is closed; here the handlers are only restored.
@@ -101,6 +93,13 @@ def build_uvicorn_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     return _ThreadServer(_config(app, host, port))
 
 
+def build_foreground_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    """A server to run with ``server.run()`` on the main thread: SIGINT and
+    SIGTERM stop it gracefully and ``run()`` returns; it raises ``SystemExit``
+    when it cannot bind."""
+    return _ForegroundServer(_config(app, host, port))
+
+
 def read_only_status(reader: ReadStore) -> PipelineSnapshot:
     """A file served alone does not move: its position is read once."""
     return PipelineSnapshot(
@@ -113,55 +112,3 @@ def read_only_status(reader: ReadStore) -> PipelineSnapshot:
         events_applied=0,
         last_error=None,
     )
-
-
-def _fail(message: str) -> int:
-    print(f"projector api: {message}", file=sys.stderr)
-    return 2
-
-
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    """``projector api --db PATH --api-keys FILE --host H --port N``."""
-    if settings.api_keys is None:
-        return _fail("--api-keys FILE (or PROJECTOR_API_KEYS) is required")
-    try:
-        keys = KeyRing.load(settings.api_keys)
-    except ApiError as e:
-        return _fail(str(e))
-    if len(keys) == 0:
-        log.warning("the API keys file lists no keys: every data request will get 401")
-    try:
-        reader = ReadStore.open_file(settings.db, memory_limit=settings.duckdb_memory_limit)
-    except StoreLockedError:
-        return _fail(
-            f"{settings.db} is held by another process (a running projector?). DuckDB lets "
-            "only one process open a file: serve a copy (projector api --db COPY) or run "
-            "`projector serve`, which serves the live database in-process."
-        )
-    except (StoreError, ApiError) as e:
-        return _fail(str(e))
-    try:
-        snapshot = read_only_status(reader)
-        app = create_app(
-            reader,
-            keys=keys,
-            status=lambda: snapshot,
-            metrics=Metrics(),
-            limits=Limits.from_settings(settings),
-        )
-        server = _CliServer(_config(app, settings.host, settings.port))
-        log.info(
-            "serving %s read-only on http://%s:%d (flush %d, %d keys)",
-            settings.db,
-            settings.host,
-            settings.port,
-            snapshot.flush_seq,
-            len(keys),
-        )
-        try:
-            server.run()
-        except SystemExit as e:  # uvicorn exits when it cannot bind
-            return int(e.code) if isinstance(e.code, int) else 1
-        return 0
-    finally:
-        reader.close()

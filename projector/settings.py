@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -111,3 +111,6 @@ class Settings(BaseSettings):
     anon_rate_limit: float = Field(default=20.0, ge=0)
     anon_rate_burst: int = Field(default=100, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
+    # The key `projector swap` sends to a running serve: it must hold the
+    # `admin` scope there. A client's setting; the server reads its keys file.
+    admin_key: SecretStr | None = None

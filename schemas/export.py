@@ -7,9 +7,7 @@ model change whose schemas were not regenerated.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,25 +73,3 @@ def export_schemas(out_dir: Path | str) -> list[Path]:
     except OSError as e:
         raise ExportError(f"cannot write schemas to {out}: {e}") from e
     return sorted(written)
-
-
-def run_cli(args: argparse.Namespace, settings: object) -> int:
-    """Handler of ``projector export-schemas [--out DIR] [--check]``."""
-    del settings  # the schemas depend on the models only
-    out = Path(args.out)
-    try:
-        if args.check:
-            stale = stale_files(out)
-            if stale:
-                print("stale JSON Schemas (run `make schemas`):", file=sys.stderr)
-                for path in stale:
-                    print(f"  {path}", file=sys.stderr)
-                return 1
-            print(f"JSON Schemas in {out} are up to date")
-            return 0
-        for path in export_schemas(out):
-            print(path)
-    except ExportError as e:
-        print(f"projector export-schemas: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -1,4 +1,4 @@
-"""``projector serve``: the projector and the HTTP API in one process.
+"""The projector and the HTTP API in one process (what ``projector serve`` runs).
 
 DuckDB admits one process per file, so the API that reads the live
 projections must live in the writer's process. Faust keeps the main thread
@@ -9,25 +9,22 @@ every committed flush and never blocks ingestion on a lock.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from api.app import create_app
 from api.deps import replace_reader
-from api.errors import KeysFileError
 from api.keys import KeyRing
 from api.limits import Limits
 from api.readstore import ReadStore
 from api.server import build_uvicorn_server
-from projector.intake import runtime
 from projector.intake.feed import ChangeFeed
-from projector.intake.worker import Projector, run_worker
+from projector.intake.worker import Projector
 from projector.rebuild.swap import SwapController
 from projector.settings import Settings
-from projector.store.errors import StoreError
-from projector.store.retired import retired_note
-from projector.store.writer import Store, live_store
+from projector.store.writer import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +34,14 @@ def reader_of(store: Store) -> ReadStore:
     return ReadStore(store.cursor, heads=store.heads, polled=store.polled)
 
 
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.api_keys is None:
-        print("projector serve: --api-keys FILE (or PROJECTOR_API_KEYS) is required")
-        return 2
-    try:
-        keys = KeyRing.load(settings.api_keys)
-    except KeysFileError as e:
-        print(f"projector serve: {e}")
-        return 2
-    if (note := retired_note(settings.db)) is not None:
-        print(f"projector serve: {note}")
-        return 2
-    try:
-        store = live_store(settings).open()
-    except StoreError as e:
-        print(f"projector serve: {e}")
-        return 2
+@contextmanager
+def serving(settings: Settings, store: Store, keys: KeyRing) -> Iterator[Projector]:
+    """A prepared projector over ``store`` with the API answering in a thread.
+
+    The caller runs the projector's faust app in the foreground (it owns the
+    main thread). On exit the API stops, and a database swapped in while
+    serving is closed; ``store`` itself stays the caller's to close.
+    """
     server = None
     thread = None
     projector = None
@@ -74,13 +62,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         server = build_uvicorn_server(app, settings.host, settings.port)
         thread = threading.Thread(target=server.run, name="api", daemon=True)
         thread.start()
-        print(
-            f"projector serve: {settings.bootstrap} -> {settings.db}; "
-            f"API on http://{settings.host}:{settings.port} (docs at /docs)",
-            flush=True,
-        )
-        runtime.settle(settings.gil_switch_interval_ms)
-        return run_worker(projector.app)
+        yield projector
     finally:
         if server is not None:
             server.should_exit = True
@@ -88,4 +70,3 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             thread.join(timeout=5)
         if projector is not None and projector.pipeline.store is not store:
             projector.pipeline.store.close()  # swapped in while serving
-        store.close()

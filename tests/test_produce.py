@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from projector.settings import Settings, Topics
 from projector.tools.emit import EventEmitter, InvalidEventError
-from projector.tools.produce import produce_file, run_cli
+from projector.tools.produce import produce_file
 from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER, TOPIC_KIND_OF_TYPE
+from service.commands.produce import run as run_cli
 
 PARTITIONS = 4
 

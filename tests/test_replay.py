@@ -72,19 +72,9 @@ def _run(procs, *args: str, env: dict, timeout: float = 180) -> str:
     return procs.run(*args, env=env, timeout=timeout, log_name=args[0])
 
 
-def _verify(a: Path, b: Path, capsys) -> tuple[int, str]:
-    """``projector verify --db A --db B`` parsed by the real CLI parser, run in-process.
-
-    Not a subprocess: ``cli.settings_from_args`` feeds the repeated ``--db``
-    (a list) to ``Settings.db`` and fails; see the report for the one-line fix.
-    """
-    from projector.store.verify import run_cli
-    from service.cli import build_parser
-
-    args = build_parser().parse_args(["verify", "--db", str(a), "--db", str(b)])
-    capsys.readouterr()
-    code = run_cli(args, None)
-    return code, capsys.readouterr().out
+def _verify(a: Path, b: Path, env: dict) -> tuple[int, str]:
+    """``projector verify --db A --db B`` as an operator runs it: a subprocess."""
+    return _exit_code("verify", "--db", str(a), "--db", str(b), env=env)
 
 
 def _exit_code(*args: str, env: dict, timeout: float = 60) -> tuple[int, str]:
@@ -93,7 +83,7 @@ def _exit_code(*args: str, env: dict, timeout: float = 60) -> tuple[int, str]:
 
 
 def test_replay_from_kafka_and_from_archive_equal_the_live_database(
-    bootstrap, topics_factory, procs, tmp_path, capsys
+    bootstrap, topics_factory, procs, tmp_path
 ):
     topics = topics_factory()
     env = projector_env(bootstrap, topics)
@@ -132,7 +122,7 @@ def test_replay_from_kafka_and_from_archive_equal_the_live_database(
 
     for rebuilt in (new, new2, new3):
         assert compare(live, rebuilt).identical
-        code, text = _verify(live, rebuilt, capsys)
+        code, text = _verify(live, rebuilt, env)
         assert code == 0, text
         assert "IDENTICAL" in text
 
@@ -150,10 +140,10 @@ def test_replay_from_kafka_and_from_archive_equal_the_live_database(
     by_name = {t.name: t for t in diff.tables}
     assert by_name["runs"].changed == 1 and by_name["recipients"].only_a == 1
     assert by_name["runs"].samples[0][1]["sent"][1] == by_name["runs"].samples[0][1]["sent"][0] + 1
-    code, text = _verify(live, tampered, capsys)
+    code, text = _verify(live, tampered, env)
     assert code == 1, text
     assert "DIFFERENT" in text and "sent" in text
-    code, text = _verify(live, tmp_path / "nope.duckdb", capsys)
+    code, text = _verify(live, tmp_path / "nope.duckdb", env)
     assert code == 2, text
 
 

@@ -44,13 +44,12 @@ def test_worker_and_serve_settle_before_the_stream() -> None:
     import inspect
 
     from bench import _projector_child, _writer_child
-    from projector.intake import worker
-    from service import serve
+    from service.commands import serve, worker
 
     as_worker = "runtime.settle_worker(settings.gil_switch_interval_ms)"
-    for function in (worker.run_cli, _projector_child.main, _writer_child.main):
+    for function in (worker.run.handler, _projector_child.main, _writer_child.main):
         assert as_worker in inspect.getsource(function)
-    assert "runtime.settle(settings.gil_switch_interval_ms)" in inspect.getsource(serve.run_cli)
+    assert "runtime.settle(settings.gil_switch_interval_ms)" in inspect.getsource(serve.run.handler)
 
 
 def test_the_switch_interval_setting_is_unset_unless_given(monkeypatch) -> None:

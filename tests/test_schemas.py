@@ -24,7 +24,8 @@ from schemas import (
     RunScheduled,
     decode_value,
 )
-from schemas.export import export_schemas, render_schemas, run_cli
+from schemas.export import export_schemas, render_schemas
+from service.commands.export_schemas import run as run_cli
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden" / "basic" / "events.jsonl"

@@ -17,8 +17,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from projector.settings import Settings, Topics
-from projector.tools.simulate import generate, run_cli
+from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
+from service.commands.simulate import run as run_cli
 
 TERMINAL_DLR = {"delivered", "undelivered", "expired", "rejected", "failed"}
 

@@ -13,20 +13,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import sys
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 
 from projector.intake.errors import TopicsError
-
-if TYPE_CHECKING:
-    import argparse
-
-    from projector.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +132,3 @@ def ensure_topics_sync(
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(run).result()
-
-
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    """``projector topics``: create the contract topics (idempotent)."""
-    partitions = args.partitions or settings.partitions
-    try:
-        ensure_topics_sync(settings.bootstrap, settings.topics.all, partitions)
-    except TopicsError as e:
-        print(f"projector topics: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"topics ready on {settings.bootstrap}: {', '.join(settings.topics.all)} "
-        f"({partitions} partitions)",
-        flush=True,
-    )
-    return 0

@@ -23,7 +23,6 @@ from typing import Any
 import faust
 import mode
 
-from projector.intake import runtime
 from projector.intake.deadletters import DeadLetterSink
 from projector.intake.health import PipelineStatus
 from projector.intake.metrics import Metrics
@@ -31,7 +30,7 @@ from projector.intake.offsets import LogReader, OffsetsError, beginning_offsets
 from projector.intake.pipeline import Pipeline
 from projector.settings import Settings
 from projector.store.errors import InvariantError
-from projector.store.writer import Store, live_store
+from projector.store.writer import Store
 
 log = logging.getLogger(__name__)
 
@@ -351,28 +350,3 @@ def run_worker(app: faust.App) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     return 0
-
-
-def run_cli(args: Any, settings: Settings) -> int:
-    """``projector worker``: the projector alone, Kafka in, DuckDB out."""
-    from projector.store.errors import StoreError
-    from projector.store.retired import retired_note
-
-    if (note := retired_note(settings.db)) is not None:
-        print(f"projector worker: {note}")
-        return 2
-    try:
-        store = live_store(settings).open()
-    except StoreError as e:
-        print(f"projector worker: {e}")
-        return 2
-    try:
-        projector = Projector(
-            settings, store, exit_when_caught_up=getattr(args, "until_caught_up", False)
-        )
-        projector.prepare()
-        print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
-        runtime.settle_worker(settings.gil_switch_interval_ms)
-        return run_worker(projector.app)
-    finally:
-        store.close()

@@ -32,7 +32,6 @@ running archiver is safe.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -446,22 +445,3 @@ async def archive(
     finally:
         await stop_consumer(consumer)
     return writer
-
-
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    """``projector archive``: archive every accepted event; resumes from the archive."""
-    from projector.intake.offsets import OffsetsError
-
-    t0 = time.monotonic()
-    try:
-        writer = asyncio.run(archive(settings, args.dir, until_caught_up=args.until_caught_up))
-    except (ArchiveError, OffsetsError) as e:
-        print(f"projector archive: {e}")
-        return 2
-    elapsed = time.monotonic() - t0
-    print(
-        f"projector archive: {writer.events_written:,} events archived to {args.dir} in "
-        f"{elapsed:.1f}s ({writer.rejected:,} rejected items not archived)",
-        flush=True,
-    )
-    return 0

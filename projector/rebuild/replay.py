@@ -28,7 +28,6 @@ read, so a failure leaves no database behind.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import multiprocessing as mp
@@ -627,43 +626,3 @@ def replay(
     store.close()
     partial.rename(db)
     return Outcome(stats, offsets, kafka_used, time.monotonic() - t0)
-
-
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    """``projector replay``: exit 0 when built, 2 when refused or failed."""
-    try:
-        since = parse_since(args.since) if args.since else None
-        if since is not None and args.from_archive:
-            raise ReplayError("--since applies to Kafka replays; not with --from-archive")
-        if args.no_kafka and not args.from_archive:
-            raise ReplayError("--no-kafka needs --from-archive")
-        if args.decode_workers is not None and args.decode_workers < 0:
-            raise ReplayError("--decode-workers must be 0 or more")
-        out = replay(
-            settings,
-            Path(args.db),
-            since=since,
-            from_archive=Path(args.from_archive) if args.from_archive else None,
-            use_kafka=not args.no_kafka,
-            decode_workers=args.decode_workers,
-        )
-    except ReplayError as e:
-        print(f"projector replay: {e}", file=sys.stderr)
-        return 2
-    s = out.stats
-    sources = (
-        "archive + kafka"
-        if args.from_archive and out.kafka
-        else ("archive" if args.from_archive else "kafka")
-    )
-    print(
-        f"projector replay: {s.events:,} events, {s.deadletters:,} dead letters from {sources} "
-        f"into {args.db} in {out.elapsed:.1f}s ({s.events / max(out.elapsed, 1e-9):,.0f} events/s, "
-        "folded in one transaction; primary keys are built by the first writer that opens it)",
-        flush=True,
-    )
-    print(
-        "offsets: " + ", ".join(f"{t}[{p}]={o}" for (t, p), o in sorted(out.offsets.items())),
-        flush=True,
-    )
-    return 0

@@ -11,11 +11,9 @@ A failure at any step leaves the old database serving and NEW closed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -183,38 +181,34 @@ def _offsets_json(offsets: dict[tuple[str, int], int]) -> dict[str, int]:
     return {f"{t}:{p}": o for (t, p), o in sorted(offsets.items())}
 
 
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    """``projector swap --url URL --db NEW``: ask a running serve to switch."""
-    key = args.admin_key or os.environ.get("PROJECTOR_ADMIN_KEY")
-    if not key:
-        print(
-            "projector swap: --admin-key (or PROJECTOR_ADMIN_KEY) with the admin scope is required"
-        )
-        return 2
-    db = str(Path(args.db).resolve())
+def request_swap(url: str, db: Path | str, admin_key: str) -> dict[str, Any]:
+    """Ask the ``projector serve`` at ``url`` to switch to ``db``; wait for the answer.
+
+    Args:
+        url: the server's base URL.
+        db: the rebuilt database, resolved to an absolute path here (the
+            server opens it, so it must be the same file from both sides).
+        admin_key: a key holding the ``admin`` scope on that server.
+
+    Returns:
+        The server's ``data``: ``db``, ``previous_db``, ``caught_up_events``,
+        ``seconds``, ``cleared_inconsistent`` and the offsets.
+
+    Raises:
+        SwapError: the server could not be reached, or refused or failed the swap.
+    """
     try:
         r = httpx.post(
-            f"{args.url.rstrip('/')}/admin/swap",
-            json={"db": db},
-            headers={"X-API-Key": key},
+            f"{url.rstrip('/')}/admin/swap",
+            json={"db": str(Path(db).resolve())},
+            headers={"X-API-Key": admin_key},
             timeout=SWAP_TIMEOUT,
         )
     except httpx.HTTPError as e:
-        print(f"projector swap: cannot reach {args.url}: {e}")
-        return 1
+        raise SwapError(f"cannot reach {url}: {e}") from e
     body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
     if r.status_code != 200:
         errors = body.get("errors") or [{"code": str(r.status_code), "message": r.text[:200]}]
-        print(
-            f"projector swap: refused ({r.status_code} {errors[0]['code']}): {errors[0]['message']}"
-        )
-        return 1
-    data = body["data"]
-    print(
-        f"swapped to {data['db']} in {data['seconds']}s "
-        f"({data['caught_up_events']} events caught up); "
-        f"{data['previous_db']} is no longer used"
-    )
-    if data.get("cleared_inconsistent"):
-        print(f"inconsistent flags cleared: {', '.join(data['cleared_inconsistent'])}")
-    return 0
+        raise SwapError(f"refused ({r.status_code} {errors[0]['code']}): {errors[0]['message']}")
+    data: dict[str, Any] = body["data"]
+    return data

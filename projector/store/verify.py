@@ -12,7 +12,6 @@ database started. The offsets are shown for information.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,17 +182,3 @@ def compare(path_a: Path | str, path_b: Path | str, *, samples: int = SAMPLE_ROW
             raise VerifyError(f"comparing {path_a} and {path_b} failed: {e}") from e
     finally:
         con.close()
-
-
-def run_cli(args: argparse.Namespace, settings: Any) -> int:
-    """``projector verify --db A --db B``: 0 identical, 1 different, 2 error."""
-    if len(args.dbs) != 2:
-        print("projector verify: give exactly two databases: --db A --db B")
-        return 2
-    try:
-        diff = compare(args.dbs[0], args.dbs[1])
-    except VerifyError as e:
-        print(f"projector verify: {e}")
-        return 2
-    print(diff.render(), flush=True)
-    return 0 if diff.identical else 1

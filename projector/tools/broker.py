@@ -25,14 +25,9 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from projector.tools.errors import BrokerError, BrokerPortInUseError
-
-if TYPE_CHECKING:
-    import argparse
-
-    from projector.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -396,56 +391,3 @@ class EmbeddedBroker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"EmbeddedBroker({self.host}:{self.port}, {state})"
-
-
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    """``projector broker``: run the broker in the foreground until Ctrl-C or SIGTERM."""
-    from projector.intake.topics import ensure_topics_sync
-
-    stop_requested = threading.Event()
-
-    def _request_stop(signum: int, frame: object) -> None:
-        stop_requested.set()
-
-    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    broker = EmbeddedBroker(host=args.host, port=args.port)
-    try:
-        try:
-            broker.start()
-        except BrokerPortInUseError as e:
-            print(
-                f"projector broker: {e}; stop whatever holds it, or pass --port 0 for a free port",
-                file=sys.stderr,
-            )
-            return 1
-        except BrokerError as e:
-            print(f"projector broker: {e}", file=sys.stderr)
-            return 1
-        if not args.no_topics:
-            partitions = args.partitions or settings.partitions
-            try:
-                ensure_topics_sync(broker.bootstrap, settings.topics.all, partitions)
-            except Exception as e:
-                print(f"projector broker: could not create topics: {e}", file=sys.stderr)
-                return 1
-            topics_note = f"topics {', '.join(settings.topics.all)} ({partitions} partitions)"
-        else:
-            topics_note = "no topics created"
-        print(f"bootstrap: {broker.bootstrap}", flush=True)
-        print(
-            f"hint: export PROJECTOR_BOOTSTRAP={broker.bootstrap}; {topics_note}; "
-            f"memory storage, lost on exit; log {broker.log_path}; Ctrl-C to stop",
-            flush=True,
-        )
-        while not stop_requested.wait(0.2):
-            if not broker.running:
-                print(
-                    f"projector broker: broker exited unexpectedly; log tail:\n{broker.log_tail()}",
-                    file=sys.stderr,
-                )
-                return 1
-        return 0
-    finally:
-        broker.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -22,7 +22,6 @@ import contextlib
 import errno
 import itertools
 import json
-import logging
 import re
 import signal
 import socket
@@ -31,7 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,8 +41,6 @@ from projector.tools.errors import DemoError
 from projector.tools.simulate import WORKSPACES, generate
 
 if TYPE_CHECKING:
-    import argparse
-
     from projector.settings import Settings
 
 DEMO_DIR = Path("var/demo")
@@ -165,8 +162,35 @@ class _Pacer:
 
 
 class Demo:
-    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
-        self.args = args
+    """The demo's processes and its terminal output; ``run()`` returns the exit code.
+
+    Args:
+        settings: the broker's topics and partitions, the HTTP address, and
+            ``api_keys`` (None: a demo keys file is written).
+        serve_cmd: the argv that starts ``projector serve``; the demo adds
+            the broker, database, address and keys options. Given by the
+            composition root, which owns the command line.
+        simulate: play simulated campaigns; False only serves.
+        rate: simulated events per second (0: as fast as possible).
+        campaigns: simulated campaigns.
+        recipients: recipients per simulated run.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        serve_cmd: Sequence[str],
+        *,
+        simulate: bool,
+        rate: float,
+        campaigns: int,
+        recipients: int,
+    ) -> None:
+        self.serve_cmd = list(serve_cmd)
+        self.simulate = simulate
+        self.rate = rate
+        self.campaigns = campaigns
+        self.recipients = recipients
         self.settings = settings
         self.host = settings.host
         self.port = settings.port
@@ -216,7 +240,7 @@ class Demo:
         for leftover in (self.db, Path(f"{self.db}.wal")):
             leftover.unlink(missing_ok=True)
         cmd = [
-            sys.executable, "-m", "service", "serve",
+            *self.serve_cmd,
             "--bootstrap", bootstrap,
             "--db", str(self.db),
             "--host", self.host,
@@ -263,7 +287,7 @@ class Demo:
     async def _simulate(self, bootstrap: str, events: Iterator[dict[str, Any]]) -> None:
         from projector.tools.emit import EventEmitter
 
-        rate = self.args.rate
+        rate = self.rate
         pacer = _Pacer(rate) if rate > 0 else None
         size = max(1, min(1_000, int(rate / 50))) if pacer else 1_000
         async with EventEmitter(bootstrap, self.settings.topics) as em:
@@ -316,7 +340,7 @@ class Demo:
         say("")
         say(
             "Campaign analytics demo: broker + projector + API"
-            + ("" if self.args.no_sim else " + simulated campaigns")
+            + (" + simulated campaigns" if self.simulate else "")
         )
         status, _ = _http_get(f"{self.base}/ui", 1.0)
         if status == 200 and live is not None:
@@ -375,14 +399,14 @@ class Demo:
                 return 0
             live = None
             events: Iterator[dict[str, Any]] = iter(())
-            if not self.args.no_sim:
+            if self.simulate:
                 stream = generate(
-                    self.args.campaigns, self.args.recipients, DEMO_SEED, start=datetime.now(UTC)
+                    self.campaigns, self.recipients, DEMO_SEED, start=datetime.now(UTC)
                 )
                 live, events = _peek_live(stream)
             self._banner(bootstrap, keys, keys_file, live)
             self.started = time.monotonic()
-            if not self.args.no_sim:
+            if self.simulate:
                 sim = asyncio.create_task(self._simulate(bootstrap, events))
             progress = asyncio.create_task(self._progress())
             watch = asyncio.create_task(self._watch_child())
@@ -453,15 +477,3 @@ class Demo:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
-
-
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    """``projector demo``: see the module docstring."""
-    if args.rate < 0 or args.campaigns < 0 or args.recipients < 0:
-        print("projector demo: --rate, --campaigns and --recipients must be >= 0", file=sys.stderr)
-        return 2
-    if settings.log_level.upper() != "DEBUG":
-        # The banner says where the broker runs; its start-up lines are noise here.
-        for name in ("projector.tools.broker", "projector.intake.topics"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    return asyncio.run(Demo(args, settings).run())

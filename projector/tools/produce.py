@@ -11,16 +11,13 @@ a file of millions of events needs no more memory than a small one.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from projector.settings import Settings, Topics
+from projector.settings import Topics
 from projector.tools.emit import EmitError, EventEmitter
 from schemas import decode_value
 
@@ -145,35 +142,3 @@ async def produce_file(
         report.records = emitter.records_sent
     report.skipped = len(invalid)
     return report
-
-
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    """``projector produce FILE.jsonl``; exit 1 on bad lines (unless skipped) or Kafka errors."""
-    try:
-        report = asyncio.run(
-            produce_file(
-                args.file,
-                settings.bootstrap,
-                settings.topics,
-                skip_invalid=args.skip_invalid,
-                array_size=args.array_size,
-                create_partitions=settings.partitions,
-            )
-        )
-    except OSError as e:
-        print(f"projector produce: cannot read {args.file}: {e}", file=sys.stderr)
-        return 1
-    except (EmitError, ValueError) as e:
-        print(f"projector produce: {e}", file=sys.stderr)
-        return 1
-    for error in report.invalid:
-        print(error, file=sys.stderr)
-    if report.invalid and not args.skip_invalid:
-        print(
-            f"{len(report.invalid)} invalid lines in {args.file}; nothing sent "
-            "(--skip-invalid sends the valid ones)",
-            file=sys.stderr,
-        )
-        return 1
-    print(report.summary(), flush=True)
-    return 0

@@ -18,15 +18,13 @@ so the stream is identical however the per-campaign timelines are merged.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import heapq
 import itertools
 import math
 import sys
 import time
-from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from random import Random
@@ -385,38 +383,7 @@ def generate(
         yield event
 
 
-# -- command line ------------------------------------------------------------
-
-
-@dataclass
-class _Progress:
-    """Progress on stderr: a ``\\r`` line at most 4x/s on a TTY, else only a summary."""
-
-    stream: IO[str] = field(default_factory=lambda: sys.stderr)
-    started: float = field(default_factory=time.monotonic)
-    count: int = 0
-    _shown: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.live = self.stream.isatty()
-
-    def add(self, n: int) -> None:
-        self.count += n
-        if self.live:
-            now = time.monotonic()
-            if now - self._shown >= 0.25:
-                self._shown = now
-                self.stream.write("\r" + self._line(now))
-                self.stream.flush()
-
-    def _line(self, now: float) -> str:
-        elapsed = max(now - self.started, 1e-9)
-        return f"{self.count:,} events  {self.count / elapsed:,.0f} events/s  {elapsed:.1f}s"
-
-    def finish(self, what: str) -> None:
-        line = self._line(time.monotonic())
-        self.stream.write(("\r" if self.live else "") + f"{what}: {line}\n")
-        self.stream.flush()
+# -- writing and producing ---------------------------------------------------
 
 
 class _Pacer:
@@ -444,9 +411,14 @@ def _chunks(events: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[s
 
 
 def write_jsonl(
-    events: Iterable[dict[str, Any]], out: IO[bytes], progress: _Progress | None = None
+    events: Iterable[dict[str, Any]],
+    out: IO[bytes],
+    on_written: Callable[[int], None] | None = None,
 ) -> int:
-    """Write events one per line with sorted keys; returns the count."""
+    """Write events one per line with sorted keys; returns the count.
+
+    ``on_written(n)`` is called after each chunk of ``n`` events.
+    """
     n = 0
     for chunk in _chunks(events, 2_000):
         out.write(
@@ -456,18 +428,27 @@ def write_jsonl(
             )
         )
         n += len(chunk)
-        if progress is not None:
-            progress.add(len(chunk))
+        if on_written is not None:
+            on_written(len(chunk))
     return n
 
 
-async def _produce(
+async def produce_events(
     events: Iterable[dict[str, Any]],
     settings: Settings,
-    rate: float,
-    array_size: int,
-    progress: _Progress,
+    *,
+    rate: float = 0.0,
+    array_size: int = 1,
+    on_sent: Callable[[int], None] | None = None,
 ) -> None:
+    """Create the topics, then produce the events, paced at ``rate`` events/s (0: flat out).
+
+    ``on_sent(n)`` is called after each chunk of ``n`` events.
+
+    Raises:
+        TopicsError: the topics could not be created.
+        EmitError: Kafka failed.
+    """
     from projector.intake.topics import ensure_topics
     from projector.tools.emit import EventEmitter
 
@@ -483,26 +464,6 @@ async def _produce(
             # Generated events are valid by construction (the tests check it),
             # so skip re-validating them on the hot path.
             await em.emit_many(chunk, validate=False)
-            progress.add(len(chunk))
+            if on_sent is not None:
+                on_sent(len(chunk))
         await em.flush()
-
-
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    events = generate(args.campaigns, args.recipients, args.seed)
-    progress = _Progress()
-    if args.out:
-        with open(args.out, "wb") as out:
-            write_jsonl(events, out, progress)
-        progress.finish(f"wrote {args.out}")
-        return 0
-    from projector.intake.topics import TopicsError
-    from projector.tools.emit import EmitError
-
-    try:
-        asyncio.run(_produce(events, settings, args.rate, args.array_size, progress))
-    except (EmitError, TopicsError) as e:
-        progress.finish("stopped")
-        print(f"projector simulate: {e}", file=sys.stderr)
-        return 1
-    progress.finish(f"produced to {settings.bootstrap}")
-    return 0

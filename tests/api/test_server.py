@@ -20,9 +20,10 @@ import pytest
 from api.app import create_app
 from api.keys import KeyRing
 from api.readstore import ReadStore
-from api.server import build_uvicorn_server, read_only_status, run_cli
+from api.server import build_uvicorn_server, read_only_status
 from projector.intake.metrics import Metrics
 from projector.settings import Settings
+from service.commands.api import run as run_cli
 from tests.api.conftest import ALPHA_ALL, BIG_CID, KEYS_DOC, NO_RUN_CID, OFFSETS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,58 @@
+"""``projector serve``: the projector and the HTTP API in one process (``service.serve``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from service.commands.base import BOOTSTRAP, DB, HTTP, WORKER_TUNING, command
+
+if TYPE_CHECKING:
+    from projector.settings import Settings
+
+
+@command(
+    "serve",
+    "run the projector and the HTTP API in one process",
+    *BOOTSTRAP,
+    *DB,
+    *HTTP,
+    *WORKER_TUNING,
+)
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from api.errors import KeysFileError
+    from api.keys import KeyRing
+    from projector.intake import runtime
+    from projector.intake.worker import run_worker
+    from projector.store.errors import StoreError
+    from projector.store.retired import retired_note
+    from projector.store.writer import live_store
+    from service.serve import serving
+
+    if settings.api_keys is None:
+        print("projector serve: --api-keys FILE (or PROJECTOR_API_KEYS) is required")
+        return 2
+    try:
+        keys = KeyRing.load(settings.api_keys)
+    except KeysFileError as e:
+        print(f"projector serve: {e}")
+        return 2
+    if (note := retired_note(settings.db)) is not None:
+        print(f"projector serve: {note}")
+        return 2
+    try:
+        store = live_store(settings).open()
+    except StoreError as e:
+        print(f"projector serve: {e}")
+        return 2
+    try:
+        with serving(settings, store, keys) as projector:
+            print(
+                f"projector serve: {settings.bootstrap} -> {settings.db}; "
+                f"API on http://{settings.host}:{settings.port} (docs at /docs)",
+                flush=True,
+            )
+            runtime.settle(settings.gil_switch_interval_ms)
+            return run_worker(projector.app)
+    finally:
+        store.close()

@@ -1,0 +1,50 @@
+"""``projector worker``: the projector alone, Kafka in, DuckDB out."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from service.commands.base import BOOTSTRAP, DB, WORKER_TUNING, command, option
+
+if TYPE_CHECKING:
+    from projector.settings import Settings
+
+
+@command(
+    "worker",
+    "run the projector alone (Kafka -> DuckDB)",
+    *BOOTSTRAP,
+    *DB,
+    *WORKER_TUNING,
+    option(
+        "--until-caught-up",
+        action="store_true",
+        help="exit 0 once every partition is applied up to the log end seen at start",
+    ),
+)
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from projector.intake import runtime
+    from projector.intake.worker import Projector, run_worker
+    from projector.store.errors import StoreError
+    from projector.store.retired import retired_note
+    from projector.store.writer import live_store
+
+    if (note := retired_note(settings.db)) is not None:
+        print(f"projector worker: {note}")
+        return 2
+    try:
+        store = live_store(settings).open()
+    except StoreError as e:
+        print(f"projector worker: {e}")
+        return 2
+    try:
+        projector = Projector(
+            settings, store, exit_when_caught_up=getattr(args, "until_caught_up", False)
+        )
+        projector.prepare()
+        print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
+        runtime.settle_worker(settings.gil_switch_interval_ms)
+        return run_worker(projector.app)
+    finally:
+        store.close()
