@@ -59,7 +59,6 @@ from projector.store.tables import (
     VIEWS_DDL,
     Table,
 )
-from schemas import EVENT_ADAPTER
 from schemas.fastdecode import FastEvent
 
 log = logging.getLogger(__name__)
@@ -417,15 +416,13 @@ class Store:
         record to read after this batch; ``marks`` names the last record
         applied from each (``projector.store.logmark``), where the caller knows it.
         ``events`` are models or ``FastEvent`` (the fast decoder's canonical
-        JSON), mixed as the records came.
+        JSON and its settled struct), mixed as the records came.
         """
         deadletters = list(deadletters)
         if self.merge_min_events and len(events) >= self.merge_min_events:
             return self._flush_merged(events, offsets, deadletters, marks)
-        events = [
-            EVENT_ADAPTER.validate_json(ev.json) if isinstance(ev, FastEvent) else ev
-            for ev in events
-        ]
+        # Validated once, by the fast path: its struct holds the models' values.
+        events = [ev.event if isinstance(ev, FastEvent) else ev for ev in events]
         with self._lock:
             self._ensure_keys()
             seq = self._seq + 1
