@@ -29,11 +29,12 @@ The JSON it returns differs from ``model_dump_json`` in formatting only
 (field order, timestamps as received when already UTC), not in any value a
 fold reads.
 
-Each accepted event also comes as the struct it was decoded into
-(``FastEvent.event``), settled so that every attribute equals the model's:
-``type``, timestamps as UTC datetimes, defaults filled, nested objects with
-attribute access. The writer folds small flushes from it, so an event is
-validated once, here, not again by pydantic (docs/decisions/0012).
+The writer's Python fold reads ``FastEvent.event()``: the canonical JSON
+decoded back into its struct, every attribute the model's value (``type``,
+timestamps as UTC datetimes, defaults filled, nested objects), so an event
+is validated once, not again by pydantic. Converting on demand rather than
+keeping the first decode's struct keeps a buffered event as small as before;
+large flushes merge the JSON in SQL and never convert (docs/decisions/0012).
 """
 
 from __future__ import annotations
@@ -60,12 +61,11 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=_INT_MAX)]
 Positive = Annotated[int, msgspec.Meta(ge=1, le=_INT_MAX)]
 
 
-# gc=False: a flush buffers up to 100,000 events; untracked structs are smaller
-# and cost the cyclic collector nothing. Decoded JSON cannot form a cycle.
+# gc=False: smaller, and never tracked by the cyclic collector (decoded JSON
+# cannot form a cycle).
 class _Event(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, gc=False):
-    """An event as decoded. Once ``fast_events`` hands it out, its timestamp
-    fields hold the parsed UTC datetimes (the models' values), not the text:
-    the text lives on in the canonical JSON."""
+    """An event as decoded; ``FastEvent.event()`` gives its timestamp fields the
+    parsed UTC datetimes the models hold, in place of the text."""
 
     type: ClassVar[str]  # the tag (set below), as the models' ``type`` field reads
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -194,10 +194,9 @@ _ONE: Final = msgspec.json.Decoder(_Any)
 _MANY: Final = msgspec.json.Decoder(list[_Any])
 _ENCODE: Final = msgspec.json.Encoder().encode
 
-# The second timestamp an event carries, besides ``occurred_at``.
-_SECOND_TIMESTAMP: Final[dict[type, str]] = {
-    RunScheduled: "scheduled_at",
-    RunSnapshotFrozen: "frozen_at",
+_EXTRA_TIMESTAMPS: Final[dict[type, tuple[str, ...]]] = {
+    RunScheduled: ("scheduled_at",),
+    RunSnapshotFrozen: ("frozen_at",),
 }
 
 
@@ -214,9 +213,9 @@ def _utc(text: str) -> tuple[str, datetime] | None:
     return utc.isoformat().replace("+00:00", "Z"), utc
 
 
-def _settle(ev: _Event) -> tuple[datetime, datetime | None] | None:
-    """Apply the models' normalisations to the text in place; the event's instants
-    (``occurred_at`` and its second timestamp, UTC), or None when the models must decide."""
+def _settle(ev: _Event) -> datetime | None:
+    """Apply the models' normalisations in place; the event's instant (UTC), or
+    None when the models must decide."""
     at = _utc(ev.occurred_at)
     if at is None:
         return None
@@ -225,42 +224,46 @@ def _settle(ev: _Event) -> tuple[datetime, datetime | None] | None:
     if kind is MessageDlr:
         if type(ev.error_code) is int:  # type: ignore[attr-defined]
             ev.error_code = str(ev.error_code)  # type: ignore[attr-defined]
-        return occurred, None
+        return occurred
     if kind is MessageSubmitted:
         sure = ev.outcome != "sent" or bool(ev.message_id)  # type: ignore[attr-defined]
-        return (occurred, None) if sure else None
+        return occurred if sure else None
     if kind is CampaignDefined:
         if ev.channel_name is None:  # type: ignore[attr-defined]
             ev.channel_name = ev.channel  # type: ignore[attr-defined]
-        return occurred, None
+        return occurred
     if kind is BatchFailed:
         shallow = depth(ev.error_detail) <= MAX_DETAIL_DEPTH  # type: ignore[attr-defined]
-        return (occurred, None) if shallow else None
-    name = _SECOND_TIMESTAMP.get(kind)
-    if name is None:
-        return occurred, None
-    second = _utc(getattr(ev, name))
-    if second is None:
-        return None
-    setattr(ev, name, second[0])
-    return occurred, second[1]
+        return occurred if shallow else None
+    for name in _EXTRA_TIMESTAMPS.get(kind, ()):
+        value = _utc(getattr(ev, name))
+        if value is None:
+            return None
+        setattr(ev, name, value[0])
+    return occurred
 
 
 class FastEvent(NamedTuple):
-    """One accepted event as the fast path gives it.
-
-    A rebuild, the archive and a merge read the text (``json`` and the
-    fields beside it); the Python fold reads ``event``.
-    """
+    """One accepted event as the fast path gives it (all a rebuild or the archive needs)."""
 
     type: str
     campaign_id: str
     occurred_at: str  # UTC, ``...Z``, as the model normalises it
     json: str  # canonical JSON: the same values as ``model_dump_json``
     occurred: datetime  # ``occurred_at`` parsed (the check parsed it already)
-    # The decoded struct, every attribute the model's value (timestamps as
-    # UTC datetimes, defaults filled): the fold reads it instead of a model.
-    event: _Event
+
+    def event(self) -> _Event:
+        """The event for the fold: every attribute it reads equals the model's.
+
+        A new struct per call, parsed from the canonical JSON: that was
+        accepted and normalised already, so this converts (msgspec, no
+        pydantic), it does not judge again.
+        """
+        ev: _Event = _ONE.decode(self.json)
+        ev.occurred_at = self.occurred  # type: ignore[assignment]
+        for name in _EXTRA_TIMESTAMPS.get(type(ev), ()):
+            setattr(ev, name, datetime.fromisoformat(getattr(ev, name)))
+        return ev
 
 
 def fast_events(
@@ -281,18 +284,11 @@ def fast_events(
         return None
     out: list[FastEvent] = []
     for ev in events:
-        instants = _settle(ev)
-        if instants is None:
+        occurred = _settle(ev)
+        if occurred is None:
             return None
-        text = ev.occurred_at
-        json = _ENCODE(ev).decode()
-        # The JSON holds the text; from here on the struct holds the models'
-        # values, datetimes where they hold datetimes.
-        occurred, second = instants
-        ev.occurred_at = occurred  # type: ignore[assignment]
-        if second is not None:
-            setattr(ev, _SECOND_TIMESTAMP[type(ev)], second)
-        out.append(FastEvent(ev.type, ev.campaign_id, text, json, occurred, ev))
+        tag: str = ev.__struct_config__.tag  # type: ignore[assignment]
+        out.append(FastEvent(tag, ev.campaign_id, ev.occurred_at, _ENCODE(ev).decode(), occurred))
     return out, is_array
 
 

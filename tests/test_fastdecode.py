@@ -4,7 +4,7 @@
 accepts whole, and its JSON must type (``json_transform`` with the rebuild's
 ``EVENT_STRUCT``) to exactly what pydantic's ``model_dump_json`` types to, and
 validate back into the very models ``decode_value`` returns. The struct it
-hands the fold (``FastEvent.event``) must read like those models: every
+hands the fold (``FastEvent.event()``) must read like those models: every
 field, nested ones included, equal and of the same type, and no field the
 model lacks (the fold asks ``getattr(ev, "run_id", None)``).
 Hypothesis builds events of every type, then breaks them the ways producers
@@ -94,8 +94,9 @@ def _agree(raw: bytes) -> bool:
     assert [EVENT_ADAPTER.validate_json(e.json) for e in fast] == slow.events
     # The writer folds small flushes from the structs, not from models.
     for e, model in zip(fast, slow.events, strict=True):
-        _reads_like(e.event, model)
-        assert e.occurred == e.event.occurred_at == model.occurred_at
+        struct = e.event()
+        _reads_like(struct, model)
+        assert e.occurred == struct.occurred_at == model.occurred_at
         assert e.occurred_at.endswith("Z") and datetime.fromisoformat(e.occurred_at) == e.occurred
     assert fast_decode(raw) == [(e.type, e.json) for e in fast]
     return True

@@ -416,13 +416,13 @@ class Store:
         record to read after this batch; ``marks`` names the last record
         applied from each (``projector.store.logmark``), where the caller knows it.
         ``events`` are models or ``FastEvent`` (the fast decoder's canonical
-        JSON and its settled struct), mixed as the records came.
+        JSON), mixed as the records came.
         """
         deadletters = list(deadletters)
         if self.merge_min_events and len(events) >= self.merge_min_events:
             return self._flush_merged(events, offsets, deadletters, marks)
-        # Validated once, by the fast path: its struct holds the models' values.
-        events = [ev.event if isinstance(ev, FastEvent) else ev for ev in events]
+        # Validated once, by the fast path: its structs read like the models.
+        events = [ev.event() if isinstance(ev, FastEvent) else ev for ev in events]
         with self._lock:
             self._ensure_keys()
             seq = self._seq + 1
