@@ -209,7 +209,10 @@ def _utc(text: str) -> tuple[str, datetime] | None:
         return None
     if text[-1] == "Z":
         return text, parsed
-    utc = parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:  # outside years 1-9999 once in UTC
+        return None
     return utc.isoformat().replace("+00:00", "Z"), utc
 
 

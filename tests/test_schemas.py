@@ -366,6 +366,20 @@ MALFORMED: list[tuple[str, bytes | str, str, int | None, int]] = [
         None,
         0,
     ),
+    (
+        "occurred_at_before_year_1_in_utc",
+        encode(make_event(occurred_at="0001-01-01T00:00:00+01:00")),
+        "invalid_field: occurred_at:",
+        None,
+        0,
+    ),
+    (
+        "scheduled_at_after_year_9999_in_utc",
+        encode(make_event("run.scheduled", scheduled_at="9999-12-31T23:59:59-01:00")),
+        "invalid_field: scheduled_at:",
+        None,
+        0,
+    ),
 ]
 
 
@@ -446,6 +460,19 @@ def test_where_the_nesting_limits_fall(item: bytes, reason: str) -> None:
     decoded = decode_value(b"[" + encode(GOOD) + b"," + item + b"]")
     assert [r.reason[: len(reason)] for r in decoded.rejects] == [reason]
     assert len(decoded.events) == (1 if decoded.rejects[0].index == 1 else 0)
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00+00:01", "0001-01-01T00:59:59+01:00", "9999-12-31T23:59:59-00:01"]
+)
+@pytest.mark.parametrize("field", ["occurred_at", "scheduled_at"])
+def test_a_timestamp_outside_the_calendar_in_utc_is_a_reject(field: str, stamp: str) -> None:
+    """Valid RFC 3339, but before year 1 or after 9999 once converted to UTC: a
+    reject (converting raised OverflowError out of ``decode_value``)."""
+    (reject,) = decode_value(encode(make_event("run.scheduled", **{field: stamp}))).rejects
+    assert reject.reason.startswith(f"invalid_field: {field}: "), reject.reason
+    for at in ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59-00:00"):  # the edges: accepted
+        assert decode_value(encode(make_event("run.scheduled", **{field: at}))).events
 
 
 def test_array_keeps_good_events_in_order_and_reserialises_the_bad_one() -> None:
