@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.store import writer as store_module
 from projector.fold.state import State
+from projector.store import writer as store_module
 from projector.store.tables import PROJECTIONS
 from projector.store.writer import DeadLetter, Store
 from schemas import EVENT_ADAPTER
