@@ -16,7 +16,9 @@ Nesting: known fields nest at most 4 levels, except ``batch.failed``'s free-form
 32-level record limit holds for everything the projector keeps). Ignored
 unknown fields are not walked (that would cost a second parse on the fast
 path); a record beyond the parsers' own limits (pydantic's jiter: 200 levels,
-orjson: 1024) is rejected ``too_deep:`` rather than crashing anything.
+orjson: 1024 to parse, 254 to serialise an item again) is rejected ``too_deep:``
+rather than crashing anything. ``decode_value`` raises on no content at all: a
+record that makes it raise is a bug here, not a reason to dead-letter.
 
 Throughput (fast path): the 147 golden events packed as one array record,
 repeated to 100,107 events (36.7 MB; the golden mix is heavy: batch.created
@@ -140,7 +142,14 @@ def _slow_path(data: bytes) -> Decoded:
     events: list[Event] = []
     rejects: list[Reject] = []
     for index, item in enumerate(parsed):
-        item_raw = orjson.dumps(item)
+        try:
+            item_raw = orjson.dumps(item)
+        except orjson.JSONEncodeError as e:
+            # orjson parses 1,024 levels but serialises far fewer: an item nested
+            # between the two has no bytes of its own to dead-letter. Rejecting the
+            # record whole keeps them all in one dead letter (per item, a record of
+            # many such items would repeat itself once per item).
+            return _whole(RejectCode.TOO_DEEP, f"item {index} cannot be re-serialised: {e}", data)
         if not isinstance(item, dict):
             rejects.append(
                 Reject(

@@ -43,7 +43,12 @@ def _utc_timestamp(value: Any, handler: ValidatorFunctionWrapHandler) -> datetim
     # nearly every event) skip astimezone: it costs ~2 us with pydantic's TzInfo.
     if parsed.utcoffset() == _ZERO:
         return parsed
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise PydanticCustomError(
+            "datetime_range", "Input names an instant outside years 1-9999 in UTC"
+        ) from None
 
 
 UtcDatetime = Annotated[AwareDatetime, WrapValidator(_utc_timestamp)]

@@ -28,12 +28,19 @@ same DuckDB typing the rebuild uses). A record goes to pydantic when:
 The JSON it returns differs from ``model_dump_json`` in formatting only
 (field order, timestamps as received when already UTC), not in any value a
 fold reads.
+
+The writer's Python fold reads ``FastEvent.event()``: the canonical JSON
+decoded back into its struct, every attribute the model's value (``type``,
+timestamps as UTC datetimes, defaults filled, nested objects), so an event
+is validated once, not again by pydantic. Converting on demand rather than
+keeping the first decode's struct keeps a buffered event as small as before;
+large flushes merge the JSON in SQL and never convert (docs/decisions/0012).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal, NamedTuple, Union
+from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple, Union
 
 import msgspec
 
@@ -54,7 +61,13 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=_INT_MAX)]
 Positive = Annotated[int, msgspec.Meta(ge=1, le=_INT_MAX)]
 
 
-class _Event(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+# gc=False: smaller, and never tracked by the cyclic collector (decoded JSON
+# cannot form a cycle).
+class _Event(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, gc=False):
+    """An event as decoded; ``FastEvent.event()`` gives its timestamp fields the
+    parsed UTC datetimes the models hold, in place of the text."""
+
+    type: ClassVar[str]  # the tag (set below), as the models' ``type`` field reads
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     occurred_at: Timestamp
     workspace_id: NonEmpty
@@ -62,7 +75,7 @@ class _Event(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_on
     schema_version: Positive = 1
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     pass
 
 
@@ -175,6 +188,8 @@ class MessageDlr(_Event, tag="message.dlr", kw_only=True):
 
 # Every event struct above, dispatched on ``type`` (tests check they cover the models).
 _Any = Union[tuple(_Event.__subclasses__())]  # noqa: UP007 (built at run time)
+for _kind in _Event.__subclasses__():
+    _kind.type = _kind.__struct_config__.tag  # type: ignore[assignment]  # a str for events
 _ONE: Final = msgspec.json.Decoder(_Any)
 _MANY: Final = msgspec.json.Decoder(list[_Any])
 _ENCODE: Final = msgspec.json.Encoder().encode
@@ -194,7 +209,10 @@ def _utc(text: str) -> tuple[str, datetime] | None:
         return None
     if text[-1] == "Z":
         return text, parsed
-    utc = parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:  # outside years 1-9999 once in UTC
+        return None
     return utc.isoformat().replace("+00:00", "Z"), utc
 
 
@@ -236,6 +254,19 @@ class FastEvent(NamedTuple):
     occurred_at: str  # UTC, ``...Z``, as the model normalises it
     json: str  # canonical JSON: the same values as ``model_dump_json``
     occurred: datetime  # ``occurred_at`` parsed (the check parsed it already)
+
+    def event(self) -> _Event:
+        """The event for the fold: every attribute it reads equals the model's.
+
+        A new struct per call, parsed from the canonical JSON: that was
+        accepted and normalised already, so this converts (msgspec, no
+        pydantic), it does not judge again.
+        """
+        ev: _Event = _ONE.decode(self.json)
+        ev.occurred_at = self.occurred  # type: ignore[assignment]
+        for name in _EXTRA_TIMESTAMPS.get(type(ev), ()):
+            setattr(ev, name, datetime.fromisoformat(getattr(ev, name)))
+        return ev
 
 
 def fast_events(

@@ -21,6 +21,7 @@ from schemas import (
     CampaignDefined,
     MessageDlr,
     MessageSubmitted,
+    RejectCode,
     RunScheduled,
     decode_value,
 )
@@ -350,10 +351,33 @@ MALFORMED: list[tuple[str, bytes | str, str, int | None, int]] = [
     ),
     ("deep_array", b"[" * 100_000, "too_deep:", None, 0),
     ("deep_object", b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "too_deep:", None, 0),
+    # Parses (orjson: 1,024 levels), but the item cannot be serialised again.
+    ("deep_array_item", b"[" * 300 + b"]" * 300, "too_deep: item 0", None, 0),
+    (
+        "deep_item_beside_a_good_event",
+        b"[" + encode(GOOD) + b"," + b'{"a":' * 600 + b"1" + b"}" * 600 + b"]",
+        "too_deep: item 1",
+        None,
+        0,
+    ),
     (
         "deep_error_detail",
         encode(make_event("batch.failed", error_detail=_nest(40))),
         "too_deep: error_detail:",
+        None,
+        0,
+    ),
+    (
+        "occurred_at_before_year_1_in_utc",
+        encode(make_event(occurred_at="0001-01-01T00:00:00+01:00")),
+        "invalid_field: occurred_at:",
+        None,
+        0,
+    ),
+    (
+        "scheduled_at_after_year_9999_in_utc",
+        encode(make_event("run.scheduled", scheduled_at="9999-12-31T23:59:59-01:00")),
+        "invalid_field: scheduled_at:",
         None,
         0,
     ),
@@ -384,6 +408,72 @@ def test_malformed_record_is_rejected_with_reason(
 
 def test_malformed_table_is_large_enough() -> None:
     assert len(MALFORMED) >= 25
+
+
+def _deep(levels: int, shape: str) -> bytes:
+    if shape == "array":
+        return b"[" * levels + b"]" * levels
+    if shape == "object":
+        return b'{"a":' * levels + b"1" + b"}" * levels
+    # an event whose unknown field nests ``levels`` deep (the models ignore its value)
+    return encode(make_event("run.claimed"))[:-1] + b',"x":' + b"[" * levels + b"]" * levels + b"}"
+
+
+@pytest.mark.parametrize("shape", ["array", "object", "event"])
+@pytest.mark.parametrize("levels", [199, 200, 253, 254, 255, 256, 300, 1000, 1021, 1022, 1023])
+@pytest.mark.parametrize("beside", [0, 1, 2], ids=["alone", "after_good", "between_good"])
+def test_nesting_at_any_depth_is_a_reject_never_an_exception(
+    shape: str, levels: int, beside: int
+) -> None:
+    """An item is judged on its own, or the record is rejected whole ``too_deep``
+    (past the parsers' limits); ``decode_value`` itself never raises."""
+    good = encode(GOOD)
+    items = [good] * beside + [_deep(levels, shape)] + [good] * (beside // 2)
+    record = b"[" + b",".join(items) + b"]"
+    decoded = decode_value(record)
+    assert all(r.code in set(RejectCode) for r in decoded.rejects), decoded.rejects
+    if any(r.index is None for r in decoded.rejects):
+        (reject,) = decoded.rejects
+        assert reject.code == "too_deep" and reject.raw == record, reject.reason
+        assert decoded.events == []
+    else:  # the deep item judged alone (or accepted: unknown fields are ignored)
+        assert [r.index for r in decoded.rejects] in ([], [beside])
+        assert len(decoded.events) == len(items) - len(decoded.rejects)
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (b"[" * 254 + b"]" * 254, "not_an_object: item 1"),
+        (b"[" * 255 + b"]" * 255, "too_deep: item 1 cannot be re-serialised"),
+        (b"[" * 1022 + b"]" * 1022, "too_deep: item 1 cannot be re-serialised"),
+        (b'{"a":' * 1022 + b"1" + b"}" * 1022, "too_deep: item 1 cannot be re-serialised"),
+        (b"[" * 1023 + b"]" * 1023, "too_deep: item 1 cannot be re-serialised"),
+        (b"[" * 1024 + b"]" * 1024, "too_deep: JSON nesting exceeds the parser limit"),
+    ],
+    ids=["254", "255", "1022", "1022-object", "1023", "1024"],
+)
+def test_where_the_nesting_limits_fall(item: bytes, reason: str) -> None:
+    """Item depths inside a one-level array record: up to 254 the item gets its own
+    reject (its good neighbour is kept); then orjson can parse it but not serialise it
+    again, so the record goes whole; past 1,023 (a record 1,025 deep) orjson cannot
+    parse it."""
+    decoded = decode_value(b"[" + encode(GOOD) + b"," + item + b"]")
+    assert [r.reason[: len(reason)] for r in decoded.rejects] == [reason]
+    assert len(decoded.events) == (1 if decoded.rejects[0].index == 1 else 0)
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00+00:01", "0001-01-01T00:59:59+01:00", "9999-12-31T23:59:59-00:01"]
+)
+@pytest.mark.parametrize("field", ["occurred_at", "scheduled_at"])
+def test_a_timestamp_outside_the_calendar_in_utc_is_a_reject(field: str, stamp: str) -> None:
+    """Valid RFC 3339, but before year 1 or after 9999 once converted to UTC: a
+    reject (converting raised OverflowError out of ``decode_value``)."""
+    (reject,) = decode_value(encode(make_event("run.scheduled", **{field: stamp}))).rejects
+    assert reject.reason.startswith(f"invalid_field: {field}: "), reject.reason
+    for at in ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59-00:00"):  # the edges: accepted
+        assert decode_value(encode(make_event("run.scheduled", **{field: at}))).events
 
 
 def test_array_keeps_good_events_in_order_and_reserialises_the_bad_one() -> None:

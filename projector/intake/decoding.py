@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 def decode(raw: bytes) -> Decoded:
     """``decode_value``, but a record that makes the decoder itself fail is a dead letter.
 
-    An exception here would crash the faust agent on every redelivery of the
-    record (a poison pill stalling its partition for good). Known case: an
-    array nested 256-1024 deep parses, then ``orjson.dumps`` of an item raises
-    ``TypeError: Recursion limit reached``.
+    A last resort: ``decode_value`` rejects bad content rather than raise on it
+    (nesting past orjson's limits included), so an exception here is a bug in
+    it. Uncaught, it would crash the faust agent on every redelivery of the
+    record (a poison pill stalling its partition for good).
     """
     try:
         return decode_value(raw)
@@ -40,8 +40,8 @@ def fast(raw: bytes) -> list[FastEvent] | None:
 
     ~3 times cheaper than pydantic on this loop, which also runs faust. The
     events stay canonical JSON: a large flush merges them in SQL as they are,
-    a small one validates them into models in the writer thread
-    (``Store.flush``). Never raises: anything unexpected goes to the judge.
+    a small one folds their structs (``FastEvent.event()``, no pydantic) in the
+    writer thread (``Store.flush``). Never raises: anything unexpected goes to the judge.
     """
     try:
         got = fast_events(raw)
