@@ -57,11 +57,16 @@ UtcDatetime = Annotated[AwareDatetime, WrapValidator(_utc_timestamp)]
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 """Identifier: a JSON string, never a number coerced into one, never empty."""
 
-Count = Annotated[StrictInt, Field(ge=0)]
-"""Non-negative JSON integer; booleans and floats are rejected."""
+# Counts are stored as BIGINT: a larger one would pass validation and then fail
+# every flush of its micro-batch (a poison pill at the store); rejected here, it
+# is dead-lettered like any other invalid field.
+BIGINT_MAX = 2**63 - 1
 
-PositiveInt = Annotated[StrictInt, Field(ge=1)]
-"""JSON integer >= 1; booleans and floats are rejected."""
+Count = Annotated[StrictInt, Field(ge=0, le=BIGINT_MAX)]
+"""Non-negative JSON integer up to BIGINT; booleans and floats are rejected."""
+
+PositiveInt = Annotated[StrictInt, Field(ge=1, le=BIGINT_MAX)]
+"""JSON integer from 1 up to BIGINT; booleans and floats are rejected."""
 
 
 def envelope_json_schema(schema: dict[str, Any]) -> None:

@@ -476,6 +476,20 @@ def test_a_timestamp_outside_the_calendar_in_utc_is_a_reject(field: str, stamp: 
         assert decode_value(encode(make_event("run.scheduled", **{field: at}))).events
 
 
+@pytest.mark.parametrize(
+    ("type_", "field"),
+    [("run.scheduled", "recipient_count"), ("run.scheduled", "batch_size"),
+     ("run.scheduled", "max_attempts"), ("message.submitted", "attempt"),
+     ("batch.created", "batch_sequence"), ("run.claimed", "schema_version")],
+)  # fmt: skip
+def test_an_integer_beyond_bigint_is_a_reject(type_: str, field: str) -> None:
+    """Stored as BIGINT: a larger count passed validation and then failed every
+    flush of its micro-batch (a poison pill at the store); now a reject."""
+    (reject,) = decode_value(encode(make_event(type_, **{field: 2**63}))).rejects
+    assert reject.reason.startswith(f"invalid_field: {field}: "), reject.reason
+    assert decode_value(encode(make_event(type_, **{field: 2**63 - 1}))).events
+
+
 def test_array_keeps_good_events_in_order_and_reserialises_the_bad_one() -> None:
     bad = make_event("message.dlr", status="lost", event_id="bad")
     record = _arr(make_event(event_id="a"), bad, make_event("run.claimed", event_id="c"))
