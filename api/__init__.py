@@ -1,4 +1,4 @@
-"""The HTTP API: the app factory, dependencies, routes, the read store and payload builders.
+"""The HTTP API: app factory, dependencies, answers, routes, read store, payload builders.
 
 Imports ``projector`` (rows, tables and the store's read helpers; from intake only
 health, metrics and the change feed) and ``schemas``; never intake internals or service.

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from api.payloads.campaign import api_status, iso, latest_run, recipient_summary
+from api.payloads.campaign import api_status, iso, latest_run, recipient_summary, run_error
 from projector.fold.rows import BatchRow, CampaignRow, RecipientRow, RunRow
 
 # Per-status recipient buckets of the breakdowns: F11's statuses plus
@@ -253,11 +253,6 @@ def pipeline_counts(run: RunRow | None) -> dict[str, int]:
 
 
 def run_history_item(run: RunRow, number: int) -> dict[str, Any]:
-    error = (
-        {"code": run.error_code, "message": run.error_message}
-        if run.error_code is not None
-        else None
-    )
     return {
         "run_id": run.run_id,
         "run_number": number,
@@ -273,7 +268,7 @@ def run_history_item(run: RunRow, number: int) -> dict[str, Any]:
         "skipped": run.skipped,
         "delivered": run.delivered,
         "failed_delivery": run.failed_delivery,
-        "error": error,
+        "error": run_error(run),
     }
 
 

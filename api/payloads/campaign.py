@@ -101,12 +101,14 @@ def analytics_payload(
     }
 
 
+def run_error(run: RunRow) -> dict[str, Any] | None:
+    """The run's error as the API shows it (code and message), or None."""
+    if run.error_code is None:
+        return None
+    return {"code": run.error_code, "message": run.error_message}
+
+
 def run_payload(run: RunRow) -> dict[str, Any]:
-    error = (
-        {"code": run.error_code, "message": run.error_message}
-        if run.error_code is not None
-        else None
-    )
     return {
         "id": run.run_id,
         "campaign_id": run.campaign_id,
@@ -125,7 +127,7 @@ def run_payload(run: RunRow) -> dict[str, Any]:
         "delivered": run.delivered,
         "failed_delivery": run.failed_delivery,
         "has_snapshot": run.has_snapshot,
-        "error": error,
+        "error": run_error(run),
         "updated_at": iso(run.updated_at),
     }
 

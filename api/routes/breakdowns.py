@@ -1,7 +1,7 @@
 """Campaign-level views of the other reference services: stats, metrics, summary, execution.
 
-Same checks as ``api.routes.campaigns`` (scope, existence, workspace, in that
-order), same envelope, freshness headers and ETag. Stats and metrics are
+Same checks as ``api.routes.campaigns`` (their dependencies: scope, existence,
+workspace, in that order), same envelope, freshness headers and ETag. Stats and metrics are
 cached per campaign position like analytics; summary and execution depend on
 the server clock (a scheduled send becomes overdue without any event), so
 their ETag also binds the execution state and they are not cached.
@@ -10,24 +10,16 @@ their ETag also binds the execution state and they are not cached.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from api import docs
-from api.deps import Caller, CampaignId, Context, Reader, RequestId
-from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS
+from api.answers import Payload
+from api.deps import AnalyticsRead, CampaignsRead
+from api.keys import SCOPE_ANALYTICS
 from api.models import CampaignExecution, CampaignMetrics, CampaignStats, CampaignSummary, Envelope
 from api.payloads import breakdowns as views_extra
-from api.routes.campaigns import (
-    IfNoneMatch,
-    _answer,
-    _answer_cached,
-    _owned_campaign,
-    _owned_head,
-    _require,
-)
 
 router = APIRouter(tags=["breakdowns"])
 
@@ -50,23 +42,14 @@ def now_utc() -> datetime:
     response_model=Envelope[CampaignStats],
     responses=docs.responses(docs.STATS_EXAMPLES, scope=SCOPE_ANALYTICS),
 )
-def campaign_stats(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    _require(caller, SCOPE_ANALYTICS)
+def campaign_stats(read: AnalyticsRead) -> Response:
+    reader, head = read.reader, read.head
     with reader.consistent():
-        head = _owned_head(reader, caller, campaign_id)
 
-        def build() -> dict[str, Any]:
+        def build() -> Payload:
             agg = reader.stats_aggregates(head.key)
             return views_extra.stats_payload(
-                campaign_id,
+                head.campaign_id,
                 reader.runs_of(head.key),
                 retrying=agg.retrying,
                 exhausted=agg.exhausted,
@@ -75,7 +58,7 @@ def campaign_stats(
                 total_attempts=agg.total_attempts,
             )
 
-        return _answer_cached(ctx, request, request_id, if_none_match, "stats", head, build)
+        return read.reply.cached("stats", head, build)
 
 
 @router.get(
@@ -88,20 +71,12 @@ def campaign_stats(
     response_model=Envelope[CampaignMetrics],
     responses=docs.responses(docs.METRICS_EXAMPLES, scope=SCOPE_ANALYTICS),
 )
-def campaign_metrics(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    _require(caller, SCOPE_ANALYTICS)
-    head = _owned_head(reader, caller, campaign_id)
-    return _answer_cached(
-        ctx, request, request_id, if_none_match, "metrics", head,
-        lambda: views_extra.metrics_payload(campaign_id, reader.runs_of(head.key)),
+def campaign_metrics(read: AnalyticsRead) -> Response:
+    reader, head = read.reader, read.head
+    return read.reply.cached(
+        "metrics",
+        head,
+        lambda: views_extra.metrics_payload(head.campaign_id, reader.runs_of(head.key)),
     )
 
 
@@ -114,22 +89,11 @@ def campaign_metrics(
     response_model=Envelope[CampaignSummary],
     responses=docs.responses(docs.SUMMARY_EXAMPLES),
 )
-def campaign_summary(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    _require(caller, SCOPE_CAMPAIGNS)
-    with reader.consistent():
-        campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign.key)
-        body = views_extra.summary_payload(campaign, reader.runs_of(campaign.key), now_utc())
-    return _answer(ctx, request, request_id, if_none_match, position, lambda: body,
-                   body["latest_execution"]["state"])
+def campaign_summary(read: CampaignsRead) -> Response:
+    with read.reader.consistent():
+        campaign, position = read.campaign(), read.position()
+        body = views_extra.summary_payload(campaign, read.reader.runs_of(read.key), now_utc())
+    return read.reply.answer(position, lambda: body, body["latest_execution"]["state"])
 
 
 @router.get(
@@ -142,20 +106,10 @@ def campaign_summary(
     response_model=Envelope[CampaignExecution],
     responses=docs.responses(docs.EXECUTION_EXAMPLES),
 )
-def campaign_execution(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    _require(caller, SCOPE_CAMPAIGNS)
-    with reader.consistent():
-        campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign.key)
+def campaign_execution(read: CampaignsRead) -> Response:
+    with read.reader.consistent():
+        campaign, position = read.campaign(), read.position()
         body = views_extra.execution_payload(
-            campaign_id, campaign, reader.runs_of(campaign.key), now_utc()
+            read.head.campaign_id, campaign, read.reader.runs_of(read.key), now_utc()
         )
-    return _answer(ctx, request, request_id, if_none_match, position, lambda: body, body["state"])
+    return read.reply.answer(position, lambda: body, body["state"])

@@ -1,10 +1,9 @@
 """Campaign reads: status, analytics, run detail, snapshot.
 
-Each handler checks, in order: scope (403, reveals nothing), the campaign's
-existence (404, as the reference says for an unknown campaign), its workspace
-(403, no data), then answers. The campaign's position is read before its
-data: an ETag (or a cached payload) may then be older than the data (one
-extra full response) but never newer, so a 304 never hides a change.
+Each handler gets its campaign checked by its dependency (``api.deps``:
+scope, 403 that reveals nothing; existence, 404 as the reference says for an
+unknown campaign; workspace, 403 with no data), then reads and answers
+(``api.answers``: the position before the data, so a 304 never hides a change).
 
 Status and analytics, the polled endpoints, read runs only, never
 recipients, and build a payload once per campaign position. Beside the writer
@@ -15,243 +14,91 @@ read transaction so their parts come from the same flush.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, ClassVar
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api import docs
-from api.deps import ApiContext, Caller, CampaignId, Context, Reader, RequestId, RunId
-from api.envelope import ok
-from api.errors import (
-    CampaignNotFound,
-    Forbidden,
-    InsufficientScope,
-    RunNotFound,
-    SnapshotNotFound,
+from api.answers import Payload
+from api.deps import (
+    AnalyticsPoll,
+    CampaignRead,
+    NothingElse,
+    RunId,
+    StatusPoll,
+    campaign_read_with,
+    head_of,
 )
-from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS, SCOPE_PII, Principal
+from api.envelope import ok
+from api.errors import SnapshotNotFound
+from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS, SCOPE_PII
 from api.models import CampaignAnalytics, CampaignStatus, Envelope, RunDetail, RunSnapshot
 from api.payloads import campaign as views
 from api.payloads.breakdowns import mask_phone
-from api.readstore import CampaignHead, Heads, ReadStore
-from projector.fold.rows import CampaignKey, CampaignRow, RunRow
-from projector.intake.health import PipelineSnapshot
+from api.readstore import CampaignHead
+from projector.fold.rows import RunRow
 
 router = APIRouter(tags=["campaigns"])
 
-IfNoneMatch = Annotated[
-    str | None,
-    Header(description="An ETag from an earlier response: 304 when nothing changed since."),
-]
+# (head, runs) -> payload: the runs are the campaign's at the head's position.
+PayloadBuilder = Callable[[CampaignHead, list[RunRow]], Payload]
 
 
-def _require(caller: Principal, *scopes: str) -> None:
-    for scope in scopes:
-        if not caller.has(scope):
-            raise InsufficientScope(f"This API key lacks the {scope} scope.")
+def _status_payload(head: CampaignHead, runs: list[RunRow]) -> Payload:
+    return views.status_payload(head.campaign_id, views.latest_run(runs))
 
 
-def _owned_campaign(reader: ReadStore, caller: Principal, campaign_id: str) -> CampaignRow:
-    """The caller's workspace's campaign of this id (F12), else 403 if only another
-    workspace has one, else 404."""
-    campaign = reader.campaign((caller.workspace_id, campaign_id))
-    if campaign is None:
-        _head_of(reader.campaign_heads(campaign_id), caller, campaign_id)  # raises
-        raise CampaignNotFound()  # created after the read above began: not in its snapshot
-    return campaign
-
-
-def _owned_head(reader: ReadStore, caller: Principal, campaign_id: str) -> CampaignHead:
-    return _head_of(reader.campaign_heads(campaign_id), caller, campaign_id)
-
-
-def _head_of(heads: Heads, caller: Principal, campaign_id: str) -> CampaignHead:
-    """The caller's campaign among the workspaces' campaigns of one id, else 403 or 404."""
-    position = heads.get(caller.workspace_id)
-    if position is None:
-        raise Forbidden() if heads else CampaignNotFound()
-    return CampaignHead(caller.workspace_id, campaign_id, position)
-
-
-def _run_of(reader: ReadStore, campaign: CampaignKey, run_id: str) -> RunRow:
-    run = reader.run((*campaign, run_id))
-    if run is None:
-        raise RunNotFound()
-    return run
-
-
-def etag(ctx: ApiContext, position: int, request: Request, variant: str = "") -> str:
-    """Weak ETag: the campaign's flush position and what was asked (path and query).
-
-    ``variant`` names what else the answer depends on (the caller's PII view,
-    clock-dependent state), so a 304 never confirms another variant's body.
-    """
-    asked = f"{ctx.instance}:{request.url.path}?{request.url.query}".encode()
-    if variant:
-        asked += f"#{variant}".encode()
-    return f'W/"{position}-{hashlib.blake2b(asked, digest_size=8).hexdigest()}"'
-
-
-def etag_matches(header: str | None, tag: str) -> bool:
-    if not header:
-        return False
-    opaque = tag[2:]
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == opaque:
-            return True
-    return False
-
-
-def freshness_headers(snap: PipelineSnapshot) -> dict[str, str]:
-    headers = {"X-Projection-Watermark": snap.watermark or f"flush:{snap.flush_seq}"}
-    lag = snap.lag
-    if lag is not None:
-        headers["X-Projection-Lag"] = str(lag)
-    return headers
-
-
-def _answer(
-    ctx: ApiContext,
-    request: Request,
-    request_id: str,
-    if_none_match: str | None,
-    position: int,
-    build: Callable[[], dict[str, Any]],
-    variant: str = "",
-) -> Response:
-    """304 when the client's ETag is current, else the payload; freshness headers on both.
-
-    ``position`` must have been read before the data ``build`` reads.
-    """
-    headers, not_modified = conditional(ctx, request, if_none_match, position, variant)
-    return not_modified or ok(build(), request_id, headers=headers)
-
-
-def _answer_cached(
-    ctx: ApiContext,
-    request: Request,
-    request_id: str,
-    if_none_match: str | None,
-    kind: str,
-    head: CampaignHead,
-    build: Callable[[], dict[str, Any]],
-) -> Response:
-    """``_answer`` for payloads that depend on the campaign's rows alone: built
-    once per campaign position (polls of an unchanged campaign cost no read)."""
-    return _answer(
-        ctx, request, request_id, if_none_match, head.position,
-        lambda: ctx.cache.get_or_build((kind, *head.key), head.position, build),
-    )
-
-
-def conditional(
-    ctx: ApiContext,
-    request: Request,
-    if_none_match: str | None,
-    position: int,
-    variant: str = "",
-) -> tuple[dict[str, str], Response | None]:
-    """Freshness and ETag headers, and the 304 to send when the client's tag is current."""
-    headers = freshness_headers(ctx.status())
-    headers["ETag"] = etag(ctx, position, request, variant)
-    headers["Cache-Control"] = "no-cache"
-    if etag_matches(if_none_match, headers["ETag"]):
-        return headers, Response(status_code=304, headers=headers)
-    return headers, None
+def _analytics_payload(head: CampaignHead, runs: list[RunRow]) -> Payload:
+    return views.analytics_payload(head.campaign_id, head.workspace_id, runs)
 
 
 def _from_memory(
-    ctx: ApiContext,
-    reader: ReadStore,
-    caller: Principal,
-    request: Request,
-    request_id: str,
-    if_none_match: str | None,
-    kind: str,
-    campaign_id: str,
-    build: PayloadBuilder,
+    read: CampaignRead[NothingElse], kind: str, build: PayloadBuilder
 ) -> Response | None:
     """A polled endpoint's answer from memory alone, or None when it needs DuckDB.
 
     Beside the writer every answer comes from its memory: the campaign id's
     heads and the caller's campaign's runs as of one flush
-    (``ReadStore.polled``), never mixed with DuckDB, which runs ahead of
-    memory between a flush's COMMIT and the writer noting it. A payload
-    cached under a position is then that position's own, and a poller's
-    answers only move forward (docs/reliability.md). Over a file, a 304 or a
-    payload cached at the head's position needs no query. Answered on the
-    event loop: no thread hop, which under ingestion costs a wait for the GIL
-    each way. The order of checks is the slow path's (existence, workspace,
-    then ETag).
+    (``ReadStore.polled``, read by the dependency), never mixed with DuckDB,
+    which runs ahead of memory between a flush's COMMIT and the writer noting
+    it. A payload cached under a position is then that position's own, and a
+    poller's answers only move forward (docs/reliability.md). Over a file, a
+    304 or a payload cached at the head's position needs no query. Answered
+    on the event loop: no thread hop, which under ingestion costs a wait for
+    the GIL each way. The dependency checked existence and workspace; the
+    ETag comes after.
     """
-    runs: list[RunRow] | None = None
-    if reader.beside_writer:
-        heads, runs = reader.polled(caller.workspace_id, campaign_id)
-    else:
-        known = reader.known_heads(campaign_id)
-        if known is None:
-            return None
-        heads = known
-    head = _head_of(heads, caller, campaign_id)  # 404 or 403 as of that flush
-    headers, not_modified = conditional(ctx, request, if_none_match, head.position)
+    head, runs, reply = read.head, read.runs, read.reply
+    headers, not_modified = reply.conditional(head.position)
     if not_modified is not None:
         return not_modified
     if runs is not None:
         polled = runs
-        payload = ctx.cache.get_or_build(
+        payload = reply.ctx.cache.get_or_build(
             (kind, *head.key), head.position, lambda: build(head, polled)
         )
     else:
-        payload = ctx.cache.peek((kind, *head.key), head.position)
-    return None if payload is None else ok(payload, request_id, headers=headers)
+        payload = reply.ctx.cache.peek((kind, *head.key), head.position)
+    return None if payload is None else ok(payload, reply.request_id, headers=headers)
 
 
-def _status_payload(head: CampaignHead, runs: list[RunRow]) -> dict[str, Any]:
-    return views.status_payload(head.campaign_id, views.latest_run(runs))
-
-
-def _analytics_payload(head: CampaignHead, runs: list[RunRow]) -> dict[str, Any]:
-    return views.analytics_payload(head.campaign_id, head.workspace_id, runs)
-
-
-# (head, runs) -> payload: the runs are the campaign's at the head's position.
-PayloadBuilder = Callable[[CampaignHead, list[RunRow]], dict[str, Any]]
-
-
-async def _polled(
-    kind: str,
-    scope: str,
-    build: PayloadBuilder,
-    campaign_id: str,
-    caller: Principal,
-    reader: ReadStore,
-    ctx: ApiContext,
-    request: Request,
-    request_id: str,
-    if_none_match: str | None,
-) -> Response:
+async def _polled(read: CampaignRead[NothingElse], kind: str, build: PayloadBuilder) -> Response:
     """A polled endpoint: from memory when it can be, else DuckDB in the thread pool."""
-    _require(caller, scope)
-    answer = _from_memory(
-        ctx, reader, caller, request, request_id, if_none_match, kind, campaign_id, build
-    )
+    answer = _from_memory(read, kind, build)
     if answer is not None:
         return answer
+    reader, caller, campaign_id = read.reader, read.caller, read.head.campaign_id
 
     def from_db() -> Response:
         # Heads and runs from one read transaction: the payload cached under
         # the position is built from that position's rows.
         with reader.consistent():
-            head = _head_of(reader.stored_heads(campaign_id), caller, campaign_id)
-            return _answer_cached(
-                ctx, request, request_id, if_none_match, kind, head,
-                lambda: build(head, reader.runs_of(head.key)),
-            )
+            head = head_of(reader.stored_heads(campaign_id), caller, campaign_id)
+            return read.reply.cached(kind, head, lambda: build(head, reader.runs_of(head.key)))
 
     return await run_in_threadpool(from_db)
 
@@ -270,19 +117,8 @@ _STATUS_DOC = dict(
     "Scope: `campaigns:read`.",
     **_STATUS_DOC,
 )
-async def campaign_status(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    return await _polled(
-        "status", SCOPE_CAMPAIGNS, _status_payload,
-        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
-    )
+async def campaign_status(read: StatusPoll) -> Response:
+    return await _polled(read, "status", _status_payload)
 
 
 @router.get(
@@ -291,19 +127,8 @@ async def campaign_status(
     description="Same payload as `/v1/campaign/{campaign_id}/status`. Scope: `campaigns:read`.",
     **_STATUS_DOC,
 )
-async def campaign_status_mirror(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    return await _polled(
-        "status", SCOPE_CAMPAIGNS, _status_payload,
-        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
-    )
+async def campaign_status_mirror(read: StatusPoll) -> Response:
+    return await _polled(read, "status", _status_payload)
 
 
 @router.get(
@@ -315,19 +140,23 @@ async def campaign_status_mirror(
     response_model=Envelope[CampaignAnalytics],
     responses=docs.responses(docs.ANALYTICS_EXAMPLES, scope=SCOPE_ANALYTICS),
 )
-async def campaign_analytics(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    return await _polled(
-        "analytics", SCOPE_ANALYTICS, _analytics_payload,
-        campaign_id, caller, reader, ctx, request, request_id, if_none_match,
-    )
+async def campaign_analytics(read: AnalyticsPoll) -> Response:
+    return await _polled(read, "analytics", _analytics_payload)
+
+
+@dataclass(frozen=True, slots=True)
+class RunAsked:
+    run_id: str
+    scopes: ClassVar[tuple[str, ...]] = ()
+
+
+async def run_asked(run_id: RunId) -> RunAsked:
+    return RunAsked(run_id)
+
+
+RunRead = Annotated[
+    CampaignRead[RunAsked], Depends(campaign_read_with(SCOPE_CAMPAIGNS, run_asked))
+]
 
 
 @router.get(
@@ -341,25 +170,15 @@ async def campaign_analytics(
         {"run": docs.envelope_example(docs.RUN_DETAIL_EXAMPLE)}, not_found=docs.RUN_NOT_FOUND
     ),
 )
-def run_detail(
-    campaign_id: CampaignId,
-    run_id: RunId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    _require(caller, SCOPE_CAMPAIGNS)
+def run_detail(read: RunRead) -> Response:
+    reader = read.reader
     with reader.consistent():
-        campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign.key)
-        run = _run_of(reader, campaign.key, run_id)
+        campaign = read.campaign()
+        position = read.position()
+        run = read.run(read.asked.run_id)
+        show_phones = read.caller.has(SCOPE_PII)
 
-        show_phones = caller.has(SCOPE_PII)
-
-        def build() -> dict[str, Any]:
+        def build() -> Payload:
             page = reader.recipients_of(run.key, views.RECIPIENTS_CAP + 1)
             data = views.run_detail_payload(
                 campaign,
@@ -374,8 +193,31 @@ def run_detail(
                     r["phone_number"] = mask_phone(r["phone_number"])
             return data
 
-        variant = "pii" if show_phones else "masked"
-        return _answer(ctx, request, request_id, if_none_match, position, build, variant)
+        return read.reply.answer(position, build, "pii" if show_phones else "masked")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotAsked:
+    run_id: str
+    include_recipients: bool
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return (SCOPE_PII,) if self.include_recipients else ()
+
+
+async def snapshot_asked(
+    run_id: RunId,
+    include_recipients: Annotated[
+        bool, Query(description="Add the recipients' phone numbers (PII; scope pii:read).")
+    ] = False,
+) -> SnapshotAsked:
+    return SnapshotAsked(run_id, include_recipients)
+
+
+SnapshotRead = Annotated[
+    CampaignRead[SnapshotAsked], Depends(campaign_read_with(SCOPE_CAMPAIGNS, snapshot_asked))
+]
 
 
 @router.get(
@@ -389,28 +231,15 @@ def run_detail(
         docs.SNAPSHOT_EXAMPLES, not_found=docs.SNAPSHOT_NOT_FOUND, scope=SCOPE_PII
     ),
 )
-def run_snapshot(
-    campaign_id: CampaignId,
-    run_id: RunId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    include_recipients: Annotated[
-        bool, Query(description="Add the recipients' phone numbers (PII; scope pii:read).")
-    ] = False,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    _require(caller, SCOPE_CAMPAIGNS, *((SCOPE_PII,) if include_recipients else ()))
+def run_snapshot(read: SnapshotRead) -> Response:
+    reader = read.reader
     with reader.consistent():
-        campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign.key)
-        run = _run_of(reader, campaign.key, run_id)
+        position = read.position()
+        run = read.run(read.asked.run_id)
         snapshot = reader.snapshot(run.key)
         if snapshot is None:
             raise SnapshotNotFound()
-        return _answer(
-            ctx, request, request_id, if_none_match, position,
-            lambda: views.snapshot_payload(run, snapshot, include_recipients),
+        return read.reply.answer(
+            position,
+            lambda: views.snapshot_payload(run, snapshot, read.asked.include_recipients),
         )

@@ -12,13 +12,15 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import Response, StreamingResponse
 
 from api import docs
-from api.deps import ApiContext, Caller, CampaignId, Context, Reader, RequestId, RunId
+from api.answers import Reply, freshness_headers
+from api.deps import Caller, CampaignRead, ReplyTo, RunId, campaign_read_with, require
 from api.envelope import JSONResponse
 from api.keys import SCOPE_CAMPAIGNS, SCOPE_PII
 from api.models import (
@@ -30,14 +32,6 @@ from api.models import (
 )
 from api.payloads import breakdowns as views_extra
 from api.readstore import ReadStore
-from api.routes.campaigns import (
-    IfNoneMatch,
-    _owned_campaign,
-    _require,
-    _run_of,
-    conditional,
-    freshness_headers,
-)
 from projector.fold.rows import RunKey
 
 router = APIRouter(tags=["lists"])
@@ -62,10 +56,7 @@ RecipientStatusFilter = Annotated[
 
 
 def _paged(
-    ctx: ApiContext,
-    request: Request,
-    request_id: str,
-    if_none_match: str | None,
+    reply: Reply,
     position: int,
     variant: str,
     items: list[dict[str, Any]],
@@ -73,7 +64,7 @@ def _paged(
     limit: int,
     offset: int,
 ) -> Response:
-    headers, not_modified = conditional(ctx, request, if_none_match, position, variant)
+    headers, not_modified = reply.conditional(position, variant)
     if not_modified:
         return not_modified
     body = {
@@ -81,7 +72,7 @@ def _paged(
         "data": items,
         "meta": {"total": total, "limit": limit, "offset": offset},
         "errors": None,
-        "request_id": request_id,
+        "request_id": reply.request_id,
     }
     return JSONResponse(body, headers=headers)
 
@@ -107,24 +98,39 @@ def _paged_docs(
     responses=_paged_docs(docs.CAMPAIGNS_EXAMPLES),
 )
 def list_campaigns(
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    limit: Limit = PAGE_DEFAULT,
-    offset: Offset = 0,
-    if_none_match: IfNoneMatch = None,
+    caller: Caller, reply: ReplyTo, limit: Limit = PAGE_DEFAULT, offset: Offset = 0
 ) -> Response:
-    _require(caller, SCOPE_CAMPAIGNS)
+    # Not one campaign's read: the scope is checked here, after FastAPI validated the page.
+    require(caller, SCOPE_CAMPAIGNS)
+    reader = reply.ctx.reader
     with reader.consistent():
         # Any flush may add a campaign to the workspace: bind the ETag to the flush.
         position = reader.flush_seq()
         total, campaigns = reader.campaigns_page(caller.workspace_id, limit=limit, offset=offset)
         runs = reader.runs_of_many(caller.workspace_id, [c.campaign_id for c in campaigns])
     items = [views_extra.campaign_item(c, runs.get(c.campaign_id, [])) for c in campaigns]
-    return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit,
-                  offset)
+    return _paged(reply, position, "", items, total, limit, offset)
+
+
+@dataclass(frozen=True, slots=True)
+class RunsPage:
+    limit: int
+    offset: int
+    scopes: ClassVar[tuple[str, ...]] = ()
+
+
+async def runs_page(
+    limit: Annotated[
+        int, Query(ge=1, le=views_extra.RUN_HISTORY_MAX, description="Page size, 1-50.")
+    ] = views_extra.RUN_HISTORY_MAX,
+    offset: Offset = 0,
+) -> RunsPage:
+    return RunsPage(limit, offset)
+
+
+RunsRead = Annotated[
+    CampaignRead[RunsPage], Depends(campaign_read_with(SCOPE_CAMPAIGNS, runs_page))
+]
 
 
 @router.get(
@@ -139,27 +145,38 @@ def list_campaigns(
         "limit_above_max": docs._err("VALIDATION_ERROR",
                                      "query.limit: Input should be less than or equal to 50")}),
 )
-def run_history(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    limit: Annotated[
-        int, Query(ge=1, le=views_extra.RUN_HISTORY_MAX, description="Page size, 1-50.")
-    ] = views_extra.RUN_HISTORY_MAX,
-    offset: Offset = 0,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    _require(caller, SCOPE_CAMPAIGNS)
-    with reader.consistent():
-        campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign.key)
-        runs = reader.runs_of(campaign.key)
-    items = views_extra.run_history(runs, limit, offset)
-    return _paged(ctx, request, request_id, if_none_match, position, "", items, len(runs),
-                  limit, offset)
+def run_history(read: RunsRead) -> Response:
+    with read.reader.consistent():
+        position = read.position()
+        runs = read.reader.runs_of(read.key)
+    page = read.asked
+    items = views_extra.run_history(runs, page.limit, page.offset)
+    return _paged(read.reply, position, "", items, len(runs), page.limit, page.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchesQuery:
+    skip: int
+    limit: int
+    status: str | None
+    run_id: str | None
+    scopes: ClassVar[tuple[str, ...]] = ()
+
+
+async def batches_query(
+    skip: Offset = 0,
+    limit: Limit = PAGE_DEFAULT,
+    status: BatchStatusFilter = None,
+    run_id: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="Only this run's batches.")
+    ] = None,
+) -> BatchesQuery:
+    return BatchesQuery(skip, limit, status, run_id)
+
+
+BatchesRead = Annotated[
+    CampaignRead[BatchesQuery], Depends(campaign_read_with(SCOPE_CAMPAIGNS, batches_query))
+]
 
 
 @router.get(
@@ -175,38 +192,22 @@ def run_history(
     responses=_paged_docs(docs.BATCHES_EXAMPLES, errors_422={**docs.LIMIT_422,
                                                             **docs.STATUS_422}),
 )
-def list_batches(
-    campaign_id: CampaignId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    skip: Offset = 0,
-    limit: Limit = PAGE_DEFAULT,
-    status: BatchStatusFilter = None,
-    run_id: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="Only this run's batches.")
-    ] = None,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    _require(caller, SCOPE_CAMPAIGNS)
+def list_batches(read: BatchesRead) -> Response:
+    reader, key, q = read.reader, read.key, read.asked
     with reader.consistent():
-        campaign = _owned_campaign(reader, caller, campaign_id)
-        position = reader.position(campaign.key)
+        position = read.position()
         total, batches = reader.batches_page(
-            campaign.key, status=status, run_id=run_id, limit=limit, offset=skip
+            key, status=q.status, run_id=q.run_id, limit=q.limit, offset=q.skip
         )
         counters: dict[tuple[str, str], dict[str, int]] = {}
         by_run: dict[str, list[str]] = {}
         for b in batches:
             by_run.setdefault(b.run_id, []).append(b.batch_id)
         for rid, ids in by_run.items():
-            for bid, c in reader.batch_counters((*campaign.key, rid), ids).items():
+            for bid, c in reader.batch_counters((*key, rid), ids).items():
                 counters[(rid, bid)] = c
     items = [views_extra.batch_item(b, counters.get((b.run_id, b.batch_id))) for b in batches]
-    return _paged(ctx, request, request_id, if_none_match, position, "", items, total, limit,
-                  skip)
+    return _paged(read.reply, position, "", items, total, q.limit, q.skip)
 
 
 def _wants_csv(accept: str | None) -> bool:
@@ -233,12 +234,12 @@ def _csv_lines(first: list[Any], rest: Iterator[list[Any]]) -> Iterator[bytes]:
 
 
 def _csv_export(
-    ctx: ApiContext, reader: ReadStore, run: RunKey, status: str | None
+    reply: Reply, reader: ReadStore, run: RunKey, status: str | None
 ) -> Response:
     chunks = reader.export_recipients(run, status=status)
     # The first chunk is read here, so a failing query is an error response, not a cut stream.
     first = next(chunks, [])
-    headers = freshness_headers(ctx.status())
+    headers = freshness_headers(reply.ctx.status())
     headers["Cache-Control"] = "no-store"
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run[2])
     headers["Content-Disposition"] = f'attachment; filename="recipients-{safe}.csv"'
@@ -262,6 +263,37 @@ _RECIPIENTS_RESPONSES[403]["content"]["application/json"]["examples"]["csv_witho
 }
 
 
+@dataclass(frozen=True, slots=True)
+class RecipientsQuery:
+    run_id: str
+    limit: int
+    offset: int
+    status: str | None
+    csv: bool  # Accept: text/csv: the whole run, not a page
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return (SCOPE_PII,) if self.csv else ()
+
+
+async def recipients_query(
+    run_id: RunId,
+    limit: Limit = PAGE_DEFAULT,
+    offset: Offset = 0,
+    status: RecipientStatusFilter = None,
+    accept: Annotated[
+        str | None,
+        Header(description="`text/csv` streams the whole run as CSV (needs pii:read)."),
+    ] = None,
+) -> RecipientsQuery:
+    return RecipientsQuery(run_id, limit, offset, status, _wants_csv(accept))
+
+
+RecipientsRead = Annotated[
+    CampaignRead[RecipientsQuery], Depends(campaign_read_with(SCOPE_CAMPAIGNS, recipients_query))
+]
+
+
 @router.get(
     "/v1/campaign/{campaign_id}/runs/{run_id}/recipients",
     summary="Recipients of a run, paged, each with every submit attempt (or CSV)",
@@ -276,42 +308,24 @@ _RECIPIENTS_RESPONSES[403]["content"]["application/json"]["examples"]["csv_witho
     response_model=PagedEnvelope[RecipientListItem],
     responses=_RECIPIENTS_RESPONSES,
 )
-def list_recipients(
-    campaign_id: CampaignId,
-    run_id: RunId,
-    caller: Caller,
-    reader: Reader,
-    ctx: Context,
-    request: Request,
-    request_id: RequestId,
-    limit: Limit = PAGE_DEFAULT,
-    offset: Offset = 0,
-    status: RecipientStatusFilter = None,
-    accept: Annotated[
-        str | None,
-        Header(description="`text/csv` streams the whole run as CSV (needs pii:read)."),
-    ] = None,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    csv_wanted = _wants_csv(accept)
-    _require(caller, SCOPE_CAMPAIGNS, *((SCOPE_PII,) if csv_wanted else ()))
-    show_phone = caller.has(SCOPE_PII)
+def list_recipients(read: RecipientsRead) -> Response:
+    reader, q = read.reader, read.asked
+    show_phone = read.caller.has(SCOPE_PII)
     with reader.consistent():
-        campaign = _owned_campaign(reader, caller, campaign_id)
-        run = _run_of(reader, campaign.key, run_id).key
-        if csv_wanted:
-            return _csv_export(ctx, reader, run, status)
-        position = reader.position(campaign.key)
-        index = ctx.cache.get_or_build(
-            ("recipient-anchors", *run, status), position,
-            lambda: reader.recipient_anchors(run, status=status, stride=ANCHOR_STRIDE),
+        run = read.run(q.run_id).key
+        if q.csv:
+            return _csv_export(read.reply, reader, run, q.status)
+        position = read.position()
+        index = read.reply.ctx.cache.get_or_build(
+            ("recipient-anchors", *run, q.status), position,
+            lambda: reader.recipient_anchors(run, status=q.status, stride=ANCHOR_STRIDE),
         )
         rows: list[Any] = []
-        if offset < index.total:
-            anchor = offset // index.stride
-            skip = offset - anchor * index.stride
+        if q.offset < index.total:
+            anchor = q.offset // index.stride
+            skip = q.offset - anchor * index.stride
             rows = reader.recipients_from(
-                run, status=status, anchor=index.keys[anchor], limit=skip + limit
+                run, status=q.status, anchor=index.keys[anchor], limit=skip + q.limit
             )[skip:]
         # A winning attempt 1 is the only attempt (F4: the highest attempt wins, and
         # within one attempt the same event wins): read the attempts of the others only.
@@ -326,5 +340,5 @@ def list_recipients(
         else:
             tried = [views_extra.attempt_item(*a) for a in attempts.get(r.recipient_id, ())]
         items.append(views_extra.recipient_item(r, tried, show_phone=show_phone))
-    return _paged(ctx, request, request_id, if_none_match, position,
-                  "pii" if show_phone else "masked", items, index.total, limit, offset)
+    return _paged(read.reply, position, "pii" if show_phone else "masked", items, index.total,
+                  q.limit, q.offset)

@@ -40,8 +40,8 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from api.deps import ApiContext, CampaignId, Context
-from api.errors import CampaignNotFound, Forbidden, InsufficientScope, Unauthorized
+from api.deps import ApiContext, CampaignId, Context, head_of, require
+from api.errors import CampaignNotFound, Unauthorized
 from api.keys import SCOPE_CAMPAIGNS
 from api.payloads import campaign as views
 from projector.fold.rows import CampaignKey
@@ -314,14 +314,12 @@ async def campaign_stream(
     caller = ctx.keys.lookup(x_api_key if x_api_key is not None else api_key)
     if caller is None:
         raise Unauthorized()
-    if not caller.has(SCOPE_CAMPAIGNS):
-        raise InsufficientScope(f"This API key lacks the {SCOPE_CAMPAIGNS} scope.")
+    require(caller, SCOPE_CAMPAIGNS)
     heads = await anyio.to_thread.run_sync(ctx.reader.campaign_heads, campaign_id)
-    if caller.workspace_id not in heads:
-        raise Forbidden() if heads else CampaignNotFound()
+    head = head_of(heads, caller, campaign_id)
 
     settings = settings_of(request)
-    hub = hub_for(request, ctx, (caller.workspace_id, campaign_id))
+    hub = hub_for(request, ctx, head.key)
     ev = hub.join()
     try:
         await hub.ready.wait()
