@@ -20,14 +20,10 @@ orjson: 1024 to parse, 254 to serialise an item again) is rejected ``too_deep:``
 rather than crashing anything. ``decode_value`` raises on no content at all: a
 record that makes it raise is a bug here, not a reason to dead-letter.
 
-Throughput (fast path): the 147 golden events packed as one array record,
-repeated to 100,107 events (36.7 MB; the golden mix is heavy: batch.created
-and snapshots carry recipient lists), one core of the 2-core dev container,
-Python 3.11, pydantic-core 2.50: ~110,000 events/s (0.87-0.93 s). For scale, on
-the same box orjson.loads alone does ~450,000 events/s and a bare 6-string
-pydantic model ~300,000/s. The Python validators (UTC normalisation, the
-message_id rule) cost ~15%. The per-item fallback runs at ~40,000 events/s.
-Rerun: ``python -W ignore -m schemas.decode [events.jsonl]``.
+Throughput: the whole-record path (one pass of pydantic's Rust parsing and
+validation) is the fast one; the per-item fallback is much slower and runs
+only for records that fail it. Measure on this machine with
+``python -W ignore -m schemas.decode [events.jsonl]`` (docs/benchmarks.md#tools).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def _utc_timestamp(value: Any, handler: ValidatorFunctionWrapHandler) -> datetim
     parsed: datetime = handler(value)
     # One representation for every timestamp so comparisons (F3-F10 tie-breaks)
     # and storage never depend on the producer's offset. Zero offsets (``Z``,
-    # nearly every event) skip astimezone: it costs ~2 us with pydantic's TzInfo.
+    # nearly every event) skip astimezone, which is costly with pydantic's TzInfo.
     if parsed.utcoffset() == _ZERO:
         return parsed
     try:

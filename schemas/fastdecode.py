@@ -3,10 +3,10 @@
 ``schemas.decode.decode_value`` is the contract's only validator: what it
 rejects is dead-lettered by the live path, and a rebuild or the archive must
 accept exactly the events the live path accepted. Its cost (pydantic
-validation plus a ``model_dump_json``, ~5 us per event) bounded a replay from
-Kafka and the archiver, so records are first offered to this decoder:
-msgspec structs that mirror the event models, compiled to C (~3 times
-faster than pydantic, JSON included).
+validation plus a ``model_dump_json``) bounded a replay from Kafka and the
+archiver, so records are first offered to this decoder: msgspec structs that
+mirror the event models, compiled to C, several times faster than pydantic
+with the JSON included (docs/decisions/0012-compiled-fast-decoder.md).
 
 It only ever says "accepted, and here is the canonical JSON" or "ask
 pydantic" (``None``), never "rejected", and it is deliberately narrower than
