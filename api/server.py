@@ -80,8 +80,9 @@ def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
         access_log=False,  # latency goes to /metrics; access logs would cost per request
         server_header=False,
         lifespan="off",
-        # asyncio's loop, whatever else is installed: uvloop measured no
-        # better under ingestion (docs/benchmarks.md (e), 2026-11-30).
+        # asyncio's loop, whatever else is installed: uvloop did no better
+        # under ingestion, and an installed one must not change the behaviour
+        # unnoticed (docs/decisions/0010-uvloop-and-httptools.md).
         loop="asyncio",
         timeout_graceful_shutdown=5,
     )
