@@ -193,9 +193,9 @@ async def _digests(
 ) -> dict[tuple[str, int], int | None]:
     # Reset to the log start when out of range shows the offset is not there.
     # 64 KB per partition is plenty: a broker returns the first record batch
-    # whole even when it is larger (measured on Tansu: 2-10 MB records on 8
-    # partitions at once), and 1 MB made a check behind a backlog cost 149 ms
-    # of CPU instead of 31 ms (16 partitions).
+    # whole even when it is larger, and bigger fetches made a check behind a
+    # backlog several times dearer (docs/decisions/0008-one-log-reader-consumer.md;
+    # the measurement is in docs/reliability.md, "Cost").
     found: dict[tuple[str, int], int | None] = {}
     if not wanted:
         return found
@@ -250,8 +250,8 @@ class LogReader:
 
     The worker looks before every commit (log marks) and once a second (lag,
     log start, marks): a consumer per look cost a connection, a metadata
-    round trip and a shutdown each time, ~9% of the main thread at ~6,000
-    events/s (py-spy, docs/benchmarks.md (b)). Every look assigns its
+    round trip and a shutdown each time, a visible share of the main thread
+    (docs/decisions/0008-one-log-reader-consumer.md). Every look assigns its
     partitions afresh (new fetch positions and high watermarks: nothing is
     carried over from the previous look) and leaves them paused, so the
     consumer fetches nothing between looks. Looks are serialised (one

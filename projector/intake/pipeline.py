@@ -249,11 +249,10 @@ class Pipeline:
         offset per partition as the consumer read it on assignment: a
         partition silent since assignment is re-sought only if that offset is
         past DuckDB's. Otherwise it is merely waiting behind other partitions'
-        backlog (seen: 11 of 16 re-sought, some twice, in the first seconds of
-        a 100,000-record catch-up), and a seek would throw away what the
-        consumer already fetched for it. A partition that delivered anything
-        since assignment is never re-sought here: a slow flush must not look
-        like a stall.
+        backlog, and a seek would throw away what the consumer already fetched
+        for it (docs/decisions/0020-stall-watchdog.md). A partition that
+        delivered anything since assignment is never re-sought here: a slow
+        flush must not look like a stall.
         """
         now = time.monotonic()
         out = {}

@@ -1,11 +1,11 @@
 """How the long-running processes (``worker``, ``serve``) set up CPython: collector and GIL.
 
-**Garbage collector.** Measured with ``bench.status_latency`` (2026-11-30,
-docs/benchmarks.md (e)): the serve process tracked ~290,000 objects, and
-every full (generation 2) collection stopped all its threads, the API's
-included, for 150-200 ms under ingestion: that was the whole tail of the
-status latency. Most of those objects are the imported modules, the app and
-its routes, which live as long as the process and can never be garbage.
+**Garbage collector.** Every full (generation 2) collection scans every
+tracked object and stops all threads, the API's included; under ingestion
+those pauses were the whole tail of the status latency
+(docs/decisions/0006-gc-freeze-and-rare-full-collections.md). Most tracked
+objects are the imported modules, the app and its routes, which live as long
+as the process and can never be garbage.
 So, once the process is built: collect, then ``gc.freeze()`` what exists (no
 later collection scans it again; objects freed by reference counting are
 still freed), and run full collections a hundred times less often than
@@ -17,14 +17,13 @@ rarely makes.
 GIL while they run, but duckdb-python takes it back after every task of a
 query, and a thread that wants the GIL while another runs Python waits up to
 the switch interval (CPython's default: 5 ms) before it may ask for it. Beside
-a busy Python thread, that wait is paid hundreds of times per flush: a
-3,000-event flush took 0.08-0.13 s alone and 1.3-1.7 s beside it; at 1 ms,
-0.39-0.47 s; at 0.2 ms, 0.20-0.28 s (docs/benchmarks.md, "Results on
-2026-12-01, afternoon"). Threads that are not contended never wait, so a
-shorter interval costs nothing when the process is quiet. ``worker`` uses
-1 ms. ``serve`` keeps CPython's interval: there the API's thread is preempted
-as often as it preempts, and its status p99 at 50 polls/s went over 20 ms in
-2 of 8 runs at 1 ms. ``PROJECTOR_GIL_SWITCH_INTERVAL_MS`` overrides both.
+a busy Python thread, that wait is paid hundreds of times per flush, and a
+shorter interval shortens each one. Threads that are not contended never
+wait, so a shorter interval costs nothing when the process is quiet.
+``worker`` uses 1 ms. ``serve`` keeps CPython's interval: there the API's
+thread is preempted as often as it preempts, and its status latency suffered
+(docs/decisions/0025-gil-switch-interval.md).
+``PROJECTOR_GIL_SWITCH_INTERVAL_MS`` overrides both.
 """
 
 from __future__ import annotations

@@ -295,8 +295,8 @@ class EventEmitter:
 
     async def _partition(self, producer: AIOKafkaProducer, topic: str, key: bytes) -> int:
         # The client's default partitioner (Java-compatible murmur2 of the key)
-        # costs ~12 us per record in pure Python; a campaign's partition only
-        # changes if the topic is repartitioned, so compute it once per key.
+        # is slow in pure Python; a campaign's partition only changes if the
+        # topic is repartitioned, so compute it once per key.
         partitions = sorted(await producer.partitions_for(topic))
         partition: int = DefaultPartitioner()(key, partitions, partitions)
         if len(self._partition_of) >= 100_000:
