@@ -38,10 +38,11 @@ def decode(raw: bytes) -> Decoded:
 def fast(raw: bytes) -> list[FastEvent] | None:
     """The record's events by the compiled fast path, or None: ``decode`` judges it.
 
-    ~3 times cheaper than pydantic on this loop, which also runs faust. The
-    events stay canonical JSON: a large flush merges them in SQL as they are,
-    a small one folds their structs (``FastEvent.event()``, no pydantic) in the
-    writer thread (``Store.flush``). Never raises: anything unexpected goes to the judge.
+    Several times cheaper than pydantic on this loop, which also runs faust
+    (docs/decisions/0012-compiled-fast-decoder.md). The events stay canonical
+    JSON: a large flush merges them in SQL as they are, a small one folds their
+    structs (``FastEvent.event()``, no pydantic) in the writer thread
+    (``Store.flush``). Never raises: anything unexpected goes to the judge.
     """
     try:
         got = fast_events(raw)

@@ -1,16 +1,14 @@
 """The Kafka replay's readers: processes that each fetch, decode and stage some partitions.
 
 A replay from Kafka used to fetch every record in the main process, ship
-the values (375 MB per million events) to decoding processes and stage what
-they sent back from a writer thread, so one core did all the fetching and
-all the staging. Each reader now owns whole partitions: it fetches them
-itself (a group-less consumer), decodes each chunk of records as the live
-path does (``decode_chunk``), and appends the accepted events to an Arrow
-IPC file. The main process only maps those files and types them in one
-parallel statement. What crosses the process boundary is small: offsets,
-log marks, dead letters and progress counts. Measured in interleaved runs
-on 1M events (2 cores): read, decode and stage 3.55-3.92 s against
-4.07-4.60 s before (docs/benchmarks.md).
+every value to decoding processes and stage what they sent back from a
+writer thread, so one core did all the fetching and all the staging. Each
+reader now owns whole partitions: it fetches them itself (a group-less
+consumer), decodes each chunk of records as the live path does
+(``decode_chunk``), and appends the accepted events to an Arrow IPC file.
+The main process only maps those files and types them in one parallel
+statement. What crosses the process boundary is small: offsets, log marks,
+dead letters and progress counts (docs/decisions/0022-kafka-replay-readers.md).
 
 Partitions are shared by record count, largest first (each reader pays for
 its own consumer, so there are as many shares as readers).
@@ -50,7 +48,7 @@ def decode_chunk(values: list[bytes | None]) -> tuple[pa.Table, list[tuple[int, 
     """Decode records like the live path: accepted events as (event_type, event JSON), rejects.
 
     Each record is offered to the compiled fast path first
-    (``schemas.fastdecode``, ~3 times faster with the JSON included), which
+    (``schemas.fastdecode``, docs/decisions/0012-compiled-fast-decoder.md), which
     hands anything it is not sure of to ``decode_value``, the judge. Rejects
     are ``(record position in values, item index or -1, reason)``.
     """

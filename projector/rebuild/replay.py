@@ -20,8 +20,9 @@ Same result as the live path, by construction:
 Kafka records are fetched and decoded by reader processes, each owning a
 share of the partitions (``projector.rebuild.readers``), which write the
 accepted events' canonical JSON to Arrow files; once every reader is done,
-the files are typed in one parallel pass (0.5 s per million events; typing
-each chunk as it arrives cost 2.3-2.8 s). The archive is read where it lies
+the files are typed in one parallel pass, much cheaper than typing each
+chunk as it arrives (docs/decisions/0022-kafka-replay-readers.md). The
+archive is read where it lies
 (its files carry the typed struct). Nothing is folded until every source is
 read, so a failure leaves no database behind.
 """
@@ -86,7 +87,8 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 
 BATCH_EVENTS = 50_000
-# Kafka replays with fewer records are read in-process (reader start-up ~1 s).
+# Kafka replays with fewer records are read in-process: starting reader
+# processes would cost more than they save (docs/decisions/0022-kafka-replay-readers.md).
 POOL_MIN_RECORDS = 2_000
 STAGE_VIEW = "replay_kafka_staged"  # the readers' (event_type, event JSON), mapped
 TYPED_TABLE = "replay_kafka_typed"  # (event_type, fields): what the fold reads
