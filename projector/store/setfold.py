@@ -1,8 +1,9 @@
 """The fold as set-based SQL, for rebuilding an empty database from validated events.
 
 ``projector.fold.rules`` applies events one at a time in Python; a rebuild of a year
-of history through it runs at ~15k events/s, bounded by per-event Python work
-and per-flush DuckDB upserts. Over a *complete* set of events every rule of
+of history through it is bounded by per-event Python work and per-flush
+DuckDB upserts (docs/decisions/0002-set-based-fold-for-rebuilds.md). Over a
+*complete* set of events every rule of
 F1-F12 is a choice of winner or a count, which DuckDB computes for the whole
 set in a few vectorised passes:
 
@@ -116,8 +117,8 @@ bc AS (SELECT {RUN}, count(*) FILTER (WHERE seen) AS batches_seen,
 def _first(table: str, key: str, order: str) -> str:
     """One row of ``table`` per ``key``: the first by ``order``.
 
-    Most keys have one row (one attempt per recipient): those skip the sort.
-    Measured on a 1M-event archive: 0.16 s instead of 0.28 s for the window alone.
+    Most keys have one row (one attempt per recipient): those skip the sort,
+    which is most of a window's cost (docs/decisions/0002-set-based-fold-for-rebuilds.md).
     """
     return f"""(WITH d AS (SELECT {key} FROM {table} GROUP BY ALL HAVING count(*) > 1)
 SELECT * FROM {table} ANTI JOIN d USING ({key})
@@ -136,8 +137,8 @@ def _reads(source: str, messages: str = "messages") -> tuple[str, ...]:
     """
     return (
         # Every submit attempt is kept; within an attempt the later, then larger id (F4).
-        # Redelivered attempts are rare: _first sorts only those (measured on
-        # 1M events: 0.16 s instead of 0.23 s for a window over every submit).
+        # Redelivered attempts are rare: _first sorts only those, not every
+        # submit (docs/decisions/0002-set-based-fold-for-rebuilds.md).
         f"""CREATE OR REPLACE TEMP TABLE sf_sub AS
 WITH s AS MATERIALIZED (
   SELECT fields.workspace_id AS workspace_id, fields.campaign_id AS campaign_id,
@@ -287,10 +288,10 @@ def fold_into(
     ``on_step(done, total)`` reports progress: the steps are a handful of long
     statements. ``materialise`` copies ``source`` once first: for JSON
     sources, which would otherwise be parsed once per read (typed Parquet is
-    cheaper to scan again than to copy). The tables are filled without their primary keys, which are
-    built afterwards in one pass each (measured: ~1.3 s less per million
-    events than maintaining the indexes row by row), or, with
-    ``primary_keys=False``, left to ``add_keys_and_indexes`` later.
+    cheaper to scan again than to copy). The tables are filled without their
+    primary keys, which are built afterwards in one pass each (cheaper than
+    maintaining the indexes row by row: docs/decisions/0002-set-based-fold-for-rebuilds.md),
+    or, with ``primary_keys=False``, left to ``add_keys_and_indexes`` later.
     """
     if materialise:
         con.execute(f"CREATE OR REPLACE TEMP TABLE sf_src AS SELECT * FROM {source}")

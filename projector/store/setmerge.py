@@ -404,9 +404,7 @@ def merge_into(con: duckdb.DuckDBPyConnection, source: str) -> Merged:
 
     The statements go to DuckDB as one script: each call into duckdb-python
     takes the GIL back on its way in and out, and beside a busy event loop
-    every take waits. A 15,000-event merged flush beside a thread spinning in
-    Python (1 ms switch interval) took 0.47-0.53 s one statement at a time and
-    0.34-0.41 s as a script; alone, 0.20 s either way.
+    every take waits (docs/decisions/0026-merge-as-one-script.md).
     """
     steps = (
         "CREATE OR REPLACE TEMP TABLE sm_msg_new AS SELECT * FROM messages LIMIT 0",
