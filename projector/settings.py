@@ -48,50 +48,46 @@ class Settings(BaseSettings):
     # only spreads partitions and keeps Kafka-side commits as a convenience.
     group_id: str = "campaign-projector"
     # Micro-batch bounds: a flush happens when either is reached. Under steady
-    # load the interval triggers (2,000 events/s: ~200 per flush); the size
-    # bound only matters while catching up on a backlog, where each flush's
-    # fixed cost is amortised: 500,000 events in arrays of 100, 42-46k events/s
-    # at 100,000 against 33-38k at 50,000, peak RSS 1.25-1.32 GB against
-    # 0.96-1.05 GB (docs/benchmarks.md). A flush starts at the bound and the
-    # batch filling meanwhile may reach twice it before the consumer waits.
+    # load the interval triggers; the size bound only matters while catching
+    # up on a backlog, where larger flushes spread each flush's fixed cost, at
+    # the price of memory (docs/decisions/0023-flush-bound-100000.md; the
+    # interval: docs/decisions/0024-flush-interval-alternatives.md). A flush
+    # starts at the bound and the batch filling meanwhile may reach twice it
+    # before the consumer waits.
     flush_max_events: int = Field(default=100000, ge=1)
     flush_interval_ms: int = Field(default=100, ge=1)
     # How long the broker may hold a fetch when it has too little data. faust
     # hard-codes 1500 ms, and Tansu holds a fetch for that long even while
-    # records arrive: measured at 2,000 records/s, delivery p50 409 ms / p99
-    # 776 ms at 1500, 33 ms / 68 ms at 100 (docs/benchmarks.md, freshness).
+    # records arrive, so records reached the projector late
+    # (docs/decisions/0001-fetch-wait-100ms.md).
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=30000)
     # DuckDB's memory limit, applied at connect time (WAL replay runs before any SET).
     duckdb_memory_limit: str = "2GB"
     # The write-ahead log size at which a commit checkpoints the database.
     # A checkpoint rewrites the tables' indexes, so its cost grows with the
-    # database: at DuckDB's 16 MB nearly every 50,000-event flush paid one
-    # (0.3-0.6 s each at 1M events); at 256 MB one in ~17 did, and building
-    # 1M events took 26% less (docs/benchmarks.md). The price: up to this
-    # much WAL on disk, replayed on the next start after a crash (152 MB in
-    # 0.8 s, measured).
+    # database; at DuckDB's 16 MB nearly every large flush paid one. The
+    # price of a larger threshold: up to this much WAL on disk, replayed on
+    # the next start after a crash (docs/decisions/0018-checkpoint-threshold-256mb.md).
     duckdb_checkpoint_threshold: str = Field(default="256MB", pattern=r"^\d+(\.\d+)?\s*[KMGT]?i?B$")
     # DuckDB's worker threads for the live database (worker, serve); 0 = one
     # per core, DuckDB's default. At live rates a flush is small and gains
     # nothing from a second thread, while DuckDB's pool taking both cores of a
-    # small machine starves the API and faust's loop of CPU. One thread gave a
-    # lower status p99 at 200 polls/s (9.4-13.5 against 9.6-17.7 ms, interleaved),
-    # used less CPU and did not slow ingestion (docs/benchmarks.md, "DuckDB's
-    # threads"). Rebuilds always use every core; a flush merged in SQL runs on
-    # two (projector.store.writer.MERGE_THREADS: duckdb-python takes the GIL per task).
+    # small machine starves the API and faust's loop of CPU
+    # (docs/decisions/0013-one-duckdb-thread.md). Rebuilds always use every
+    # core; a flush merged in SQL runs on two (projector.store.writer.MERGE_THREADS:
+    # docs/decisions/0017-merge-on-two-duckdb-threads.md).
     duckdb_threads: int = Field(default=1, ge=0)
     # How long a thread waits for the GIL before it asks the holder to let go;
     # None: the command's default (projector.intake.runtime): 1 ms for `worker`,
     # CPython's 5 ms for `serve`. The writer's DuckDB statements take the GIL
     # back after every task, so beside a busy consumer loop each flush paid
     # that wait hundreds of times. In `serve` a shorter interval also preempts
-    # the API's thread: its status p99 went over 20 ms in 2 of 8 runs at 1 ms
-    # (docs/benchmarks.md, afternoon).
+    # the API's thread (docs/decisions/0025-gil-switch-interval.md).
     gil_switch_interval_ms: float | None = Field(default=None, gt=0, le=100)
     # Rows of the projection tables the live writer keeps in memory, so a
     # flush reads from DuckDB only the keys it has not seen. Past the bound
-    # the cache is dropped whole and refilled from misses. Measured ~210
-    # bytes per cached row (tracemalloc, 520,000 rows): ~210 MB at the default.
+    # the cache is dropped whole and refilled from misses. Memory grows with
+    # the bound (docs/decisions/0005-row-cache.md).
     cache_max_rows: int = Field(default=1_000_000, ge=0)
     # Flushes of at least this many events are folded by set-based SQL
     # (projector.store.setmerge), which runs in DuckDB without the GIL, instead of
