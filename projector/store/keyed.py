@@ -3,7 +3,8 @@
 Keys of rows below a run are clustered (rows are written run by run), so one
 statement reads or writes all of a flush's. Message ids are in no order: in a
 large table their keys go ``KEY_CHUNK`` at a time, which DuckDB answers from
-an index; in one statement it would scan the table (docs/decisions/0021).
+an index; in one statement it would scan the table
+(docs/decisions/0021-message-id-key-chunks.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from projector.store.tables import Table
 # and the conflict check of INSERT OR REPLACE, filters its scan by the key list,
 # which it answers from an index; past it DuckDB scans the table. Past
 # KEY_CHUNKED_MAX keys in one flush a single scan is cheaper, and so it is below
-# KEY_CHUNK_MIN_ROWS stored rows (docs/decisions/0021-message-key-chunks.md).
+# KEY_CHUNK_MIN_ROWS stored rows (docs/decisions/0021-message-id-key-chunks.md).
 KEY_CHUNK = 50
 KEY_CHUNKED_MAX = 500
 KEY_CHUNK_MIN_ROWS = 100_000

@@ -45,8 +45,8 @@ class PriorLoader:
     def large(self, table: Table) -> bool:
         """Whether ``table`` holds enough rows that keys in no order go in chunks.
 
-        Counted (a fraction of a millisecond) until it is: a writer's tables
-        do not shrink, so a large store asks nothing more on its flushes.
+        Counted until it is: a writer's tables do not shrink, so a large
+        store asks nothing more on its flushes (docs/decisions/0021-message-id-key-chunks.md).
         """
         if table.name not in self._large_tables:
             con = self._con()

@@ -155,10 +155,10 @@ SELECT {RUN}, recipient_id, o_submit_batch_id,
     }
 FROM j""",
     # A recipient's delivery state is always its winning message's (F5, F11).
-    # Written in list order, as the Python path writes them: run detail's
-    # top 500 then prunes row groups by zone maps (store.Store._write). On
-    # two threads INSERT OR REPLACE does not keep the order; DELETE and a
-    # plain INSERT do.
+    # Written in list order, as the Python path writes them
+    # (store.upsert.write_changes): run detail's top 500 then prunes row
+    # groups by zone maps. On two threads INSERT OR REPLACE does not keep the
+    # order; DELETE and a plain INSERT do.
     f"""DELETE FROM recipients
 WHERE ({RUN}, recipient_id) IN (SELECT {RUN}, recipient_id FROM sm_rec)""",
     f"""INSERT INTO recipients BY NAME

@@ -122,8 +122,8 @@ PROJECTIONS = (CAMPAIGNS, RUNS, BATCHES, RECIPIENTS, MESSAGES, SNAPSHOTS, ATTEMP
 # Secondary indexes (name -> DDL), built like the primary keys: by the writer
 # that opens a database lacking them. A delivery report whose recipient is not
 # in the writer's cache is matched on ``message_id``: a scan of every recipient
-# (220 ms at 5M on one thread) unless the writer asks for at most 50 ids at a
-# time, which DuckDB answers from this index (3 ms; ``store.KEY_CHUNK``).
+# unless the writer asks for a few ids at a time (``projector.store.keyed.KEY_CHUNK``),
+# which DuckDB answers from this index (docs/decisions/0021-message-id-key-chunks.md).
 INDEXES = {
     "recipients_by_message": "CREATE INDEX IF NOT EXISTS recipients_by_message "
     "ON recipients (message_id)",

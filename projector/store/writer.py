@@ -183,8 +183,8 @@ class Store:
 
         ``rebuild`` leaves them out: building and persisting them is a large
         share of a rebuild's time, and a rebuilt file is often only verified
-        or served read-only (docs/decisions/0009-rebuild-leaves-keys.md). A
-        writer that opens it builds them here, once, in one transaction; a
+        or served read-only (docs/decisions/0009-rebuild-leaves-keys-to-first-writer.md).
+        A writer that opens it builds them here, once, in one transaction; a
         database holding duplicate keys fails here, loudly.
         """
         if not self._keys_pending:
@@ -322,10 +322,10 @@ class Store:
 
         The Python fold holds the GIL for every event, which the consumer's
         loop needs too; DuckDB releases it while it merges
-        (docs/decisions/0016-set-based-merge.md). Events the fast decoder
-        took arrive as canonical JSON already; only models are serialised
-        here. The writer's row cache cannot follow rows changed in SQL, so it
-        starts again, empty.
+        (docs/decisions/0016-set-based-merge-for-large-flushes.md). Events the
+        fast decoder took arrive as canonical JSON already; only models are
+        serialised here. The writer's row cache cannot follow rows changed in
+        SQL, so it starts again, empty.
         """
         stage = pa.table(  # noqa: F841 (read by DuckDB by name)
             {
@@ -404,9 +404,10 @@ class Store:
                 raise StoreError(f"{self.path} is not empty: a set-based rebuild needs a new one")
             seq = self._seq + 1
             # Nothing reads the tables in insertion order (every query orders
-            # by key), so DuckDB may insert the fold's rows in parallel. Set
-            # outside the transaction: a failed one refuses every statement
-            # until rolled back, the RESET included.
+            # by key), so DuckDB may insert the fold's rows in parallel
+            # (docs/decisions/0002-set-based-fold-for-rebuilds.md). Set outside
+            # the transaction: a failed one refuses every statement until
+            # rolled back, the RESET included.
             self.con.execute("SET preserve_insertion_order = false")
             try:
                 with self._transaction("rebuild", seq) as con:
