@@ -264,7 +264,8 @@ def new_faust_app(
         topic_disable_leader=True,
         topic_partitions=partitions,
         consumer_auto_offset_reset="earliest",
-        # Measured on Tansu (BROKER.md): faust's defaults wait ~30 s per join.
+        # faust's default session and rebalance timeouts made every group join
+        # on Tansu wait for them; these let a join finish in seconds.
         broker_session_timeout=6,
         broker_rebalance_timeout=6,
         broker_heartbeat_interval=1,
@@ -310,8 +311,8 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
 
     async def project(stream: faust.StreamT[bytes]) -> None:
         # ``stream.events()`` inlined: it is this loop inside one more async
-        # generator, whose resumption per record cost ~4 us (single-event
-        # records: 6,167 -> 6,692 events/s over three interleaved pairs).
+        # generator, resumed once per record
+        # (docs/decisions/0011-agent-iterates-the-stream.md).
         records = stream.noack()
         async for _ in records:
             event = records.current_event
