@@ -34,7 +34,8 @@ decoded back into its struct, every attribute the model's value (``type``,
 timestamps as UTC datetimes, defaults filled, nested objects), so an event
 is validated once, not again by pydantic. Converting on demand rather than
 keeping the first decode's struct keeps a buffered event as small as before;
-large flushes merge the JSON in SQL and never convert (docs/decisions/0012).
+large flushes merge the JSON in SQL and never convert
+(docs/decisions/0012-compiled-fast-decoder.md).
 """
 
 from __future__ import annotations
