@@ -65,7 +65,7 @@ def main() -> int:
         # Iterated as the projector does (projector.intake.worker: no per-record
         # acks, the record from ``current_event``), which is also faust's
         # fastest way: plain ``async for value in stream`` acks every record
-        # and measured ~10% slower (12.0-12.3k against 13.3-13.8k records/s).
+        # (docs/decisions/0011-agent-iterates-the-stream.md).
         records = stream.noack()
         async for _ in records:
             event = records.current_event

@@ -14,8 +14,8 @@ serialises each one). ``--as-consumed`` hands them over as the live consumer
 does: decoded by the compiled fast path, canonical JSON included, so the
 figure is the writer's own ceiling with nothing else on the machine.
 
-This is a measurement aid for docs/benchmarks.md, not one of the timed
-benchmarks: ``python -m bench.profile_store --events 100000 [--cprofile]``.
+This is a measurement aid for docs/benchmarks.md#profile_store, not one of
+the timed benchmarks: ``python -m bench.profile_store --events 100000 [--cprofile]``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class TimedConnection:
         if len(parts) > 1:
             # A script (setmerge sends its statements as one): run them one at
             # a time so each is timed under its own kind. Alone on the
-            # machine, that costs the same (docs/benchmarks.md).
+            # machine, that costs the same (docs/decisions/0026-merge-as-one-script.md).
             for part in parts:
                 result = self._execute(caller, part)
             return result

@@ -4,7 +4,7 @@
 (e) status_latency, and faust_ceiling_array: (a)'s agent on (c)'s records, a
 reference for (c). Each prints table rows and appends its figures to
 ``bench/results/<name>.json``. Defaults take about 3 minutes on the 2-core
-dev machine (172 s on 2026-12-01): 100,000 single-event records for (a) and
+dev machine: 100,000 single-event records for (a) and
 (b), 200,000 events in 100-event array records for (c) and
 faust_ceiling_array, 30 s at 2,000 events/s for (d), 30 s gentle + 10 s
 paced + 20 s closed-loop polling for (e).

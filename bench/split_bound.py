@@ -2,8 +2,9 @@
 
 (c) runs the projector as it ships, in one process: faust's loop takes the
 records in and decodes them, a thread writes them to DuckDB, and the two
-share one GIL, so they mostly take turns (docs/benchmarks.md). A design that
-gave each its own process is the only way to run them truly side by side.
+share one GIL, so they mostly take turns
+(docs/decisions/0029-no-two-process-split.md). A design that gave each its
+own process is the only way to run them truly side by side.
 This measures the most such a design could do, without building it: the
 two halves run at once in separate processes, on (c)'s events, and nothing
 is handed from one to the other (a real split would add that cost).
@@ -16,8 +17,8 @@ is handed from one to the other (a real split would add that cost).
    rate counts only its flushes that lie wholly inside the agent's window.
 
 A two-process projector would go no faster than the slower half beside the
-other. A measurement aid for docs/benchmarks.md, not part of ``make bench``
-(about 80 s): ``python -m bench.split_bound``.
+other. A measurement aid for docs/benchmarks.md#split_bound, not part of
+``make bench`` (about 80 s): ``python -m bench.split_bound``.
 """
 
 from __future__ import annotations

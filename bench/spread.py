@@ -1,7 +1,7 @@
 """Spread of a benchmark figure over its recorded runs.
 
 One run of a latency tail says little on a shared 2-core machine (the status
-p99 moved 9-27 ms between identical runs). Every run appends to
+p99 moves by more than its target between identical runs). Every run appends to
 ``bench/results/<name>.json``; this prints min / median / max of chosen
 figures over the runs since a date, and how many met a bound::
 

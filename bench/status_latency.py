@@ -9,12 +9,12 @@ each in a closed loop (next request as soon as the previous answered) over
 the campaigns the simulator defines first. Each poller has its own API key
 per workspace, as separate clients would: the API rate-limits each key (50
 requests/s by default), and with one key per workspace the paced and closed
-phases used to measure mostly fast 429s (~20% of paced requests until
-2026-11-30). A phase with any answer other than 200 does not meet the
-target. Latency is measured client-side (request sent -> body read), so it
-includes queueing in the client and the server; the server's own
-``projector_http_request_seconds`` histogram for the route (scraped from
-/metrics before and after) is reported alongside, as bucket bounds.
+phases used to measure mostly fast 429s. A phase with any answer other
+than 200 does not meet the target. Latency is measured client-side (request
+sent -> body read), so it includes queueing in the client and the server;
+the server's own ``projector_http_request_seconds`` histogram for the route
+(scraped from /metrics before and after) is reported alongside, as bucket
+bounds.
 
 Three phases: ``closed`` (50 pollers flat out: a saturation test, latency is
 mostly queueing, ~ pollers / throughput), ``paced`` (each of the 50 pollers
