@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from projector.fold.rows import DLR_TERMINAL
 from projector.fold.state import State
-from tests.fold.scenarios import histories
+from tests.fixtures.scenarios import histories
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projector.fold.state import State
-from tests.fold.scenarios import histories
+from tests.fixtures.golden import golden_events
+from tests.fixtures.scenarios import histories
 from tests.fold.test_properties import dump, fold_in_batches
-from tests.fold.test_setfold import _sql_rows, _state_rows
-from tests.fold.test_setmerge import _merged_rows
-from tests.golden import golden_events
+from tests.store.test_setfold import _sql_rows, _state_rows
+from tests.store.test_setmerge import _merged_rows
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

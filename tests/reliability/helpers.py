@@ -24,8 +24,8 @@ from projector.tools.broker import free_port
 from projector.tools.emit import EventEmitter
 from tests.fixtures.processes import Procs, tail
 from tests.fold.test_properties import dump
-from tests.test_simulate_serve import keys_file, watermark_total
-from tests.test_worker import fold_dicts, read_db
+from tests.intake.test_worker import fold_dicts, read_db
+from tests.service.test_simulate_serve import keys_file, watermark_total
 
 __all__ = ["Serve", "dump", "fold_dicts", "produce", "read_db", "rss_kib", "wait_for"]
 

@@ -24,8 +24,8 @@ from projector.intake.offsets import log_end_offsets
 from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
 from tests.fixtures.topics import make_topics
+from tests.intake.test_worker import _topic_of
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, read_db
-from tests.test_worker import _topic_of
 
 PAUSE_SECONDS = 20.0
 # A flush in flight at SIGSTOP (its broker reads done) commits within this.

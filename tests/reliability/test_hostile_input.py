@@ -31,8 +31,8 @@ from projector.store.writer import Store
 from projector.tools.simulate import generate
 from schemas import decode_value
 from tests.fixtures.processes import projector_env
+from tests.intake.test_worker import _consume_all, _topic_of
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, read_db, rss_kib
-from tests.test_worker import _consume_all, _topic_of
 
 RSS_BOUND_MIB = 1024
 REASONS = {

@@ -32,8 +32,8 @@ from projector.intake.pipeline import Pipeline
 from projector.store.writer import Store
 from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
+from tests.intake.test_worker import _topic_of
 from tests.reliability.helpers import dump, fold_dicts, read_db
-from tests.test_worker import _topic_of
 
 POISON = [b"{oops", b"[]", b'{"type": "run.exploded"}', b"7"]
 

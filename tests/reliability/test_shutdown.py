@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaProducer
 from projector.store.writer import Store
 from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
+from tests.intake.test_worker import _topic_of
 from tests.reliability.helpers import Serve, dump, fold_dicts, read_db
-from tests.test_worker import _topic_of
 
 FLUSH_EVENTS = 12_000
 

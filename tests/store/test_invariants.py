@@ -22,7 +22,7 @@ from projector.intake.worker import EXIT_INVARIANT_BROKEN
 from projector.settings import Settings
 from projector.store.errors import InvariantError, StoreError
 from projector.store.writer import Store, live_store
-from tests.golden import golden_events, golden_lines
+from tests.fixtures.golden import golden_events, golden_lines
 
 
 def _off_by_one_heads(self, changed, seq):  # noqa: ANN001, ANN202

@@ -26,9 +26,9 @@ from projector.settings import Topics
 from projector.tools.emit import EventEmitter
 from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
+from tests.fixtures.golden import golden_events, golden_expected
 from tests.fixtures.processes import Procs, projector_env, start_serve
-from tests.golden import golden_events, golden_expected
-from tests.test_simulate_serve import wait_until, watermark_total
+from tests.service.test_simulate_serve import wait_until, watermark_total
 
 ALL = ["campaigns:read", "analytics:read", "pii:read"]
 KEYS = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from projector.store.writer import Store
-from tests.test_logmarks import DLRS, RUNS, _pipeline, _records
+from tests.intake.test_logmarks import DLRS, RUNS, _pipeline, _records
 
 END = {RUNS: 50, DLRS: 50}
 

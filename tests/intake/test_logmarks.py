@@ -17,7 +17,7 @@ from projector.intake.offsets import OffsetsError
 from projector.intake.pipeline import Pipeline
 from projector.store.logmark import LogMark, digest
 from projector.store.writer import Store
-from tests.golden import golden_lines
+from tests.fixtures.golden import golden_lines
 
 RUNS = ("campaign.runs", 0)
 DLRS = ("campaign.dlrs", 0)

@@ -32,7 +32,7 @@ from projector.tools.simulate import generate
 from schemas import decode_value
 from tests.fixtures.processes import projector_cmd, projector_env
 from tests.fold.test_properties import dump
-from tests.test_worker import fold_dicts, produce, read_db
+from tests.intake.test_worker import fold_dicts, produce, read_db
 
 pytestmark = pytest.mark.timeout(400)
 

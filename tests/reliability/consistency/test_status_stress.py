@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from projector.tools.simulate import generate
-from tests.consistency.harness import stress
+from tests.reliability.consistency.harness import stress
 
 
 def _check(tmp_path: Path, seed: int, **kw: object) -> None:

@@ -22,7 +22,7 @@ from projector.tools.broker import free_port
 from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
 from tests.fixtures.processes import Procs, projector_env, tail
-from tests.test_simulate_serve import keys_file, produce, wait_until, watermark_total
+from tests.service.test_simulate_serve import keys_file, produce, wait_until, watermark_total
 
 
 def test_swap_under_polling_and_ingestion_fails_no_request(

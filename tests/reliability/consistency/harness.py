@@ -55,7 +55,7 @@ from projector.store.errors import InvariantError
 from projector.store.writer import FlushResult, Store
 from projector.tools.broker import free_port
 from schemas import EVENT_ADAPTER, TOPIC_KIND_OF_TYPE
-from tests.consistency.pollers import KEYS, Findings, poll_main
+from tests.reliability.consistency.pollers import KEYS, Findings, poll_main
 
 PARTITIONS = 4
 

@@ -45,11 +45,11 @@ from projector.settings import Topics
 from projector.tools.broker import free_port
 from projector.tools.emit import EventEmitter
 from projector.tools.simulate import generate
-from tests.consistency.harness import fold_of, hostile_order
-from tests.consistency.pollers import KEYS, Findings, poll_main
 from tests.fixtures.processes import Procs, projector_env, tail
+from tests.reliability.consistency.harness import fold_of, hostile_order
+from tests.reliability.consistency.pollers import KEYS, Findings, poll_main
 from tests.reliability.helpers import wait_for
-from tests.test_simulate_serve import keys_file, watermark_total
+from tests.service.test_simulate_serve import keys_file, watermark_total
 
 
 async def _describe(bootstrap: str, group: str) -> tuple[str, int]:

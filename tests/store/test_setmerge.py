@@ -19,9 +19,9 @@ from projector.fold.state import State
 from projector.store.setfold import typed
 from projector.store.setmerge import merge_into
 from projector.store.tables import PROJECTIONS, VIEWS_DDL
-from tests.fold.scenarios import histories
-from tests.fold.test_setfold import _rivals, _state_rows, _stored_rows
-from tests.golden import golden_events
+from tests.fixtures.golden import golden_events
+from tests.fixtures.scenarios import histories
+from tests.store.test_setfold import _rivals, _state_rows, _stored_rows
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

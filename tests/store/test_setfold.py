@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from projector.fold.state import State
 from projector.store.setfold import fold_into, typed
 from projector.store.tables import BATCHES, PROJECTIONS, Table
-from tests.fold.scenarios import histories
+from tests.fixtures.golden import golden_events
+from tests.fixtures.scenarios import histories
 from tests.fold.test_properties import tables
-from tests.golden import golden_events
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

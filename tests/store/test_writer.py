@@ -14,15 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.store import writer as store_module
 from projector.fold.state import State
+from projector.store import writer as store_module
 from projector.store.tables import PROJECTIONS
 from projector.store.writer import DeadLetter, Store
 from schemas import EVENT_ADAPTER
 from schemas.fastdecode import FastEvent, fast_events
-from tests.fold.scenarios import histories
+from tests.fixtures.golden import golden_events
+from tests.fixtures.scenarios import histories
 from tests.fold.test_properties import dump
-from tests.golden import golden_events
 
 
 def read_all(store: Store) -> dict:

@@ -24,9 +24,9 @@ from projector.settings import Topics
 from projector.store.tables import SCHEMA_VERSION
 from projector.store.writer import Store
 from projector.tools.emit import EventEmitter
+from tests.fixtures.golden import golden_events, golden_expected
 from tests.fixtures.processes import Procs, projector_cmd, projector_env, start_serve
-from tests.golden import golden_events, golden_expected
-from tests.test_simulate_serve import wait_until, watermark_total
+from tests.service.test_simulate_serve import wait_until, watermark_total
 
 KEY = "upgrade-key-0123456789"
 

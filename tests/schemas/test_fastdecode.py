@@ -25,7 +25,7 @@ from projector.store.setfold import EVENT_STRUCT
 from schemas import decode_value
 from schemas.fastdecode import fast_decode
 from schemas.union import EVENT_ADAPTER, EVENT_TYPES
-from tests.golden import golden_lines
+from tests.fixtures.golden import golden_lines
 
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -23,7 +23,7 @@ from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
 from tests.fixtures.processes import projector_env, tail
 from tests.fold.test_properties import dump
-from tests.test_store import read_all
+from tests.store.test_writer import read_all
 
 
 def fold_dicts(events: list[dict]) -> State:

@@ -26,9 +26,9 @@ from schemas import (
 )
 from schemas.export import export_schemas, render_schemas, run_cli
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 GOLDEN = DATA / "golden" / "basic" / "events.jsonl"
-DOCS_SCHEMAS = Path(__file__).parent.parent / "docs" / "schemas"
+DOCS_SCHEMAS = Path(__file__).parents[2] / "docs" / "schemas"
 
 ENVELOPE = {
     "event_id": "evt-1",
@@ -518,7 +518,7 @@ def test_cli_check_reports_stale_files_without_writing(
 
 
 def test_examples_in_the_producer_guide_validate() -> None:
-    guide = (Path(__file__).parent.parent / "docs" / "events.md").read_text(encoding="utf-8")
+    guide = (Path(__file__).parents[2] / "docs" / "events.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", guide, re.S)
     lines = [line for block in blocks for line in block.strip().splitlines()]
     assert len(lines) >= len(EVENT_TYPES)

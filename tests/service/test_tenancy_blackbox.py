@@ -38,9 +38,9 @@ from projector.settings import Topics
 from projector.store.writer import Store
 from projector.tools.emit import EventEmitter
 from schemas import EVENT_ADAPTER
+from tests.fixtures.golden import golden_events, golden_expected
 from tests.fixtures.processes import Procs, projector_env, start_serve
-from tests.golden import golden_events, golden_expected
-from tests.test_simulate_serve import wait_until, watermark_total
+from tests.service.test_simulate_serve import wait_until, watermark_total
 
 ALL = ["campaigns:read", "analytics:read", "pii:read"]
 KEYS = {

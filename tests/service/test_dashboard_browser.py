@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 RECIPIENTS = 1500
 RATE = 250  # events per second: a run of ~10 s, long enough to watch
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
