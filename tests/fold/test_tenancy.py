@@ -14,8 +14,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fixtures.projections import dump, fold_in_batches
 from tests.fixtures.scenarios import fold_alone, histories, hostile, rows_of, workspaces_of
-from tests.fold.test_properties import dump, fold_in_batches
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

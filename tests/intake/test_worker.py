@@ -14,33 +14,13 @@ import time
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from projector.fold.state import State
 from projector.store.writer import Store
-from projector.tools.emit import EventEmitter
 from projector.tools.simulate import generate
-from schemas import EVENT_ADAPTER
+from tests.fixtures.kafka import consume_all, produce, topic_of
 from tests.fixtures.processes import projector_env, tail
-from tests.fold.test_properties import dump
-from tests.store.test_writer import read_all
-
-
-def fold_dicts(events: list[dict]) -> State:
-    state = State()
-    state.apply([EVENT_ADAPTER.validate_python(e) for e in events])
-    return state
-
-
-def read_db(path) -> dict:
-    with Store(path) as store:
-        return read_all(store)
-
-
-async def produce(bootstrap, topics, events, array_size=1):
-    async with EventEmitter(bootstrap, topics, array_size=array_size) as em:
-        await em.emit_many(events)
-        await em.flush()
+from tests.fixtures.projections import dump, fold_dicts, read_db
 
 
 def test_sigkill_at_random_moments_loses_and_double_counts_nothing(
@@ -114,7 +94,7 @@ def test_poison_records_go_to_the_deadletter_topic_and_the_stream_moves_on(
         try:
             futures = []
             for key, value, event in records:
-                topic = topics.submits if event is None else _topic_of(topics, event["type"])
+                topic = topics.submits if event is None else topic_of(topics, event["type"])
                 k = key if event is None else event["campaign_id"].encode()
                 futures.append(await producer.send(topic, value, key=k))
             await asyncio.gather(*futures)
@@ -129,7 +109,7 @@ def test_poison_records_go_to_the_deadletter_topic_and_the_stream_moves_on(
     with Store(db) as store:
         counted = store.con.execute("SELECT count(*) FROM deadletters").fetchone()[0]
     assert counted == n_poison
-    letters = asyncio.run(_consume_all(bootstrap, topics.deadletter, n_poison))
+    letters = asyncio.run(consume_all(bootstrap, topics.deadletter, n_poison))
     assert len(letters) == n_poison
     for letter in letters:
         assert letter["source_topic"] == topics.submits
@@ -144,35 +124,6 @@ def test_poison_records_go_to_the_deadletter_topic_and_the_stream_moves_on(
             "too_deep",
         }, letter["reason"]
         assert letter["raw_size"] > 0
-
-
-def _topic_of(topics, event_type: str) -> str:
-    from schemas import TOPIC_KIND_OF_TYPE
-
-    return getattr(topics, TOPIC_KIND_OF_TYPE[event_type])
-
-
-async def _consume_all(
-    bootstrap: str, topic: str, expected: int, timeout: float = 20.0
-) -> list[dict]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_bytes=16 * 1024 * 1024,
-    )
-    await consumer.start()
-    out: list[dict] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(out) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend(orjson.loads(r.value) for r in records)
-    finally:
-        await consumer.stop()
-    return out
 
 
 pytestmark = pytest.mark.timeout(400)

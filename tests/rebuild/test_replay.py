@@ -30,9 +30,9 @@ from projector.store.verify import compare
 from projector.store.writer import open_store
 from projector.tools.simulate import generate
 from schemas import decode_value
+from tests.fixtures.kafka import produce
 from tests.fixtures.processes import projector_cmd, projector_env
-from tests.fold.test_properties import dump
-from tests.intake.test_worker import fold_dicts, produce, read_db
+from tests.fixtures.projections import dump, fold_dicts, read_db
 
 pytestmark = pytest.mark.timeout(400)
 

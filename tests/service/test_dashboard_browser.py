@@ -27,10 +27,10 @@ from fastapi.testclient import TestClient
 
 from api.keys import KNOWN_SCOPES
 from projector.settings import Topics
-from projector.tools.broker import free_port
 from projector.tools.emit import EventEmitter
 from projector.tools.simulate import WORKSPACES, generate
-from tests.fixtures.processes import Procs, projector_env, tail
+from tests.fixtures.processes import Procs, projector_env, start_serve
+from tests.fixtures.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -131,27 +131,12 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
     (tmp_path / "keys.json").write_text(json.dumps({"keys": [
         {"key": k, "workspace_id": ws, "scopes": sorted(KNOWN_SCOPES)} for ws, k in keys.items()
     ]}))
-    port = free_port()
     env = projector_env(bootstrap, topics, flush_max_events=200, flush_interval_ms=100)
-    serve = procs.start(
-        "serve", "--db", str(tmp_path / "p.duckdb"), "--port", str(port),
-        "--api-keys", str(tmp_path / "keys.json"), env=env, log_name="serve",
-    )  # fmt: skip
+    _, port, died = start_serve(procs, env, tmp_path / "p.duckdb", tmp_path / "keys.json")
     base = f"http://127.0.0.1:{port}"
 
     def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if serve.poll() is not None:
-                pytest.fail(f"projector serve exited {serve.returncode}:\n{tail(serve)}")
-            try:
-                got = check()
-            except httpx.TransportError:
-                got = None
-            if got:
-                return got
-            time.sleep(0.1)
-        pytest.fail(f"{what} not reached within {timeout:.0f}s")
+        return wait_until(what, check, timeout, died)
 
     wait_for("/readyz 200", lambda: httpx.get(base + "/readyz").status_code == 200, 60)
     cid, ws, events = _one_run()
@@ -170,11 +155,7 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
         page = browser.new_page(viewport={"width": 1200, "height": 900})
 
         def until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-            deadline = time.monotonic() + timeout
-            while not check():
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{what}: not seen within {timeout:.0f}s")
-                time.sleep(0.1)
+            wait_until(what, check, timeout)
 
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))

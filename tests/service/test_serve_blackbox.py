@@ -27,8 +27,8 @@ from projector.tools.emit import EventEmitter
 from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
 from tests.fixtures.golden import golden_events, golden_expected
-from tests.fixtures.processes import Procs, projector_env, start_serve
-from tests.service.test_simulate_serve import wait_until, watermark_total
+from tests.fixtures.processes import Procs, projector_env, start_serve, watermark_total
+from tests.fixtures.waiting import wait_until
 
 ALL = ["campaigns:read", "analytics:read", "pii:read"]
 KEYS = {

@@ -8,8 +8,6 @@ detail (run, batches, recipients page and recipient summary).
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,63 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
-from api.keys import KNOWN_SCOPES
 from api.payloads import campaign as views
 from projector.fold.state import State
 from projector.settings import Topics
-from projector.tools.emit import EventEmitter
 from projector.tools.simulate import WORKSPACES, generate
 from schemas import EVENT_ADAPTER
-from tests.fixtures.processes import Procs, projector_env, start_serve
+from tests.fixtures.kafka import produce
+from tests.fixtures.processes import Procs, keys_file, projector_env, start_serve, watermark_total
+from tests.fixtures.waiting import wait_until
 
 CAMPAIGNS, RECIPIENTS, SEED = 3, 300, 17
-
-
-def keys_file(path: Path) -> dict[str, str]:
-    """One all-scopes key per simulated workspace; workspace -> key."""
-    keys = {ws: f"test-key-{ws}" for ws in WORKSPACES}
-    doc = {
-        "keys": [
-            {"key": k, "workspace_id": ws, "scopes": sorted(KNOWN_SCOPES)} for ws, k in keys.items()
-        ]
-    }
-    path.write_text(json.dumps(doc))
-    return keys
-
-
-def watermark_total(watermark: str) -> int:
-    """Sum of next offsets in 'topic:partition=offset,...'."""
-    return sum(int(part.rsplit("=", 1)[1]) for part in watermark.split(",") if part)
-
-
-def wait_until(
-    what: str, check: Callable[[], Any], timeout: float, alive: Callable[[], str | None]
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail clearly on timeout or death."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        died = alive()
-        if died:
-            pytest.fail(f"while waiting for {what}: {died}")
-        try:
-            last = check()
-        except httpx.TransportError as e:
-            last = e
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout:.0f}s (last: {last!r})")
-        time.sleep(0.1)
-
-
-async def produce(bootstrap: str, topics: Topics, events: list[dict[str, Any]]) -> int:
-    """Send the stream packed in array records; how many records Kafka holds."""
-    async with EventEmitter(bootstrap, topics, array_size=7) as em:
-        await em.emit_many(events)
-        await em.flush()
-        return em.records_sent
 
 
 def fold_jsonl(path: Path) -> State:
@@ -103,7 +54,7 @@ def test_api_numbers_equal_the_fold_of_the_simulators_jsonl(
         wait_until("/readyz 200", lambda: http.get("/readyz").status_code == 200, 60, alive)
 
         events = list(generate(CAMPAIGNS, RECIPIENTS, SEED))
-        records = asyncio.run(produce(bootstrap, topics, events))
+        records = asyncio.run(produce(bootstrap, topics, events, array_size=7))
         assert records < len(events)  # packed: arrays travel too
 
         def caught_up() -> dict[str, Any] | None:

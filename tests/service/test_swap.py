@@ -21,8 +21,9 @@ from projector.settings import Topics
 from projector.tools.broker import free_port
 from projector.tools.simulate import generate
 from schemas import EVENT_ADAPTER
-from tests.fixtures.processes import Procs, projector_env, tail
-from tests.service.test_simulate_serve import keys_file, produce, wait_until, watermark_total
+from tests.fixtures.kafka import produce
+from tests.fixtures.processes import Procs, keys_file, projector_env, tail, watermark_total
+from tests.fixtures.waiting import wait_until
 
 
 def test_swap_under_polling_and_ingestion_fails_no_request(
@@ -51,7 +52,7 @@ def test_swap_under_polling_and_ingestion_fails_no_request(
         code = serve.poll()
         return None if code is None else f"serve exited {code}:\n{tail(serve)}"
 
-    records = asyncio.run(produce(bootstrap, topics, first))
+    records = asyncio.run(produce(bootstrap, topics, first, array_size=7))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
 
         def at(total: int) -> Callable[[], bool]:
@@ -86,7 +87,9 @@ def test_swap_under_polling_and_ingestion_fails_no_request(
         # More events arrive while the swap catches NEW up.
         more: list[int] = []
         producer = threading.Thread(
-            target=lambda: more.append(asyncio.run(produce(bootstrap, topics, second)))
+            target=lambda: more.append(
+                asyncio.run(produce(bootstrap, topics, second, array_size=7))
+            )
         )
         producer.start()
         try:

@@ -39,8 +39,8 @@ from projector.store.writer import Store
 from projector.tools.emit import EventEmitter
 from schemas import EVENT_ADAPTER
 from tests.fixtures.golden import golden_events, golden_expected
-from tests.fixtures.processes import Procs, projector_env, start_serve
-from tests.service.test_simulate_serve import wait_until, watermark_total
+from tests.fixtures.processes import Procs, projector_env, start_serve, watermark_total
+from tests.fixtures.waiting import wait_until
 
 ALL = ["campaigns:read", "analytics:read", "pii:read"]
 KEYS = {

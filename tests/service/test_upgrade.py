@@ -25,8 +25,14 @@ from projector.store.tables import SCHEMA_VERSION
 from projector.store.writer import Store
 from projector.tools.emit import EventEmitter
 from tests.fixtures.golden import golden_events, golden_expected
-from tests.fixtures.processes import Procs, projector_cmd, projector_env, start_serve
-from tests.service.test_simulate_serve import wait_until, watermark_total
+from tests.fixtures.processes import (
+    Procs,
+    projector_cmd,
+    projector_env,
+    start_serve,
+    watermark_total,
+)
+from tests.fixtures.waiting import wait_until
 
 KEY = "upgrade-key-0123456789"
 

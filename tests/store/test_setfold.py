@@ -21,8 +21,8 @@ from projector.fold.state import State
 from projector.store.setfold import fold_into, typed
 from projector.store.tables import BATCHES, PROJECTIONS, Table
 from tests.fixtures.golden import golden_events
+from tests.fixtures.projections import tables
 from tests.fixtures.scenarios import histories
-from tests.fold.test_properties import tables
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures.golden import golden_events
+from tests.fixtures.projections import dump, fold_in_batches
 from tests.fixtures.scenarios import fold_alone, histories, hostile, rows_of, workspaces_of
-from tests.fold.test_properties import dump, fold_in_batches
 from tests.store.test_setfold import _sql_rows, _state_rows
 from tests.store.test_setmerge import _merged_rows
 

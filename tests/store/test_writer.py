@@ -16,26 +16,12 @@ from hypothesis import strategies as st
 
 from projector.fold.state import State
 from projector.store import writer as store_module
-from projector.store.tables import PROJECTIONS
 from projector.store.writer import DeadLetter, Store
 from schemas import EVENT_ADAPTER
 from schemas.fastdecode import FastEvent, fast_events
 from tests.fixtures.golden import golden_events
+from tests.fixtures.projections import dump, read_all
 from tests.fixtures.scenarios import histories
-from tests.fold.test_properties import dump
-
-
-def read_all(store: Store) -> dict:
-    out = {}
-    for table in PROJECTIONS:
-        rows = [
-            table.from_tuple(t)
-            for t in store.con.execute(f"SELECT {table.select_list} FROM {table.name}").fetchall()
-        ]
-        out[table.name] = {
-            tuple(getattr(r, k) for k in table.key): dataclasses.asdict(r) for r in rows
-        }
-    return out
 
 
 def assert_runs_in_memory_match(store: Store) -> None:

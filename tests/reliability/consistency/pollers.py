@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 WORKSPACES = ("ws_alpha", "ws_beta", "ws_gamma")  # projector.tools.simulate.WORKSPACES
-# As tests.service.test_simulate_serve.keys_file writes them: one all-scopes key per workspace.
+# As tests.fixtures.processes.keys_file writes them: one all-scopes key per workspace.
 KEYS = {ws: f"test-key-{ws}" for ws in WORKSPACES}
 # F3: scheduled < claimed (shown as running) < terminal.
 RANK = {"scheduled": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}

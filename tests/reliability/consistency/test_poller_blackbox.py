@@ -45,11 +45,10 @@ from projector.settings import Topics
 from projector.tools.broker import free_port
 from projector.tools.emit import EventEmitter
 from projector.tools.simulate import generate
-from tests.fixtures.processes import Procs, projector_env, tail
+from tests.fixtures.processes import Procs, keys_file, projector_env, tail, watermark_total
+from tests.fixtures.waiting import wait_until
 from tests.reliability.consistency.harness import fold_of, hostile_order
 from tests.reliability.consistency.pollers import KEYS, Findings, poll_main
-from tests.reliability.helpers import wait_for
-from tests.service.test_simulate_serve import keys_file, watermark_total
 
 
 async def _describe(bootstrap: str, group: str) -> tuple[str, int]:
@@ -107,7 +106,7 @@ class Server:
         return f"{self.name} exited {code}:\n{tail(self.proc)}"  # type: ignore[arg-type]
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float) -> Any:
-        return wait_for(f"{self.name}: {what}", check, timeout, self.alive)
+        return wait_until(f"{self.name}: {what}", check, timeout, self.alive)
 
     def wait_applied(self, records: int, timeout: float = 90) -> None:
         def applied() -> bool:
