@@ -36,23 +36,6 @@ def test_settle_freezes_spaces_full_collections_and_shortens_switches(
     assert any(o is after for o in gc.get_objects())
 
 
-def test_worker_and_serve_settle_before_the_stream() -> None:
-    """Both entry points call it, and so do the benchmarks' worker and writer
-    children, which must run as ``projector worker`` does; ``worker`` shortens
-    the switch interval by default, ``serve`` only when told (a source check:
-    starting them needs a broker)."""
-    import inspect
-
-    from bench import _projector_child, _writer_child
-    from projector.intake import worker
-    from service import serve
-
-    as_worker = "runtime.settle_worker(settings.gil_switch_interval_ms)"
-    for function in (worker.run_cli, _projector_child.main, _writer_child.main):
-        assert as_worker in inspect.getsource(function)
-    assert "runtime.settle(settings.gil_switch_interval_ms)" in inspect.getsource(serve.run_cli)
-
-
 def test_the_switch_interval_setting_is_unset_unless_given(monkeypatch) -> None:
     from projector.settings import Settings
 
