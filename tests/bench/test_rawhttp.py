@@ -14,11 +14,15 @@ from bench.rawhttp import RawHTTPError, RawPool
 
 
 async def _server(responses: list[bytes], close_after_each: bool = False):
-    """Serve ``responses`` in order, one per request; returns (server, connections seen)."""
-    seen: list[int] = []
+    """Serve ``responses`` in order, one per request; returns (server, connections seen).
+
+    Each connection seen is an event set once the server has closed it.
+    """
+    seen: list[asyncio.Event] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(1)
+        closed = asyncio.Event()
+        seen.append(closed)
         while responses:
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"GET /v1/x HTTP/1.1\r\n")
@@ -28,6 +32,8 @@ async def _server(responses: list[bytes], close_after_each: bool = False):
             if close_after_each:
                 break
         writer.close()
+        await writer.wait_closed()
+        closed.set()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     return server, seen
@@ -51,7 +57,9 @@ async def test_reconnects_when_the_server_closed_an_idle_connection():
     server, seen = await _server([_ok(b"one"), _ok(b"two")], close_after_each=True)
     pool = RawPool.for_url(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", 1)
     assert await pool.get("/v1/x", {"X-API-Key": "k"}) == (200, b"one")
-    await asyncio.sleep(0.05)  # let the server's close arrive; the retry must not depend on it
+    # The server has closed the idle connection (whether the client has read
+    # its end yet or not: the retry must not depend on it).
+    await asyncio.wait_for(seen[0].wait(), 5)
     assert await pool.get("/v1/x", {"X-API-Key": "k"}) == (200, b"two")
     assert len(seen) == 2
     server.close()

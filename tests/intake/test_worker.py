@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import signal
+import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import pytest
@@ -21,6 +25,22 @@ from projector.tools.simulate import generate
 from tests.fixtures.kafka import consume_all, produce, topic_of
 from tests.fixtures.processes import projector_env, tail
 from tests.fixtures.projections import dump, fold_dicts, read_db
+from tests.fixtures.waiting import wait_until
+
+JOINED = re.compile(r"consumer group joined: ([1-9]\d*) partitions assigned")
+
+
+def _joined(worker: subprocess.Popen[bytes]) -> bool:
+    """The worker's log says it got its partitions (the group join takes seconds)."""
+    return bool(JOINED.search(Path(worker.log_path).read_text(errors="replace")))  # type: ignore[attr-defined]
+
+
+def _died(worker: subprocess.Popen[bytes]) -> Callable[[], str | None]:
+    def died() -> str | None:
+        code = worker.poll()
+        return None if code is None else f"projector worker exited {code}:\n{tail(worker)}"
+
+    return died
 
 
 def test_sigkill_at_random_moments_loses_and_double_counts_nothing(
@@ -50,8 +70,9 @@ def test_sigkill_at_random_moments_loses_and_double_counts_nothing(
     kills = 0
     while kills < 6:
         worker = procs.start("worker", "--db", str(db), env=env, log_name="worker")
-        # Group join takes ~4 s on Tansu; kill somewhere in the processing after it.
-        time.sleep(rng.uniform(3.5, 7.0))
+        wait_until("the worker to join the group", lambda w=worker: _joined(w), 60, _died(worker))
+        # Then kill at a random moment of the processing.
+        time.sleep(rng.uniform(0.0, 3.0))
         assert worker.poll() is None, tail(worker)
         worker.send_signal(signal.SIGKILL)
         worker.wait()

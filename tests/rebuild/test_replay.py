@@ -11,7 +11,7 @@ import asyncio
 import shutil
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -180,6 +180,22 @@ def test_archive_then_kafka_continues_from_the_archive_positions(
     assert any(archived_at[tp] < ends[tp] for tp in archived_at)
 
 
+def _after_every_record_so_far() -> datetime:
+    """A time later than the timestamp of every record produced so far, and already past.
+
+    Kafka stamps records in whole milliseconds when they are sent, so every
+    record acked so far is stamped at or before the current millisecond, and
+    every record sent from now on at or after the next one. The answer lies
+    inside that next millisecond (``--since`` is cut to milliseconds), and is
+    returned once the clock has passed it.
+    """
+    next_ms = time.time_ns() // 1_000_000 + 1
+    since = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=next_ms, microseconds=500)
+    while datetime.now(UTC) <= since:
+        time.sleep(0.0002)
+    return since
+
+
 def test_since_replays_only_records_from_that_time(bootstrap, topics_factory, procs, tmp_path):
     topics = topics_factory(partitions=2)
     env = projector_env(bootstrap, topics)
@@ -187,9 +203,7 @@ def test_since_replays_only_records_from_that_time(bootstrap, topics_factory, pr
     cut = len(events) // 2
     asyncio.run(produce(bootstrap, topics, events[:cut], array_size=5))
     before = asyncio.run(log_end_offsets(bootstrap, topics.sources))
-    time.sleep(1.2)
-    since = datetime.now(UTC)
-    time.sleep(1.2)
+    since = _after_every_record_so_far()
     asyncio.run(produce(bootstrap, topics, events[cut:], array_size=5))
 
     start, end = asyncio.run(start_offsets(bootstrap, list(topics.sources), since=since))
@@ -199,7 +213,9 @@ def test_since_replays_only_records_from_that_time(bootstrap, topics_factory, pr
     _run(procs, "replay", "--db", str(new), "--since", since.isoformat(), env=env)
     assert read_db(new) == dump(fold_dicts(events[cut:]))
     # A time after every record: nothing to replay, every partition at its log end.
-    later = asyncio.run(start_offsets(bootstrap, list(topics.sources), since=datetime.now(UTC)))
+    later = asyncio.run(
+        start_offsets(bootstrap, list(topics.sources), since=_after_every_record_so_far())
+    )
     assert later[0] == later[1]
 
 
