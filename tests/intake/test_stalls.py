@@ -2,7 +2,7 @@
 
 A partition silent since assignment is re-sought only when the consumer
 group had committed past DuckDB: the end-to-end case is
-``tests/test_worker.py::test_a_fresh_database_rebuilds_all_history_even_when_the_group_committed_the_end``.
+``tests/intake/test_worker.py::test_a_fresh_database_rebuilds_all_history_even_when_the_group_committed_the_end``.
 Here, the other side: a partition merely waiting behind a backlog is left alone.
 """
 
