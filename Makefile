@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve test soak bench schemas lint clean
+.PHONY: setup demo serve test soak bench schemas screenshot lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -47,6 +47,15 @@ bench: $(STAMP)
 ## Regenerate the JSON Schemas checked into docs/schemas/.
 schemas: $(STAMP)
 	$(BIN)/projector export-schemas
+
+## Refresh docs/dashboard.png on purpose: the dashboard's browser test saves its final
+## page where DASHBOARD_SCREENSHOT says (tests never write into the tree themselves).
+SCREENSHOT_TEST := tests/service/test_dashboard_browser.py::test_dashboard_shows_a_live_run_in_headless_chromium
+screenshot: $(STAMP) $(BROWSER_STAMP)
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	DASHBOARD_SCREENSHOT="$$dir/dashboard.png" $(BIN)/python -m pytest -q -rs -p no:cacheprovider $(SCREENSHOT_TEST) && \
+	{ test -s "$$dir/dashboard.png" || { echo "error: no screenshot (the test was skipped, see above)"; exit 1; }; } && \
+	cp "$$dir/dashboard.png" docs/dashboard.png && echo "docs/dashboard.png refreshed"
 
 lint: $(STAMP)
 	$(BIN)/ruff check schemas projector api service tests

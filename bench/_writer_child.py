@@ -26,6 +26,7 @@ from bench import common
 from projector.intake import runtime
 from projector.settings import Settings
 from projector.store.writer import live_store
+from service.logs import configure_logging
 
 
 def main() -> int:
@@ -41,6 +42,7 @@ def main() -> int:
         ap.error("give --cycles or --stop")
     events = common.consumed_events(args.events)
     settings = Settings()
+    configure_logging(settings.log_level)
     runtime.settle_worker(settings.gil_switch_interval_ms)
 
     def cycle() -> list[tuple[float, float, float, int]]:

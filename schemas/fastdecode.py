@@ -11,7 +11,7 @@ with the JSON included (docs/decisions/0012-compiled-fast-decoder.md).
 It only ever says "accepted, and here is the canonical JSON" or "ask
 pydantic" (``None``), never "rejected", and it is deliberately narrower than
 the models, so that whatever it accepts the models accept with the same
-values (held by ``tests/test_fastdecode.py``, property-based, through the
+values (held by ``tests/schemas/test_fastdecode.py``, property-based, through the
 same DuckDB typing the rebuild uses). A record goes to pydantic when:
 
 * any object holds a field the contract does not name (the models ignore

@@ -15,7 +15,7 @@ from projector.tools.broker import EmbeddedBroker
 from tests.fixtures.topics import make_topics
 
 # Append fixture modules here, e.g. "tests.fixtures.store".
-pytest_plugins: list[str] = ["tests.fixtures.processes"]
+pytest_plugins: list[str] = ["tests.fixtures.processes", "tests.fixtures.tree"]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 Rebuilds from nothing use ``projector.store.setfold``, the same rules as set-based
 SQL, and large live flushes ``projector.store.setmerge``, the same again onto stored
-rows; ``tests/fold/test_setfold.py`` and ``tests/fold/test_setmerge.py`` hold
+rows; ``tests/store/test_setfold.py`` and ``tests/store/test_setmerge.py`` hold
 them equal to this fold, table for table, so a change to a rule here must be
 made there too (the tests fail until it is).
 

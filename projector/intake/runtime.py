@@ -29,7 +29,10 @@ thread is preempted as often as it preempts, and its status latency suffered
 from __future__ import annotations
 
 import gc
+import logging
 import sys
+
+log = logging.getLogger(__name__)
 
 # CPython's default is 10 young-generation (gen 1) collections per full one.
 FULL_COLLECTION_EVERY = 1000
@@ -46,6 +49,12 @@ def settle(switch_interval_ms: float | None = None) -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
     if switch_interval_ms is not None:
         sys.setswitchinterval(switch_interval_ms / 1000)
+    # Read back from the interpreter: what the process runs with, for the operator
+    # (and the test that starts each entry point) to see.
+    log.info(
+        "runtime settled: %d objects frozen, collection thresholds %s, GIL switch interval %g ms",
+        gc.get_freeze_count(), gc.get_threshold(), sys.getswitchinterval() * 1000,
+    )  # fmt: skip
 
 
 def settle_worker(switch_interval_ms: float | None = None) -> None:

@@ -327,6 +327,8 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def seek_to_stored(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # A (re)join of the consumer group: worth a line, as faust's own are silenced.
+        log.info("consumer group joined: %d partitions assigned", len(assigned))
         # Start where DuckDB says. faust may still re-seek to Kafka-committed
         # offsets afterwards; the pipeline detects that and seeks back.
         pipeline.assigned({(tp.topic, tp.partition) for tp in assigned})

@@ -14,7 +14,7 @@ set in a few vectorised passes:
   a winner or a count could see.
 
 This is a second statement of the rules, so it must never drift from the
-Python fold: ``tests/fold/test_setfold.py`` folds hypothesis-generated
+Python fold: ``tests/store/test_setfold.py`` folds hypothesis-generated
 histories both ways and requires identical tables, and the replay tests
 compare a live database with an archive rebuild through ``projector verify``.
 It only builds a database from nothing; ``projector.store.setmerge`` folds large

@@ -11,7 +11,7 @@ touch only, from the recipient and batch rows (the sums the Python fold
 maintains by differences).
 
 Like ``setfold`` this is a second statement of F1-F12:
-``tests/fold/test_setmerge.py`` folds hypothesis histories chunk by chunk
+``tests/store/test_setmerge.py`` folds hypothesis histories chunk by chunk
 through it and requires the Python fold's tables.
 
 Input: a relation of validated events with ``event_type`` and ``fields``

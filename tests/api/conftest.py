@@ -29,7 +29,7 @@ from schemas import (
     RunClaimed,
     RunScheduled,
 )
-from tests.golden import golden_events
+from tests.fixtures.golden import golden_events
 
 # Keys by role. ws_alpha and ws_beta own the golden campaigns.
 ALPHA_ALL = "alpha-all-0123456789"

@@ -17,7 +17,7 @@ from tests.api.conftest import (
     GAMMA_ALL,
     get,
 )
-from tests.golden import golden_events, golden_expected
+from tests.fixtures.golden import golden_events, golden_expected
 
 GOLDEN = golden_expected()
 ALPHA_CID = next(c for c, v in GOLDEN.items() if v["workspace_id"] == "ws_alpha" and v["runs"])

@@ -16,7 +16,7 @@ from tests.api.conftest import (
     all_events,
     get,
 )
-from tests.golden import golden_expected
+from tests.fixtures.golden import golden_expected
 
 KEY_OF = {"ws_alpha": ALPHA_ALL, "ws_beta": BETA_ALL}
 GOLDEN = golden_expected()

@@ -22,7 +22,7 @@ from tests.api.conftest import (
     NO_RUN_CID,
     get,
 )
-from tests.golden import golden_events, golden_expected
+from tests.fixtures.golden import golden_events, golden_expected
 
 
 @pytest.fixture

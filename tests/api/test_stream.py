@@ -45,7 +45,7 @@ from tests.api.conftest import (
     NO_RUN_CID,
     get,
 )
-from tests.golden import golden_expected
+from tests.fixtures.golden import golden_expected
 
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
 FAST = StreamSettings(heartbeat=0.3, min_interval=0.25, send_timeout=2.0, poll_interval=0.1)

@@ -9,7 +9,7 @@ import pytest
 
 from api.payloads import campaign as views
 from projector.fold.state import State
-from tests.golden import (
+from tests.fixtures.golden import (
     EXAMPLES,
     LOCAL_EXAMPLES,
     SHARED_EXAMPLES,

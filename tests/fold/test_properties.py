@@ -6,46 +6,15 @@ rows, so a missed delta cannot hide behind a consistent wrong answer.
 
 from __future__ import annotations
 
-import dataclasses
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projector.fold.rows import DLR_TERMINAL
 from projector.fold.state import State
-from tests.fold.scenarios import histories
+from tests.fixtures.projections import dump, fold_in_batches
+from tests.fixtures.scenarios import histories
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def tables(state: State) -> dict[str, dict]:
-    """The state's rows by table name (the DuckDB table names)."""
-    return {
-        "campaigns": state.campaigns,
-        "runs": state.runs,
-        "batches": state.batches,
-        "recipients": state.recipients,
-        "messages": state.messages,
-        "snapshots": state.snapshots,
-        "attempts": state.attempts,
-    }
-
-
-def dump(state: State) -> dict:
-    """Every row of every table, comparable with ==."""
-    return {
-        name: {k: dataclasses.asdict(v) for k, v in rows.items()}
-        for name, rows in tables(state).items()
-    }
-
-
-def fold_in_batches(events, cuts) -> State:
-    state = State()
-    start = 0
-    for cut in sorted(set(cuts)) + [len(events)]:
-        state.apply(events[start:cut])
-        start = cut
-    return state
 
 
 def recount(state: State) -> None:

@@ -21,49 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from projector.settings import Topics
 from projector.tools.broker import free_port
-from projector.tools.emit import EventEmitter
-from tests.fixtures.processes import Procs, tail
-from tests.fold.test_properties import dump
-from tests.test_simulate_serve import keys_file, watermark_total
-from tests.test_worker import fold_dicts, read_db
+from tests.fixtures.kafka import produce
+from tests.fixtures.processes import Procs, keys_file, tail, watermark_total
+from tests.fixtures.projections import dump, fold_dicts, read_db
+from tests.fixtures.waiting import wait_until
 
-__all__ = ["Serve", "dump", "fold_dicts", "produce", "read_db", "rss_kib", "wait_for"]
-
-
-def wait_for(
-    what: str,
-    check: Callable[[], Any],
-    timeout: float,
-    alive: Callable[[], str | None] = lambda: None,
-    every: float = 0.1,
-) -> Any:
-    """Poll ``check`` until truthy; fail on timeout or when ``alive`` says died."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        died = alive()
-        if died:
-            pytest.fail(f"while waiting for {what}: {died}")
-        try:
-            last = check()
-        except (httpx.TransportError, OSError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout:.0f}s (last: {last!r})")
-        time.sleep(every)
-
-
-async def produce(
-    bootstrap: str, topics: Topics, events: list[dict[str, Any]], array_size: int = 1
-) -> int:
-    """Produce ``events`` with the SDK; how many records the broker got."""
-    async with EventEmitter(bootstrap, topics, array_size=array_size) as em:
-        await em.emit_many(events)
-        await em.flush()
-        return em.records_sent
+__all__ = ["Serve", "dump", "fold_dicts", "produce", "read_db", "rss_kib", "wait_until"]
 
 
 def produce_sync(
@@ -108,7 +71,7 @@ class Serve:
         return Path(self.proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float) -> Any:
-        return wait_for(what, check, timeout, self.alive)
+        return wait_until(what, check, timeout, self.alive)
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
         r = self.http.get("/readyz")

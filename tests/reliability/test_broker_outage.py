@@ -22,10 +22,10 @@ from aiokafka.errors import KafkaError
 
 from projector.intake.offsets import log_end_offsets
 from projector.tools.simulate import generate
+from tests.fixtures.kafka import topic_of
 from tests.fixtures.processes import projector_env
 from tests.fixtures.topics import make_topics
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, read_db
-from tests.test_worker import _topic_of
 
 PAUSE_SECONDS = 20.0
 # A flush in flight at SIGSTOP (its broker reads done) commits within this.
@@ -62,7 +62,7 @@ class RetryingProducer(threading.Thread):
                     try:
                         futures = [
                             await producer.send(
-                                _topic_of(self.topics, e["type"]),
+                                topic_of(self.topics, e["type"]),
                                 orjson.dumps(e),
                                 key=e["campaign_id"].encode(),
                             )  # fmt: skip

@@ -30,9 +30,9 @@ from aiokafka import AIOKafkaProducer
 from projector.store.writer import Store
 from projector.tools.simulate import generate
 from schemas import decode_value
+from tests.fixtures.kafka import consume_all, topic_of
 from tests.fixtures.processes import projector_env
 from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, read_db, rss_kib
-from tests.test_worker import _consume_all, _topic_of
 
 RSS_BOUND_MIB = 1024
 REASONS = {
@@ -149,7 +149,7 @@ async def send(bootstrap, topics, records):
     try:
         futures = []
         for kind, key, value in records:
-            topic = topics.submits if kind is None else _topic_of(topics, kind)
+            topic = topics.submits if kind is None else topic_of(topics, kind)
             futures.append(await producer.send(topic, value, key=key))
         await asyncio.gather(*futures)
     finally:
@@ -206,7 +206,7 @@ def test_malformed_flood_is_dead_lettered_and_contained(bootstrap, topics_factor
     with Store(db) as store:
         rows = store.con.execute("SELECT count(*) FROM deadletters").fetchone()[0]
     assert rows == n_letters == deadlettered
-    letters = asyncio.run(_consume_all(bootstrap, topics.deadletter, n_letters, timeout=60))
+    letters = asyncio.run(consume_all(bootstrap, topics.deadletter, n_letters, timeout=60))
     assert len(letters) == n_letters
     positions = {
         (x["source_topic"], x["source_partition"], x["source_offset"], x["item_index"])

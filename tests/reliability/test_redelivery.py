@@ -31,9 +31,9 @@ from projector.intake.offsets import log_end_offsets
 from projector.intake.pipeline import Pipeline
 from projector.store.writer import Store
 from projector.tools.simulate import generate
+from tests.fixtures.kafka import topic_of
 from tests.fixtures.processes import projector_env
 from tests.reliability.helpers import dump, fold_dicts, read_db
-from tests.test_worker import _topic_of
 
 POISON = [b"{oops", b"[]", b'{"type": "run.exploded"}', b"7"]
 
@@ -54,7 +54,7 @@ async def send(bootstrap, topics, records):
     try:
         futures = []
         for kind, key, value in records:
-            topic = topics.submits if kind is None else _topic_of(topics, kind)
+            topic = topics.submits if kind is None else topic_of(topics, kind)
             futures.append(await producer.send(topic, value, key=key))
         await asyncio.gather(*futures)
     finally:

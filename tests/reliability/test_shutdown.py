@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaProducer
 
 from projector.store.writer import Store
 from projector.tools.simulate import generate
+from tests.fixtures.kafka import topic_of
 from tests.fixtures.processes import projector_env
 from tests.reliability.helpers import Serve, dump, fold_dicts, read_db
-from tests.test_worker import _topic_of
 
 FLUSH_EVENTS = 12_000
 
@@ -38,7 +38,7 @@ async def send_placed(bootstrap, topics, events):
     try:
         futures = [
             await producer.send(
-                _topic_of(topics, e["type"]), orjson.dumps(e), key=e["campaign_id"].encode()
+                topic_of(topics, e["type"]), orjson.dumps(e), key=e["campaign_id"].encode()
             )
             for e in events
         ]

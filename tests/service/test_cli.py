@@ -18,8 +18,8 @@ from projector.settings import Settings
 from projector.store.writer import Store
 from projector.tools.broker import free_port
 from service.cli import COMMANDS, main
+from tests.fixtures.golden import golden_events
 from tests.fixtures.processes import projector_cmd
-from tests.golden import golden_events
 
 # Every command and the options its --help must show: the documented interface.
 OPTIONS = {
