@@ -34,6 +34,8 @@ async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[Top
     # would see any other topic as having no partitions (seen: partitions
     # flagged "no longer in the log" by a look at a topic the last look did
     # not assign).
+    if not topics:
+        return []
     cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - topics() drops it
     known = cluster.topics()
     missing = [t for t in topics if t not in known]
@@ -118,10 +120,7 @@ async def log_end_offsets(
 
 
 async def _log_end(consumer: AIOKafkaConsumer, topics: Iterable[str], timeout: float) -> Offsets:
-    names = list(dict.fromkeys(topics))
-    if not names:
-        return {}
-    tps = await _partitions(consumer, names)
+    tps = await _partitions(consumer, list(dict.fromkeys(topics)))
     if not tps:
         return {}
     consumer.assign(tps)
@@ -155,10 +154,7 @@ async def beginning_offsets(
 
 
 async def _log_start(consumer: AIOKafkaConsumer, topics: Iterable[str], timeout: float) -> Offsets:
-    names = list(dict.fromkeys(topics))
-    if not names:
-        return {}
-    tps = await _partitions(consumer, names)
+    tps = await _partitions(consumer, list(dict.fromkeys(topics)))
     if not tps:
         return {}
     try:

@@ -51,7 +51,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`BrokerPortInUseError` if a live listener holds ``host:port``."""
     # Tansu (like most Rust servers) binds with SO_REUSEADDR, so do the same:
     # a TIME_WAIT left by our own restart is fine, a live listener is not.
     # Without this check a foreign listener would answer our readiness probe.
@@ -205,7 +206,7 @@ class EmbeddedBroker:
         binary = self._binary or resolve_binary()
         if not self.port:
             self.port = free_port(self.host)
-        _check_port_free(self.host, self.port)
+        check_port_free(self.host, self.port)
         if self._log_path is None:
             fd, name = tempfile.mkstemp(prefix=f"tansu-{self.port}-", suffix=".log")
             os.close(fd)

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,9 +34,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from projector.tools.broker import BrokerError, BrokerPortInUseError, EmbeddedBroker
+from projector.tools.broker import (
+    BrokerError,
+    BrokerPortInUseError,
+    EmbeddedBroker,
+    check_port_free,
+    free_port,
+)
 from projector.tools.errors import DemoError
-from projector.tools.simulate import WORKSPACES, generate
+from projector.tools.simulate import WORKSPACES, Pacer, generate
 
 if TYPE_CHECKING:
     from projector.settings import Settings
@@ -77,23 +81,14 @@ def write_keys(path: Path) -> dict[str, str]:
 
 
 def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            if e.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise DemoError(
-                    f"{host}:{port} is already in use (another demo or serve?); "
-                    f"stop it or pick another port with --port"
-                ) from e
-            raise DemoError(f"cannot bind {host}:{port}: {e}") from e
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    try:
+        check_port_free(host, port)
+    except BrokerPortInUseError as e:
+        raise DemoError(
+            f"{e} (another demo or serve?); stop it or pick another port with --port"
+        ) from e
+    except BrokerError as e:
+        raise DemoError(str(e)) from e
 
 
 def _http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -143,24 +138,6 @@ def _peek_live(events: Iterator[dict[str, Any]]) -> tuple[_Live | None, Iterator
             live = _Live(cid, event["workspace_id"], names.get(cid, ""))
             break
     return live, itertools.chain(head, events)
-
-
-class _Pacer:
-    """Token bucket: a sustained rate with at most 50 ms of burst."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate / 20)
-        self.tokens = self.capacity
-        self.last = time.monotonic()
-
-    async def take(self, n: int) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        self.tokens -= n
-        if self.tokens < 0:
-            await asyncio.sleep(-self.tokens / self.rate)
 
 
 class Demo:
@@ -290,7 +267,7 @@ class Demo:
         from projector.tools.emit import EventEmitter
 
         rate = self.rate
-        pacer = _Pacer(rate) if rate > 0 else None
+        pacer = Pacer(rate) if rate > 0 else None
         size = max(1, min(1_000, int(rate / 50))) if pacer else 1_000
         async with EventEmitter(bootstrap, self.settings.topics) as em:
             while chunk := list(itertools.islice(events, size)):
@@ -386,7 +363,7 @@ class Demo:
         progress: asyncio.Task[None] | None = None
         try:
             if self.port == 0:
-                self.port = _free_port(self.host)
+                self.port = free_port(self.host)
             _check_port_free(self.host, self.port)
             self.dir.mkdir(parents=True, exist_ok=True)
             bootstrap = self._start_broker()

@@ -386,7 +386,7 @@ def generate(
 # -- writing and producing ---------------------------------------------------
 
 
-class _Pacer:
+class Pacer:
     """Token bucket on the monotonic clock: a sustained rate with small bursts."""
 
     def __init__(self, rate: float) -> None:
@@ -453,7 +453,7 @@ async def produce_events(
     from projector.tools.emit import EventEmitter
 
     await ensure_topics(settings.bootstrap, settings.topics.all, settings.partitions)
-    pacer = _Pacer(rate) if rate > 0 else None
+    pacer = Pacer(rate) if rate > 0 else None
     # Small chunks under pacing keep the stream smooth; large ones amortise
     # the loop overhead when going flat out.
     size = max(1, min(1_000, int(rate / 50))) if pacer else 1_000

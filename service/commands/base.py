@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from projector.settings import Settings
+    from projector.store.writer import Store
 
 Handler = Callable[[argparse.Namespace, "Settings"], int]
 
@@ -111,3 +112,24 @@ WORKER_TUNING = (
     option("--flush-max-events", type=int, help="flush after this many events"),
     option("--flush-interval-ms", type=int, help="flush at least this often"),
 )
+
+
+def open_live_store(settings: Settings, name: str) -> Store | None:
+    """The live database opened for ``projector NAME``, or None after saying why not.
+
+    A retired database (swapped out) or one that cannot be opened (locked,
+    another layout version) is refused the same way by every long-running
+    command.
+    """
+    from projector.store.errors import StoreError
+    from projector.store.retired import retired_note
+    from projector.store.writer import live_store
+
+    if (note := retired_note(settings.db)) is not None:
+        print(f"projector {name}: {note}")
+        return None
+    try:
+        return live_store(settings).open()
+    except StoreError as e:
+        print(f"projector {name}: {e}")
+        return None

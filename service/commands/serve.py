@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from service.commands.base import BOOTSTRAP, DB, HTTP, WORKER_TUNING, command
+from service.commands.base import BOOTSTRAP, DB, HTTP, WORKER_TUNING, command, open_live_store
 
 if TYPE_CHECKING:
     from projector.settings import Settings
@@ -24,9 +24,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from api.keys import KeyRing
     from projector.intake import runtime
     from projector.intake.worker import run_worker
-    from projector.store.errors import StoreError
-    from projector.store.retired import retired_note
-    from projector.store.writer import live_store
     from service.serve import serving
 
     if settings.api_keys is None:
@@ -37,13 +34,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except KeysFileError as e:
         print(f"projector serve: {e}")
         return 2
-    if (note := retired_note(settings.db)) is not None:
-        print(f"projector serve: {note}")
-        return 2
-    try:
-        store = live_store(settings).open()
-    except StoreError as e:
-        print(f"projector serve: {e}")
+    if (store := open_live_store(settings, "serve")) is None:
         return 2
     try:
         with serving(settings, store, keys) as projector:

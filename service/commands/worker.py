@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from service.commands.base import BOOTSTRAP, DB, WORKER_TUNING, command, option
+from service.commands.base import BOOTSTRAP, DB, WORKER_TUNING, command, open_live_store, option
 
 if TYPE_CHECKING:
     from projector.settings import Settings
@@ -26,17 +26,8 @@ if TYPE_CHECKING:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from projector.intake import runtime
     from projector.intake.worker import Projector, run_worker
-    from projector.store.errors import StoreError
-    from projector.store.retired import retired_note
-    from projector.store.writer import live_store
 
-    if (note := retired_note(settings.db)) is not None:
-        print(f"projector worker: {note}")
-        return 2
-    try:
-        store = live_store(settings).open()
-    except StoreError as e:
-        print(f"projector worker: {e}")
+    if (store := open_live_store(settings, "worker")) is None:
         return 2
     try:
         projector = Projector(
