@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from projector.tools.errors import BrokerError, BrokerPortInUseError
 
@@ -112,6 +112,25 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except Exception:  # noqa: S110 - best effort, never block the broker's start
         pass
+
+
+def spawn_child(cmd: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session, output to ``log``, dying with this process.
+
+    Own session: a Ctrl-C in the terminal reaches only us, and we stop the
+    child in order. PDEATHSIG (Linux) covers a parent that is SIGKILLed; it
+    fires when the *thread* that forked exits, so it is used only from the
+    main thread (a worker thread may go away under a live child).
+    """
+    on_main = threading.current_thread() is threading.main_thread()
+    return subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if on_main and sys.platform == "linux" else None,
+    )
 
 
 class EmbeddedBroker:
@@ -222,21 +241,9 @@ class EmbeddedBroker:
             "--storage-engine",
             "memory://tansu/",
         ]
-        # PDEATHSIG fires when the *thread* that forked exits, so only use it
-        # from the main thread (a worker thread may go away under a live broker).
-        on_main = threading.current_thread() is threading.main_thread()
         began = time.monotonic()
         with open(self._log_path, "ab") as logf:
-            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                # Own session: a Ctrl-C in the terminal reaches only us, and
-                # we stop the broker in order.
-                start_new_session=True,
-                preexec_fn=_die_with_parent if on_main and sys.platform == "linux" else None,
-            )
+            self._proc = spawn_child(cmd, logf)
         self._paused = False
         try:
             self._wait_ready(began)

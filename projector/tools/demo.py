@@ -40,6 +40,7 @@ from projector.tools.broker import (
     EmbeddedBroker,
     check_port_free,
     free_port,
+    spawn_child,
 )
 from projector.tools.errors import DemoError
 from projector.tools.simulate import WORKSPACES, Pacer, generate
@@ -214,8 +215,6 @@ class Demo:
         return self.broker.bootstrap
 
     def _start_serve(self, bootstrap: str, keys_file: Path) -> None:
-        from projector.tools.broker import _die_with_parent
-
         for leftover in (self.db, Path(f"{self.db}.wal")):
             leftover.unlink(missing_ok=True)
         cmd = [
@@ -227,16 +226,7 @@ class Demo:
             "--api-keys", str(keys_file),
         ]  # fmt: skip
         with open(self.serve_log, "wb") as log:
-            self.child = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Own session: Ctrl-C reaches only the demo, which stops the
-                # child in order; PDEATHSIG covers a demo that is SIGKILLed.
-                start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
+            self.child = spawn_child(cmd, log)
 
     async def _wait_ready(self) -> bool:
         """True once /readyz answers 200; False if asked to stop first."""
