@@ -11,22 +11,30 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.cache import PositionCache
 from api.envelope import ok
 from api.readstore import CampaignHead
 from projector.intake.health import PipelineSnapshot
 
-if TYPE_CHECKING:  # api.deps builds a Reply as a dependency; a type only here
-    from api.deps import ApiContext
-
 Payload = dict[str, Any]
 
 
-def etag(ctx: ApiContext, position: int, request: Request, variant: str = "") -> str:
+class Answering(Protocol):
+    """What an answer needs of the app's context (``api.deps.ApiContext`` is one):
+    the server instance for ETags, the pipeline's status for freshness, the cache."""
+
+    instance: str
+    cache: PositionCache
+
+    def status(self) -> PipelineSnapshot: ...
+
+
+def etag(ctx: Answering, position: int, request: Request, variant: str = "") -> str:
     """Weak ETag: the campaign's flush position and what was asked (path and query).
 
     ``variant`` names what else the answer depends on (the caller's PII view,
@@ -60,9 +68,9 @@ def freshness_headers(snap: PipelineSnapshot) -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class Reply:
     """Where one request is answered: the app's context, what was asked, its id and
-    the ETag the client holds (``If-None-Match``)."""
+    the ETag the client holds (``If-None-Match``). ``api.deps`` builds it per request."""
 
-    ctx: ApiContext
+    ctx: Answering
     request: Request
     request_id: str
     if_none_match: str | None
@@ -78,9 +86,7 @@ class Reply:
             return headers, Response(status_code=304, headers=headers)
         return headers, None
 
-    def answer(
-        self, position: int, build: Callable[[], Payload], variant: str = ""
-    ) -> Response:
+    def answer(self, position: int, build: Callable[[], Payload], variant: str = "") -> Response:
         """304 when the client's ETag is current, else the payload; freshness headers on both.
 
         ``position`` must have been read before the data ``build`` reads.
