@@ -45,6 +45,7 @@ OPTIONS = {
     "archive": ["--bootstrap", "--dir", "--until-caught-up"],
     "verify": ["--db"],
     "swap": ["--url", "--db", "--admin-key"],
+    "cluster": ["--url"],
     "export-schemas": ["--out", "--check"],
 }  # fmt: skip
 
