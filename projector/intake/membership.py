@@ -75,7 +75,8 @@ class Membership:
         self._metrics = metrics
         self._lock = threading.Lock()
         self._map: dict[int, str] = {}
-        self._settled = False
+        self._in_place = False  # this node's assignment taken and sought
+        self._settled = False  # ... and the map names this node's partitions as its own
         self._local: frozenset[int] = frozenset()
         self.assignments = 0  # assignments taken: a changing figure shows rebalances
 
@@ -96,8 +97,15 @@ class Membership:
 
     @property
     def settled(self) -> bool:
+        """Owners are named: the assignment is in place and the map is sound."""
         with self._lock:
             return self._settled
+
+    @property
+    def in_place(self) -> bool:
+        """This node's partitions are assigned and sought (the map may still be unsound)."""
+        with self._lock:
+            return self._in_place
 
     @property
     def local(self) -> frozenset[int]:
@@ -120,13 +128,13 @@ class Membership:
     def revoked(self) -> None:
         """A rebalance began: every partition's owner is unknown until the next assignment."""
         with self._lock:
-            self._settled = False
+            self._in_place = self._settled = False
         self._publish()
 
     def left(self) -> None:
         """This node stops: it owns nothing any more."""
         with self._lock:
-            self._settled = False
+            self._in_place = self._settled = False
             self._local = frozenset()
             self._map = {}
         self._publish()
@@ -154,6 +162,7 @@ class Membership:
         with self._lock:
             self._map = owners
             self._local = mine
+            self._in_place = True
             self._settled = named_here == mine
             self.assignments += 1
         missing = self._partitions - len(owners)

@@ -184,7 +184,7 @@ class ProjectorService(mode.Service):
                 start = await p.log.log_start(sources, timeout=5.0)
                 # Lag, readiness and truncation are this node's partitions' only:
                 # the others are another member's (projector.intake.membership).
-                settled, local = p.membership.settled, p.membership.local
+                in_place, local = p.membership.in_place, p.membership.local
                 end = {tp: o for tp, o in whole_end.items() if tp[1] in local}
                 for topic, partition in whole_end.keys() - end.keys():
                     with contextlib.suppress(KeyError):
@@ -192,7 +192,7 @@ class ProjectorService(mode.Service):
                 p.pipeline.observe_log(start, end)
                 await p.pipeline.check_marks()
                 await self._unstall(end)
-                if self._ready_target is None and settled:
+                if self._ready_target is None and in_place:
                     self._ready_target = end
                 if not p.status.ready and self._ready_target is not None and all(
                     p.pipeline.applied.get(tp, 0) >= target or tp in p.pipeline.inconsistent

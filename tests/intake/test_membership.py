@@ -101,6 +101,7 @@ def test_two_members_advertising_one_url_never_settle() -> None:
         m.assigned(distribution, tps)
         # one member's partitions are under the shared URL, the other's lost
         assert m.owners() is None
+        assert m.in_place  # it still consumes: readiness does not wait for a sound map
 
 
 def test_a_partition_split_between_members_has_no_owner() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,30 +79,42 @@ def assert_split(owners: dict[str, str], nodes: list[Node]) -> None:
 
 
 def test_three_nodes_split_the_partitions_and_take_over_from_a_stopped_one(
-    procs: Procs, topics_factory: Callable[..., Topics], bootstrap: str, tmp_path: Path
+    procs: Procs,
+    topics_factory: Callable[..., Topics],
+    bootstrap: str,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     topics = topics_factory(PARTITIONS)
     keys_file(tmp_path / "keys.json")
     env = projector_env(bootstrap, topics, partitions=PARTITIONS)  # one group for all
+    t = time.monotonic()
     nodes = [Node(procs, env, tmp_path, f"node{i}") for i in range(3)]
 
     owners = wait_until("three nodes agree", agreed(nodes), SETTLE_S, alive(nodes))
+    record_property("seconds_start_to_three_agree", round(time.monotonic() - t, 1))
     assert_split(owners, nodes)
 
     # A clean stop: the node leaves the group, the others take its partitions.
+    t = time.monotonic()
     nodes[2].proc.send_signal(signal.SIGTERM)
     assert nodes[2].proc.wait(timeout=30) == 0
     rest = nodes[:2]
     owners = wait_until("two nodes agree after SIGTERM", agreed(rest), SETTLE_S, alive(rest))
+    record_property("seconds_sigterm_to_two_agree", round(time.monotonic() - t, 1))
     assert_split(owners, rest)
 
     # A crash: the group notices when its session times out.
+    t = time.monotonic()
     nodes.append(Node(procs, env, tmp_path, "node3"))
     three = [*rest, nodes[3]]
     wait_until("a new third node joins", agreed(three), SETTLE_S, alive(three))
+    record_property("seconds_third_node_start_to_agree", round(time.monotonic() - t, 1))
+    t = time.monotonic()
     nodes[3].proc.send_signal(signal.SIGKILL)
     nodes[3].proc.wait(timeout=10)
     owners = wait_until("two nodes agree after SIGKILL", agreed(rest), SETTLE_S, alive(rest))
+    record_property("seconds_sigkill_to_two_agree", round(time.monotonic() - t, 1))
     assert_split(owners, rest)
 
 
