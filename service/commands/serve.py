@@ -49,7 +49,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with serving(settings, store, keys) as projector:
             print(
                 f"projector serve: {settings.bootstrap} -> {settings.db}; "
-                f"API on http://{settings.host}:{settings.port} (docs at /docs)",
+                f"API on http://{settings.host}:{settings.port} (docs at /docs); "
+                f"group {settings.group_id}, advertised as {projector.membership.url}",
                 flush=True,
             )
             runtime.settle(settings.gil_switch_interval_ms)
