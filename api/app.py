@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -141,6 +142,7 @@ def create_app(
     limits: Limits | None = None,
     feed: ChangeFeed | None = None,
     admin: AdminOps | None = None,
+    owners: Any | None = None,
 ) -> FastAPI:
     """The HTTP API over ``reader``.
 
@@ -151,6 +153,8 @@ def create_app(
         metrics: registry served at /metrics; HTTP latency is recorded in it.
         limits: request-size and rate limits (``api.limits.Limits()`` when None).
         feed: the writer's flush notifications, pushed by /stream (None: streams poll).
+        owners: who owns which partition in a group of nodes (``api.routing.Owners``);
+            None: a single node, every partition local.
     """
     app = FastAPI(
         title="Campaign analytics API",
@@ -160,7 +164,13 @@ def create_app(
         redoc_url=None,
     )
     app.state.ctx = ApiContext(
-        reader=reader, keys=keys, status=status, metrics=metrics, feed=feed, admin=admin
+        reader=reader,
+        keys=keys,
+        status=status,
+        metrics=metrics,
+        feed=feed,
+        admin=admin,
+        owners=owners,
     )
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

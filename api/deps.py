@@ -48,6 +48,9 @@ class ApiContext:
     feed: ChangeFeed | None = None  # flush notifications for streams; None: streams poll
     # Switches the live database (blue/green); None where there is nothing to swap.
     admin: AdminOps | None = None
+    # Who owns which partition when nodes share a consumer group (``api.routing.Owners``);
+    # None: a single node, every partition local.
+    owners: Any | None = None
     cache: PositionCache = field(default_factory=PositionCache)
     # Part of every ETag: positions restart with a rebuilt database, so a tag
     # from another server instance must never match (it costs one full answer).

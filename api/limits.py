@@ -15,7 +15,7 @@ so guessing keys is limited too and a flood of made-up keys cannot create
 buckets. The key is read from ``X-API-Key`` or, for the event stream whose
 browser client cannot send headers, from ``?api_key=``. Over the limit the
 answer is 429 ``RATE_LIMITED`` with ``Retry-After`` (whole seconds until a
-token is back). ``/healthz``, ``/readyz`` and ``/metrics`` are never rate
+token is back). ``/healthz``, ``/readyz``, ``/metrics`` and ``/v1/cluster`` are never rate
 limited (probes and scrapers must not be starved by clients).
 
 Memory is bounded: at most ``max_buckets`` buckets are kept (least recently
@@ -51,7 +51,7 @@ PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 URI_TOO_LONG = "URI_TOO_LONG"
 HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
 
-HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/cluster"})
 
 
 @dataclass(frozen=True)

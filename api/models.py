@@ -193,6 +193,19 @@ class Health(_Model):
     status: Literal["ok"]
 
 
+class NodePartitions(_Model):
+    """This node's share of a group of nodes (absent on a single node)."""
+
+    url: str = Field(description="This node's advertised base URL.")
+    settled: bool = Field(
+        description="False while the group rebalances: no owner is named until it settles."
+    )
+    owned: list[int] = Field(description="Partitions this node owns (latest assignment).")
+    lag: dict[str, int] = Field(
+        description="Records behind the log end per owned partition, all source topics summed."
+    )
+
+
 class Readiness(_Model):
     ready: bool
     mode: str
@@ -201,6 +214,19 @@ class Readiness(_Model):
     watermark: str
     inconsistent: dict[str, str]
     last_error: str | None = None
+    cluster: NodePartitions | None = None
+
+
+class ClusterView(_Model):
+    """Every partition's owner as this node sees the group."""
+
+    url: str | None = Field(description="This node's advertised base URL; null on a single node.")
+    partitions: int | None = Field(description="Partition count of the source topics.")
+    settled: bool = Field(description="True when every partition has a known owner.")
+    owners: dict[str, str | None] = Field(
+        description="Partition -> owner URL; null while unknown (rebalancing). "
+        "Empty on a single node, which owns every partition."
+    )
 
 
 # -- breakdowns, pages and lists ------------------------------------------------------------

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     # Consumer group of the faust worker. Offsets live in DuckDB; the group
     # only spreads partitions and keeps Kafka-side commits as a convenience.
     group_id: str = "campaign-projector"
+    # The base URL other nodes of the group reach this one's API at; faust
+    # hands it to the group leader, whose assignment tells every member which
+    # URL owns which partition (projector.intake.membership). None: the bind
+    # address and the port as actually bound (``advertised_url``). Nodes of
+    # one group must advertise distinct URLs.
+    advertise: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
     # Micro-batch bounds: a flush happens when either is reached. Under steady
     # load the interval triggers; the size bound only matters while catching
     # up on a backlog, where larger flushes spread each flush's fixed cost, at
@@ -110,3 +116,20 @@ class Settings(BaseSettings):
     # The key `projector swap` sends to a running serve: it must hold the
     # `admin` scope there. A client's setting; the server reads its keys file.
     admin_key: SecretStr | None = None
+
+    def advertised_url(self, port: int | None = None) -> str:
+        """This node's base URL for the group: ``advertise``, else ``http://host:port``.
+
+        ``port`` is the port as actually bound (``--port 0`` binds a free one).
+        A wildcard bind address is no address to reach: the host name stands in.
+        """
+        if self.advertise is not None:
+            return self.advertise.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - compared, not bound
+            import socket
+
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port if port is None else port}"

@@ -20,6 +20,7 @@ from service.commands import (
     api,
     archive,
     broker,
+    cluster,
     demo,
     export_schemas,
     produce,
@@ -48,6 +49,7 @@ COMMANDS: tuple[Command, ...] = (
     archive.run,
     verify.run,
     swap.run,
+    cluster.run,
     export_schemas.run,
 )
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from api.app import create_app
 from api.deps import replace_reader
@@ -32,6 +34,17 @@ log = logging.getLogger(__name__)
 def reader_of(store: Store) -> ReadStore:
     """The API's reads beside the writer: DuckDB through its cursors, polls from its memory."""
     return ReadStore(store.cursor, heads=store.heads, polled=store.polled)
+
+
+def bound_port(server: Any, thread: threading.Thread, timeout: float = 10.0) -> int | None:
+    """The port uvicorn listens on, once it does; None if it never started."""
+    deadline = time.monotonic() + timeout
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)  # a condition polled, not a guess: uvicorn has no start event
+    for listener in getattr(server, "servers", []) if server.started else []:
+        for sock in listener.sockets:
+            return int(sock.getsockname()[1])
+    return None
 
 
 @contextmanager
@@ -58,10 +71,14 @@ def serving(settings: Settings, store: Store, keys: KeyRing) -> Iterator[Project
             feed=feed,
             admin=SwapController(projector, lambda new: replace_reader(app, reader_of(new))),
             limits=Limits.from_settings(settings),
+            owners=projector.membership,
         )
         server = build_uvicorn_server(app, settings.host, settings.port)
         thread = threading.Thread(target=server.run, name="api", daemon=True)
         thread.start()
+        # The group learns this node's URL when it joins, after this returns;
+        # without --advertise the URL names the port as bound (--port 0 too).
+        projector.advertise(settings.advertised_url(bound_port(server, thread)))
         yield projector
     finally:
         if server is not None:

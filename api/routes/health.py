@@ -1,6 +1,8 @@
-"""Liveness, readiness and metrics: unauthenticated, no tenant data."""
+"""Liveness, readiness, metrics and the cluster view: unauthenticated, no tenant data."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,7 +12,7 @@ from api.deps import Context, RequestId
 from api.docs import RID
 from api.envelope import fail, ok
 from api.errors import NOT_READY
-from api.models import Envelope, ErrorEnvelope, Health, Readiness
+from api.models import ClusterView, Envelope, ErrorEnvelope, Health, Readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -60,6 +62,8 @@ def readyz(ctx: Context, request_id: RequestId) -> Response:
         # Why the lag is unknown or the flushes stall (broker down, disk full).
         "last_error": snap.last_error,
     }
+    if ctx.owners is not None:
+        details["cluster"] = node_partitions(ctx.owners, snap.log_end, snap.offsets)
     if details["ready"]:
         return ok(details, request_id)
     if snap.inconsistent:
@@ -79,3 +83,47 @@ def readyz(ctx: Context, request_id: RequestId) -> Response:
 )
 def metrics(ctx: Context) -> Response:
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def node_partitions(
+    owners: Any, log_end: dict[tuple[str, int], int], offsets: dict[tuple[str, int], int]
+) -> dict[str, Any]:
+    """This node's share of the group, from the ``api.routing.Owners`` it was given."""
+    url = owners.url
+    settled = owners.owners() is not None
+    owned = sorted(p for p in range(owners.partitions) if owners.owner_of(p) == url)
+    lag: dict[str, int] = {}
+    # log_end holds the partitions the pipeline reads: this node's own.
+    for (topic, partition), end in sorted(log_end.items()):
+        behind = max(0, end - offsets.get((topic, partition), 0))
+        lag[str(partition)] = lag.get(str(partition), 0) + behind
+    if settled:
+        lag = {p: n for p, n in lag.items() if int(p) in owned}
+    return {"url": url, "settled": settled, "owned": owned, "lag": lag}
+
+
+@router.get(
+    "/v1/cluster",
+    summary="The group of nodes: every partition's owner, as this node sees it",
+    response_model=Envelope[ClusterView],
+    responses={200: {"content": {"application/json": {"example": {
+        "success": True,
+        "data": {"url": "http://10.0.0.5:8000", "partitions": 2, "settled": True,
+                 "owners": {"0": "http://10.0.0.5:8000", "1": "http://10.0.0.6:8000"}},
+        "errors": None, "request_id": RID}}}}},
+)
+def cluster(ctx: Context, request_id: RequestId) -> Response:
+    owners = ctx.owners
+    if owners is None:
+        view: dict[str, Any] = {"url": None, "partitions": None, "settled": True, "owners": {}}
+        return ok(view, request_id)
+    every = owners.owners()
+    if every is None:  # rebalancing: name only what is known (nothing, while unsettled)
+        every = {p: owners.owner_of(p) for p in range(owners.partitions)}
+    view = {
+        "url": owners.url,
+        "partitions": owners.partitions,
+        "settled": all(url is not None for url in every.values()),
+        "owners": {str(p): url for p, url in sorted(every.items())},
+    }
+    return ok(view, request_id)

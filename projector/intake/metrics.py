@@ -65,6 +65,18 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        # Cluster membership (projector.intake.membership): what this node owns.
+        self.partition_owned = Gauge(
+            "projector_partition_owned",
+            "1 when this node owns the partition in the group's latest assignment",
+            ["partition"],
+            registry=r,
+        )
+        self.cluster_settled = Gauge(
+            "projector_cluster_settled",
+            "1 while this node's assignment is in place and sought (0: rebalancing)",
+            registry=r,
+        )
         self.http_seconds = Histogram(
             "projector_http_request_seconds",
             "HTTP request latency",

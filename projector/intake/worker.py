@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -25,6 +26,7 @@ import mode
 
 from projector.intake.deadletters import DeadLetterSink
 from projector.intake.health import PipelineStatus
+from projector.intake.membership import Membership
 from projector.intake.metrics import Metrics
 from projector.intake.offsets import LogReader, OffsetsError, beginning_offsets
 from projector.intake.pipeline import Pipeline
@@ -69,10 +71,21 @@ class Projector:
             flush_max_events=settings.flush_max_events,
             flush_interval_ms=settings.flush_interval_ms,
         )
+        self.membership = Membership(
+            settings.advertised_url(),
+            settings.partitions,
+            settings.topics.sources,
+            metrics=self.metrics,
+        )
         self.pipeline.on_invariant_broken = stop_on_broken_invariant
         if settings.check_invariants:
             log.info("invariant mode on: memory is compared with DuckDB after every flush")
         self.app = create_app(settings, self)
+
+    def advertise(self, url: str) -> None:
+        """Advertise ``url`` to the group (before faust starts: the leader checks it)."""
+        self.membership.url = url
+        self.app.conf.canonical_url = self.membership.url
 
     def prepare(self) -> None:
         """Create topics and load DuckDB offsets; call before faust starts."""
@@ -131,6 +144,7 @@ class ProjectorService(mode.Service):
         self.projector.loop = asyncio.get_running_loop()
 
     async def on_stop(self) -> None:
+        self.projector.membership.left()
         await self.projector.pipeline.close()
         await self.projector.log.close()
 
@@ -166,14 +180,21 @@ class ProjectorService(mode.Service):
         sources = list(p.settings.topics.sources)
         while not self.should_stop:
             try:
-                end = await p.log.log_end(sources, timeout=5.0)
+                whole_end = await p.log.log_end(sources, timeout=5.0)
                 start = await p.log.log_start(sources, timeout=5.0)
+                # Lag, readiness and truncation are this node's partitions' only:
+                # the others are another member's (projector.intake.membership).
+                in_place, local = p.membership.in_place, p.membership.local
+                end = {tp: o for tp, o in whole_end.items() if tp[1] in local}
+                for topic, partition in whole_end.keys() - end.keys():
+                    with contextlib.suppress(KeyError):
+                        p.metrics.lag.remove(topic, str(partition))
                 p.pipeline.observe_log(start, end)
                 await p.pipeline.check_marks()
                 await self._unstall(end)
-                if self._ready_target is None:
+                if self._ready_target is None and in_place:
                     self._ready_target = end
-                if not p.status.ready and all(
+                if not p.status.ready and self._ready_target is not None and all(
                     p.pipeline.applied.get(tp, 0) >= target or tp in p.pipeline.inconsistent
                     for tp, target in self._ready_target.items()
                     if target > start.get(tp, 0)
@@ -241,7 +262,12 @@ def _alive(pid: int) -> bool:
 
 
 def new_faust_app(
-    group_id: str, bootstrap: str, *, partitions: int, fetch_max_wait_ms: int
+    group_id: str,
+    bootstrap: str,
+    *,
+    partitions: int,
+    fetch_max_wait_ms: int,
+    canonical_url: str | None = None,
 ) -> faust.App:
     """The faust app as the projector configures it (the ceiling benchmark uses it too)."""
     # faust makes its data dir (tables, unused with memory stores) in the
@@ -281,6 +307,9 @@ def new_faust_app(
         producer_acks=-1,
         logging_config=None,
     )
+    if canonical_url is not None:
+        # The leader's assignment carries every member's URL (projector.intake.membership).
+        app.conf.canonical_url = canonical_url
     _set_fetch_max_wait(app, fetch_max_wait_ms)
     return app
 
@@ -291,8 +320,10 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         settings.bootstrap,
         partitions=settings.partitions,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        canonical_url=projector.membership.url,
     )
     pipeline = projector.pipeline
+    membership = projector.membership
     channel = app.topic(*settings.topics.sources, value_serializer="raw", key_serializer="raw")
 
     async def seek(topic: str, partition: int, offset: int) -> None:
@@ -336,6 +367,13 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
             expected = pipeline.expected_offset(tp.topic, tp.partition)
             if expected is not None:
                 await app.consumer.seek(tp, expected)
+        membership.assigned(
+            app.assignor.external_topics_metadata(), {(tp.topic, tp.partition) for tp in assigned}
+        )
+
+    @app.on_partitions_revoked.connect
+    async def unsettle(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        membership.revoked()
 
     class _Service(ProjectorService):
         def __init__(self, **kwargs: Any) -> None:

@@ -96,6 +96,8 @@ SETTING_OPTIONS = frozenset(
         "flush_interval_ms",
         "log_level",
         "admin_key",
+        "group_id",
+        "advertise",
     }
 )
 
@@ -106,6 +108,20 @@ HTTP = (
     option("--host", help="HTTP bind address (env PROJECTOR_HOST)"),
     option("--port", type=int, help="HTTP port (env PROJECTOR_PORT)"),
     option("--api-keys", help="API keys JSON file (env PROJECTOR_API_KEYS)"),
+)
+# Nodes of one consumer group split the partitions (docs/operations.md, "Scaling out").
+MEMBERSHIP = (
+    option(
+        "--group",
+        dest="group_id",
+        help="consumer group: nodes of one group split the partitions (env PROJECTOR_GROUP_ID)",
+    ),
+    option(
+        "--advertise",
+        metavar="URL",
+        help="this node's base URL for the other nodes (env PROJECTOR_ADVERTISE; "
+        "default http://HOST:PORT as bound)",
+    ),
 )
 WORKER_TUNING = (
     option("--partitions", type=int, help="partitions per topic when creating (default 4)"),

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from service.commands.base import BOOTSTRAP, DB, HTTP, WORKER_TUNING, command, open_live_store
+from service.commands.base import (
+    BOOTSTRAP,
+    DB,
+    HTTP,
+    MEMBERSHIP,
+    WORKER_TUNING,
+    command,
+    open_live_store,
+)
 
 if TYPE_CHECKING:
     from projector.settings import Settings
@@ -18,6 +26,7 @@ if TYPE_CHECKING:
     *DB,
     *HTTP,
     *WORKER_TUNING,
+    *MEMBERSHIP,
 )
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from api.errors import KeysFileError
@@ -40,7 +49,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with serving(settings, store, keys) as projector:
             print(
                 f"projector serve: {settings.bootstrap} -> {settings.db}; "
-                f"API on http://{settings.host}:{settings.port} (docs at /docs)",
+                f"API on http://{settings.host}:{settings.port} (docs at /docs); "
+                f"group {settings.group_id}, advertised as {projector.membership.url}",
                 flush=True,
             )
             runtime.settle(settings.gil_switch_interval_ms)

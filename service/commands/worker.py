@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from service.commands.base import BOOTSTRAP, DB, WORKER_TUNING, command, open_live_store, option
+from service.commands.base import (
+    BOOTSTRAP,
+    DB,
+    MEMBERSHIP,
+    WORKER_TUNING,
+    command,
+    open_live_store,
+    option,
+)
 
 if TYPE_CHECKING:
     from projector.settings import Settings
@@ -17,6 +25,7 @@ if TYPE_CHECKING:
     *BOOTSTRAP,
     *DB,
     *WORKER_TUNING,
+    *MEMBERSHIP,
     option(
         "--until-caught-up",
         action="store_true",

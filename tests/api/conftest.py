@@ -167,15 +167,18 @@ def pipeline(reader: ReadStore) -> PipelineStatus:
 def make_client(
     reader: ReadStore, keys: KeyRing, pipeline: PipelineStatus
 ) -> Iterator[Callable[..., TestClient]]:
-    """Factory: ``make(reader=..., status=..., metrics=...) -> TestClient``."""
+    """Factory: ``make(reader=..., status=..., metrics=..., owners=...) -> TestClient``."""
     clients: list[TestClient] = []
 
     def make(
         reader: ReadStore = reader,
         status: Callable[[], Any] = pipeline.snapshot,
         metrics: Metrics | None = None,
+        owners: Any | None = None,
     ) -> TestClient:
-        app = create_app(reader, keys=keys, status=status, metrics=metrics or Metrics())
+        app = create_app(
+            reader, keys=keys, status=status, metrics=metrics or Metrics(), owners=owners
+        )
         client = TestClient(app, raise_server_exceptions=False)
         clients.append(client)
         return client

@@ -75,7 +75,7 @@ KEYRING = KeyRing.from_dict(
 OPEN_LIMITS = Limits(rate=1e6, burst=10**6, anon_rate=1e6, anon_burst=10**6)
 
 # Routes that need no key and must serve no tenant data (prefix match on the template).
-PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/ui")
+PUBLIC = ("/healthz", "/readyz", "/metrics", "/v1/cluster", "/openapi.json", "/docs", "/ui")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -641,7 +641,7 @@ def test_rate_limit_per_key_429_with_retry_after(limited):
     assert "retry" in body["errors"][0]["message"].lower()
     # Another key of the same workspace has its own bucket; health is never limited.
     assert limited.get(url, headers={"X-API-Key": KEY["alpha_nopii"]}).status_code == 200
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/readyz", "/metrics", "/v1/cluster"):
         assert all(limited.get(path).status_code == 200 for _ in range(20))
     time.sleep(0.6)  # 2 tokens/s: one is back
     assert limited.get(url, headers=alpha).status_code == 200

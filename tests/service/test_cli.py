@@ -27,11 +27,11 @@ OPTIONS = {
     "topics": ["--bootstrap", "--partitions"],
     "worker": [
         "--bootstrap", "--db", "--partitions", "--flush-max-events", "--flush-interval-ms",
-        "--until-caught-up",
+        "--until-caught-up", "--group", "--advertise",
     ],
     "serve": [
         "--bootstrap", "--db", "--host", "--port", "--api-keys", "--partitions",
-        "--flush-max-events", "--flush-interval-ms",
+        "--flush-max-events", "--flush-interval-ms", "--group", "--advertise",
     ],
     "api": ["--db", "--host", "--port", "--api-keys"],
     "simulate": [
@@ -45,6 +45,7 @@ OPTIONS = {
     "archive": ["--bootstrap", "--dir", "--until-caught-up"],
     "verify": ["--db"],
     "swap": ["--url", "--db", "--admin-key"],
+    "cluster": ["--url"],
     "export-schemas": ["--out", "--check"],
 }  # fmt: skip
 

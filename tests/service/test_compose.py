@@ -49,15 +49,15 @@ def _compose_env(tmp: Path) -> tuple[dict[str, str] | None, str | None]:
     return env, None
 
 
-@pytest.fixture(scope="module")
-def compose_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def _config(tmp: Path, *profiles: str) -> dict:
     # No PROJECTOR_* or KAFKA_* variables: the defaults alone must make a valid file.
-    env, reason = _compose_env(tmp_path_factory.mktemp("compose"))
+    env, reason = _compose_env(tmp)
     if env is None:
         pytest.skip(reason)
     assert DOCKER is not None
+    chosen = [arg for p in profiles for arg in ("--profile", p)]
     out = subprocess.run(
-        [DOCKER, "compose", "-f", "compose.yaml", "config", "--format", "json"],
+        [DOCKER, "compose", "-f", "compose.yaml", *chosen, "config", "--format", "json"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -65,7 +65,17 @@ def compose_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def compose_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _config(tmp_path_factory.mktemp("compose"))
+
+
+@pytest.fixture(scope="module")
+def cluster_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _config(tmp_path_factory.mktemp("compose-cluster"), "cluster")
 
 
 def test_compose_config_is_valid(compose_config: dict) -> None:
@@ -87,3 +97,21 @@ def test_services_start_in_order(compose_config: dict) -> None:
 def test_example_api_keys_file_is_valid_json() -> None:
     keys = json.loads((ROOT / "deploy" / "api_keys.example.json").read_text())
     assert keys["keys"][0]["workspace_id"] == "ws_demo"
+
+
+def test_the_cluster_profile_has_three_nodes_of_one_group(cluster_config: dict) -> None:
+    services = cluster_config["services"]
+    nodes = [services[f"node{i}"] for i in (1, 2, 3)]
+    advertised = []
+    for node in nodes:
+        cmd = node["command"]
+        assert cmd[0] == "serve"
+        advertised.append(cmd[cmd.index("--advertise") + 1])
+        assert node["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        assert node["environment"]["PROJECTOR_GROUP_ID"] == "campaign-projector"
+    assert advertised == ["http://node1:8000", "http://node2:8000", "http://node3:8000"]
+    # each node its own database: DuckDB admits one process per file
+    data = [next(v["source"] for v in n["volumes"] if v["target"] == "/data") for n in nodes]
+    assert len(set(data)) == 3
+    ports = [str(p["published"]) for n in nodes for p in n["ports"]]
+    assert ports == ["8001", "8002", "8003"]

@@ -1,0 +1,184 @@
+"""Cluster membership: which node of the consumer group owns which partition.
+
+Nodes of one group split the partitions through faust's co-partitioned,
+sticky assignment. Each node gives faust its advertised URL as
+``canonical_url``; the group leader puts every member's URL into the
+assignment it sends to all members (``faust/assignor/partition_assignor.py``:
+``external_topics_metadata()``, URL -> topic -> partitions). The four source
+topics are co-partitioned, so partition p of each goes to one member: that
+member owns p (docs/operations.md, "Scaling out").
+
+``Membership`` keeps that map for the API (it has the shape of
+``api.routing.Owners`` without importing it). It is unsettled from the moment
+partitions are revoked until the next assignment is in place and this node's
+partitions are sought to their stored offsets: while unsettled nobody is
+named the owner of anything, so nobody answers from a map that no longer holds.
+
+Written from faust's event loop, read from the API's thread: a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+
+from projector.intake.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# faust's HostToPartitionMap: member URL -> topic -> partitions.
+Distribution = Mapping[str, Mapping[str, Sequence[int]]]
+
+
+def owner_map(
+    distribution: Distribution, sources: Sequence[str], partitions: int
+) -> dict[int, str]:
+    """Partition -> owner URL of the source topics, from the leader's distribution.
+
+    A partition that the source topics put at two different URLs (topics that
+    are not co-partitioned) is left out: it has no single owner. Partitions
+    outside ``range(partitions)`` and topics other than ``sources`` are ignored.
+    """
+    owners: dict[int, str] = {}
+    split: set[int] = set()
+    wanted = set(sources)
+    for url, topics in distribution.items():
+        for topic, numbers in topics.items():
+            if topic not in wanted:
+                continue
+            for p in numbers:
+                if not 0 <= p < partitions:
+                    continue
+                if owners.setdefault(p, url) != url:
+                    split.add(p)
+    for p in sorted(split):
+        log.error("partition %d of the source topics is assigned to several members", p)
+        del owners[p]
+    return owners
+
+
+class Membership:
+    """This node's view of the group; structurally an ``api.routing.Owners``."""
+
+    def __init__(
+        self,
+        url: str,
+        partitions: int,
+        sources: Sequence[str],
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._url = url.rstrip("/")
+        self._partitions = partitions
+        self._sources = tuple(sources)
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._map: dict[int, str] = {}
+        self._in_place = False  # this node's assignment taken and sought
+        self._settled = False  # ... and the map names this node's partitions as its own
+        self._local: frozenset[int] = frozenset()
+        self.assignments = 0  # assignments taken: a changing figure shows rebalances
+
+    @property
+    def url(self) -> str:
+        """This node's advertised base URL."""
+        return self._url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        """Set before the node joins the group (the port is known once bound)."""
+        self._url = value.rstrip("/")
+
+    @property
+    def partitions(self) -> int:
+        """Partition count of the source topics."""
+        return self._partitions
+
+    @property
+    def settled(self) -> bool:
+        """Owners are named: the assignment is in place and the map is sound."""
+        with self._lock:
+            return self._settled
+
+    @property
+    def in_place(self) -> bool:
+        """This node's partitions are assigned and sought (the map may still be unsound)."""
+        with self._lock:
+            return self._in_place
+
+    @property
+    def local(self) -> frozenset[int]:
+        """Partitions of the latest assignment owned here (kept while unsettled)."""
+        with self._lock:
+            return self._local
+
+    def owner_of(self, partition: int) -> str | None:
+        """The owner's URL; None while unsettled or when the partition has none."""
+        with self._lock:
+            return self._map.get(partition) if self._settled else None
+
+    def owners(self) -> dict[int, str] | None:
+        """Every partition's owner; None while unsettled or any partition has none."""
+        with self._lock:
+            if not self._settled or len(self._map) < self._partitions:
+                return None
+            return dict(self._map)
+
+    def revoked(self) -> None:
+        """A rebalance began: every partition's owner is unknown until the next assignment."""
+        with self._lock:
+            self._in_place = self._settled = False
+        self._publish()
+
+    def left(self) -> None:
+        """This node stops: it owns nothing any more."""
+        with self._lock:
+            self._in_place = self._settled = False
+            self._local = frozenset()
+            self._map = {}
+        self._publish()
+
+    def assigned(self, distribution: Distribution, assigned: Iterable[tuple[str, int]]) -> None:
+        """The new assignment is in place and this node's partitions are sought: settle.
+
+        ``distribution`` is the leader's (``app.assignor.external_topics_metadata()``),
+        ``assigned`` this node's own topic-partitions.
+        """
+        owners = owner_map(distribution, self._sources, self._partitions)
+        mine = frozenset(p for t, p in assigned if t in self._sources)
+        named_here = frozenset(p for p, url in owners.items() if url == self._url)
+        if named_here != mine:
+            # Our partitions under another URL: two members advertise one URL,
+            # or this node's URL changed after it joined. Routing on such a
+            # map would send requests to the wrong node: stay unsettled.
+            log.error(
+                "the group's map names %s as %s's partitions but this node holds %s; "
+                "do two nodes advertise the same URL?",
+                sorted(named_here),
+                self._url,
+                sorted(mine),
+            )
+        with self._lock:
+            self._map = owners
+            self._local = mine
+            self._in_place = True
+            self._settled = named_here == mine
+            self.assignments += 1
+        missing = self._partitions - len(owners)
+        log.info(
+            "partitions owned here: %s; %d members; %s",
+            ",".join(map(str, sorted(mine))) or "none",
+            len(set(owners.values())),
+            f"{missing} partitions without an owner" if missing else "every partition owned",
+        )
+        self._publish()
+
+    def _publish(self) -> None:
+        if self._metrics is None:
+            return
+        with self._lock:
+            settled, local = self._settled, self._local
+        self._metrics.cluster_settled.set(1 if settled else 0)
+        for p in range(self._partitions):
+            self._metrics.partition_owned.labels(str(p)).set(1 if p in local else 0)

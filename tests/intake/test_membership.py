@@ -1,0 +1,126 @@
+"""The partition -> owner map, built from the assignment faust's own assignor makes.
+
+The group leader's ``PartitionAssignor`` runs here on member metadata as the
+members send it; each member's share is decoded the way
+``PartitionAssignor.on_assignment`` decodes it, and fed to ``Membership``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
+from faust.assignor.partition_assignor import PartitionAssignor
+
+from projector.intake.membership import Membership, owner_map
+from projector.intake.metrics import Metrics
+from projector.intake.worker import new_faust_app
+from projector.settings import Topics
+
+SOURCES = Topics().sources
+
+
+class _Cluster:
+    """What the assignor asks of Kafka's cluster metadata: partitions per topic."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+
+def leader_assignment(urls: list[str], partitions: int) -> dict[str, tuple[set[Any], Any]]:
+    """member id -> (its topic-partitions, the distribution it receives)."""
+    app = new_faust_app("g", "127.0.0.1:1", partitions=partitions, fetch_max_wait_ms=100)
+    assignor = PartitionAssignor(app)
+    members = {
+        f"member-{i}": ConsumerProtocolMemberMetadata(
+            assignor.version,
+            list(SOURCES),
+            ClientMetadata(
+                assignment=ClientAssignment(actives={}, standbys={}),
+                url=url,
+                changelog_distribution={},
+            ).dumps(),
+        )
+        for i, url in enumerate(urls)
+    }
+    result = assignor._perform_assignment(_Cluster(partitions), members)  # noqa: SLF001
+    out = {}
+    for member, protocol in result.items():
+        meta = ClientMetadata.loads(assignor._decompress(protocol.user_data))  # noqa: SLF001
+        tps = {(t, p) for t, ps in protocol.assignment for p in ps}
+        out[member] = (tps, meta.external_topic_distribution)
+    return out
+
+
+URLS = ["http://10.0.0.1:8000", "http://10.0.0.2:8000", "http://10.0.0.3:8000"]
+
+
+def test_every_member_builds_the_same_disjoint_covering_map() -> None:
+    shares = leader_assignment(URLS, 8)
+    maps = []
+    for i, (tps, distribution) in enumerate(shares.values()):
+        m = Membership(URLS[i], 8, SOURCES)
+        m.assigned(distribution, tps)
+        every = m.owners()
+        assert every is not None and sorted(every) == list(range(8))
+        assert {p for p, url in every.items() if url == URLS[i]} == m.local
+        # co-partitioned: partition p of all four topics is one member's
+        assert tps == {(t, p) for t in SOURCES for p in m.local}
+        maps.append(every)
+    assert maps[0] == maps[1] == maps[2]
+    assert set(maps[0].values()) == set(URLS)
+
+
+def test_unsettled_from_revocation_to_the_next_assignment() -> None:
+    (tps, distribution), *_ = leader_assignment(URLS[:1], 4).values()
+    metrics = Metrics()
+    m = Membership(URLS[0], 4, SOURCES, metrics=metrics)
+    assert m.owners() is None and m.owner_of(0) is None  # not joined yet
+    m.assigned(distribution, tps)
+    assert m.owners() == dict.fromkeys(range(4), URLS[0])
+    assert metrics.cluster_settled._value.get() == 1  # noqa: SLF001
+    m.revoked()
+    assert m.owners() is None and m.owner_of(2) is None
+    assert m.local == frozenset(range(4))  # kept for lag while rebalancing
+    assert metrics.cluster_settled._value.get() == 0  # noqa: SLF001
+    m.assigned(distribution, tps)
+    assert m.owner_of(2) == URLS[0]
+    m.left()
+    assert m.owners() is None and m.local == frozenset()
+
+
+def test_two_members_advertising_one_url_never_settle() -> None:
+    shares = list(leader_assignment([URLS[0], URLS[0]], 4).values())
+    for tps, distribution in shares:
+        m = Membership(URLS[0], 4, SOURCES)
+        m.assigned(distribution, tps)
+        # one member's partitions are under the shared URL, the other's lost
+        assert m.owners() is None
+        assert m.in_place  # it still consumes: readiness does not wait for a sound map
+
+
+def test_a_partition_split_between_members_has_no_owner() -> None:
+    distribution = {
+        "http://a": {SOURCES[0]: [0, 1], SOURCES[1]: [0]},
+        "http://b": {SOURCES[1]: [1], "other": [2]},
+    }
+    assert owner_map(distribution, SOURCES, 4) == {0: "http://a"}
+
+
+@pytest.mark.parametrize(
+    ("host", "advertise", "port", "url"),
+    [
+        ("127.0.0.1", None, 8123, "http://127.0.0.1:8123"),
+        ("::1", None, 81, "http://[::1]:81"),
+        ("127.0.0.1", "http://node-2:9000/", 8123, "http://node-2:9000"),
+    ],
+)
+def test_the_advertised_url(host: str, advertise: str | None, port: int, url: str) -> None:
+    from projector.settings import Settings
+
+    assert Settings(host=host, advertise=advertise).advertised_url(port) == url
