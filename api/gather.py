@@ -11,10 +11,13 @@ twice or misses one while ownership moves (it answers 503 instead). A node's
 database may still hold campaigns of partitions it owned before: they are
 filtered out by partition, never by what the database holds.
 
-A page ``offset, limit`` of the merge needs the first ``offset + limit``
-campaigns of every part: deep pages cost every node that many rows. Why
-scatter-gather and not a directory topic:
-docs/decisions/0032-campaign-list-by-scatter-gather.md.
+The first page is one round: every part's first ``limit`` campaigns, merged.
+A later page takes two: every part's first ``offset + limit`` campaign ids
+(``X-Projection-Ids``), merged to find which of each part's campaigns fall in
+the page, then those campaigns in full, a page of each part. Should a part
+change between the rounds (a campaign defined), the ids no longer match and
+the gather starts again. Why scatter-gather and not a directory topic, and the
+cost: docs/decisions/0032-campaign-list-by-scatter-gather.md.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -38,6 +42,9 @@ from api.routing import Owners, same_node
 from schemas.partitioner import partition_of
 
 PARTITIONS_HEADER = "X-Projection-Partitions"
+IDS_HEADER = "X-Projection-Ids"
+# A part that keeps changing between the two rounds gets this many tries, then 503.
+ATTEMPTS = 3
 
 
 @lru_cache(maxsize=100_000)
@@ -46,16 +53,16 @@ def _partition(campaign_id: str, partitions: int) -> int:
     return partition_of(campaign_id, partitions)
 
 
+@dataclass(frozen=True, slots=True)
 class Part:
-    """One node's part of a list page: its first ``offset + limit`` campaigns, its total,
-    and what the merged answer's headers are made of."""
+    """One node's answer for its partitions: total, campaigns (items or ids), and what
+    the merged answer's headers are made of."""
 
-    def __init__(
-        self, items: list[dict[str, Any]], total: int, tag: str, watermark: str,
-        lag: str | None,
-    ) -> None:
-        self.items, self.total, self.tag = items, total, tag
-        self.watermark, self.lag = watermark, lag
+    total: int
+    data: list[Any]
+    tag: str
+    watermark: str
+    lag: str | None
 
 
 def asked_partitions(reply: Reply, owners: Owners | None) -> frozenset[int] | None:
@@ -79,22 +86,32 @@ def asked_partitions(reply: Reply, owners: Owners | None) -> frozenset[int] | No
     return asked
 
 
+def ids_asked(reply: Reply) -> int | None:
+    """How many ids a gathering node asks for (``X-Projection-Ids``), or None for items."""
+    named = reply.request.headers.get(IDS_HEADER)
+    return int(named) if named is not None and named.isdigit() else None
+
+
 def read_part(
-    reader: ReadStore, workspace_id: str, partitions: frozenset[int], count: int, first: int
-) -> tuple[int, int, list[dict[str, Any]]]:
-    """Position, total and first ``first`` campaign items of the workspace's campaigns on
-    ``partitions`` (of ``count``), as ``list_campaigns`` shows them."""
+    reader: ReadStore, workspace_id: str, partitions: frozenset[int], count: int,
+    offset: int, limit: int, ids: int | None = None,
+) -> tuple[int, int, list[Any]]:
+    """Position, total and page of the workspace's campaigns on ``partitions`` (of
+    ``count``): items as ``list_campaigns`` shows them, or with ``ids`` the first
+    ``ids`` campaign ids."""
     with reader.consistent():
         position = reader.flush_seq()
-        ids = [c for c in reader.campaign_ids(workspace_id)
-               if _partition(c, count) in partitions]
-        campaigns = reader.campaigns_named(workspace_id, ids[:first])
+        named = [c for c in reader.campaign_ids(workspace_id)
+                 if _partition(c, count) in partitions]
+        if ids is not None:
+            return position, len(named), named[:ids]
+        campaigns = reader.campaigns_named(workspace_id, named[offset : offset + limit])
         runs = reader.runs_of_many(workspace_id, [c.campaign_id for c in campaigns])
     items = [views_extra.campaign_item(c, runs.get(c.campaign_id, [])) for c in campaigns]
-    return position, len(ids), items
+    return position, len(named), items
 
 
-def _owned_watermark(watermark: str, partitions: frozenset[int]) -> list[str]:
+def _owned_watermark(watermark: str, partitions: frozenset[int]) -> str:
     """The ``topic:partition=offset`` entries of ``partitions``: a node's store may still
     hold offsets of partitions it owned before."""
     out = []
@@ -103,77 +120,123 @@ def _owned_watermark(watermark: str, partitions: frozenset[int]) -> list[str]:
         partition, eq, _ = rest.partition("=")
         if sep and eq and partition.isdigit() and int(partition) in partitions:
             out.append(entry)
-    return out
+    return ",".join(out)
 
 
-async def campaign_list(
-    reply: Reply,
-    owners: Owners,
-    workspace_id: str,
-    limit: int,
-    offset: int,
-) -> Response:
-    """The list page of the whole cluster, asked of this node by a client."""
-    everyone = owners.owners()
-    if everyone is None:
-        reply.ctx.metrics.http_unroutable.labels("unsettled").inc()
-        raise PartitionUnavailable()
-    by_node: dict[str, set[int]] = {}
-    for p, url in everyone.items():
-        by_node.setdefault(url.rstrip("/"), set()).add(p)
-    me = owners.url.rstrip("/")
-    ctx = reply.ctx
-    request = reply.request
+class _Gather:
+    """One client's list request, asked of every owner."""
 
-    async def local(partitions: frozenset[int]) -> Part:
-        position, total, items = await run_in_threadpool(
-            read_part, ctx.reader, workspace_id, partitions, owners.partitions, offset + limit
-        )
-        headers = freshness_headers(ctx.status())
-        return Part(items, total, f"{ctx.instance}:{position}",
-                    ",".join(_owned_watermark(headers["X-Projection-Watermark"], partitions)),
-                    headers.get("X-Projection-Lag"))
+    def __init__(self, reply: Reply, owners: Owners, workspace_id: str,
+                 by_node: dict[str, frozenset[int]]) -> None:
+        self.reply, self.owners, self.workspace_id = reply, owners, workspace_id
+        self.by_node = by_node
+        self.me = owners.url.rstrip("/")
 
-    async def remote(url: str, partitions: frozenset[int]) -> Part:
+    async def parts(self, pages: dict[str, tuple[int, int]], ids: int | None) -> dict[str, Part]:
+        """Each node's part: ``pages[node]`` is its (offset, limit); with ``ids``, ids only."""
+        nodes = sorted(pages)
+        got = await asyncio.gather(*(self._part(n, *pages[n], ids) for n in nodes))
+        return dict(zip(nodes, got, strict=True))
+
+    async def _part(self, node: str, offset: int, limit: int, ids: int | None) -> Part:
+        partitions = self.by_node[node]
+        ctx = self.reply.ctx
+        if node == self.me:
+            position, total, data = await run_in_threadpool(
+                read_part, ctx.reader, self.workspace_id, partitions, self.owners.partitions,
+                offset, limit, ids,
+            )
+            headers = freshness_headers(ctx.status())
+            return Part(total, data, f"{ctx.instance}:{position}",
+                        _owned_watermark(headers["X-Projection-Watermark"], partitions),
+                        headers.get("X-Projection-Lag"))
         headers = {
-            HOP_HEADER: owners.url,
+            HOP_HEADER: self.owners.url,
             PARTITIONS_HEADER: ",".join(str(p) for p in sorted(partitions)),
-            "X-Request-ID": reply.request_id,
+            "X-Request-ID": self.reply.request_id,
         }
-        key = request.headers.get("x-api-key")
+        if ids is not None:
+            headers[IDS_HEADER] = str(ids)
+        key = self.reply.request.headers.get("x-api-key")
         if key is not None:
             headers["X-API-Key"] = key
         answer = await ctx.proxy.get(
-            f"{url}/v1/campaigns", {"limit": str(limit), "offset": str(offset)}, headers
+            f"{node}/v1/campaigns", {"limit": str(max(limit, 1)), "offset": str(offset)}, headers
         )
         ctx.metrics.http_proxied.labels("list_part").inc()
         try:
             if answer.status_code != 200:
                 raise ValueError(answer.status_code)
             body = answer.json()
-            items, total = list(body["data"]), int(body["meta"]["total"])
+            data, total = list(body["data"]), int(body["meta"]["total"])
         except (ValueError, KeyError, TypeError) as e:
-            # The node asked cannot answer for its partitions now (ownership moved,
-            # rate limit, not ready): a merge without its part would be wrong.
-            raise Unreachable(f"list part from {url}: {e!r}") from None
-        return Part(items, total, answer.headers.get("ETag", ""),
-                    ",".join(_owned_watermark(
-                        answer.headers.get("X-Projection-Watermark", ""), partitions)),
+            # The node cannot answer for its partitions now (ownership moved, rate
+            # limit, not ready): a merge without its part would be wrong.
+            raise Unreachable(f"list part from {node}: {e!r}") from None
+        return Part(total, data, answer.headers.get("ETag", ""),
+                    _owned_watermark(answer.headers.get("X-Projection-Watermark", ""),
+                                     partitions),
                     answer.headers.get("X-Projection-Lag"))
 
-    asks = [local(frozenset(ps)) if url == me else remote(url, frozenset(ps))
-            for url, ps in sorted(by_node.items())]
+
+async def campaign_list(
+    reply: Reply, owners: Owners, workspace_id: str, limit: int, offset: int
+) -> Response:
+    """The list page of the whole cluster, asked of this node by a client."""
+    everyone = owners.owners()
+    if everyone is None:
+        reply.ctx.metrics.http_unroutable.labels("unsettled").inc()
+        raise PartitionUnavailable()
+    grouped: dict[str, set[int]] = {}
+    for p, url in everyone.items():
+        grouped.setdefault(url.rstrip("/"), set()).add(p)
+    gather = _Gather(reply, owners, workspace_id,
+                     {url: frozenset(ps) for url, ps in grouped.items()})
     try:
-        parts = await asyncio.gather(*asks)
+        for _ in range(ATTEMPTS):
+            answer = await _page(gather, limit, offset)
+            if answer is not None:
+                return answer
     except PartitionUnavailable:
-        ctx.metrics.http_unroutable.labels("unreachable").inc()
+        reply.ctx.metrics.http_unroutable.labels("unreachable").inc()
         raise
-    return _merged(reply, parts, limit, offset)
+    reply.ctx.metrics.http_unroutable.labels("changing").inc()
+    raise PartitionUnavailable()
 
 
-def _merged(reply: Reply, parts: list[Part], limit: int, offset: int) -> Response:
-    merged = heapq.merge(*(p.items for p in parts), key=lambda item: item["campaign_id"])
-    items = list(merged)[offset : offset + limit]
+async def _page(gather: _Gather, limit: int, offset: int) -> Response | None:
+    """The merged page, or None when a part changed between the two rounds."""
+    nodes = sorted(gather.by_node)
+    if offset == 0:
+        parts = await gather.parts(dict.fromkeys(nodes, (0, limit)), None)
+        merged = heapq.merge(*(p.data for p in parts.values()),
+                             key=lambda item: item["campaign_id"])
+        return _merged(gather.reply, list(parts.values()), list(merged)[:limit],
+                       sum(p.total for p in parts.values()), limit, offset)
+    heads = await gather.parts(dict.fromkeys(nodes, (0, 0)), offset + limit)
+    # Which node each id of the page comes from: a contiguous run of each part.
+    tagged = heapq.merge(*([(cid, n) for cid in heads[n].data] for n in nodes))
+    chosen = list(tagged)[offset : offset + limit]
+    pages: dict[str, tuple[int, int]] = {}
+    for n in nodes:
+        mine = [cid for cid, node in chosen if node == n]
+        if mine:
+            pages[n] = (heads[n].data.index(mine[0]), len(mine))
+    bodies = await gather.parts(pages, None) if pages else {}
+    items = heapq.merge(*(p.data for p in bodies.values()), key=lambda item: item["campaign_id"])
+    page = list(items)
+    if [item["campaign_id"] for item in page] != [cid for cid, _ in chosen] or any(
+        bodies[n].total != heads[n].total for n in bodies
+    ):
+        return None
+    return _merged(gather.reply, [*heads.values(), *bodies.values()], page,
+                   sum(p.total for p in heads.values()), limit, offset)
+
+
+def _merged(
+    reply: Reply, parts: list[Part], items: list[dict[str, Any]], total: int, limit: int,
+    offset: int,
+) -> Response:
     asked = f"{reply.request.url.path}?{reply.request.url.query}"
     tag = hashlib.blake2b(
         "|".join([reply.ctx.instance, asked, *(p.tag for p in parts)]).encode(), digest_size=12
@@ -194,7 +257,7 @@ def _merged(reply: Reply, parts: list[Part], limit: int, offset: int) -> Respons
     body = {
         "success": True,
         "data": items,
-        "meta": {"total": sum(p.total for p in parts), "limit": limit, "offset": offset},
+        "meta": {"total": total, "limit": limit, "offset": offset},
         "errors": None,
         "request_id": reply.request_id,
     }

@@ -109,11 +109,12 @@ async def list_campaigns(
     part = gather.asked_partitions(reply, owners)
     if part is None:
         return await gather.campaign_list(reply, owners, caller.workspace_id, limit, offset)
+    ids = gather.ids_asked(reply)
     position, total, items = await run_in_threadpool(
         gather.read_part, reply.ctx.reader, caller.workspace_id, part, owners.partitions,
-        offset + limit,
+        offset, limit, ids,
     )
-    return _paged(reply, position, "part", items, total, limit, offset)
+    return _paged(reply, position, f"part:{ids}", items, total, limit, offset)
 
 
 def _campaigns_page(reply: Reply, workspace_id: str, limit: int, offset: int) -> Response:
