@@ -76,7 +76,7 @@ class PartitionUnavailable(ApiError):
     reached a node that no longer owns it. Clients retry after ``Retry-After``."""
 
     status, code = 503, "PARTITION_UNAVAILABLE"
-    # A rebalance of the group settles within seconds (docs/operations.md, "Several nodes").
+    # A rebalance settles within seconds (docs/decisions/0031-routing-as-asgi-middleware.md).
     headers = {"Retry-After": "2"}
     public_message = (
         "The campaign's partition is moving between nodes or its node is unreachable; "
