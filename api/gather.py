@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.answers import Reply, etag_matches, freshness_headers
-from api.envelope import JSONResponse
+from api.envelope import paged
 from api.errors import PartitionUnavailable
 from api.payloads import breakdowns as views_extra
 from api.proxy import HOP_HEADER, Unreachable
@@ -254,11 +254,4 @@ def _merged(
         headers["X-Projection-Lag"] = str(sum(int(lag) for lag in lags if lag is not None))
     if etag_matches(reply.if_none_match, headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    body = {
-        "success": True,
-        "data": items,
-        "meta": {"total": total, "limit": limit, "offset": offset},
-        "errors": None,
-        "request_id": reply.request_id,
-    }
-    return JSONResponse(body, headers=headers)
+    return paged(items, total, limit, offset, reply.request_id, headers)

@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from api import docs, gather
 from api.answers import Reply, freshness_headers
 from api.deps import Caller, CampaignRead, ReplyTo, RunId, campaign_read_with, require
-from api.envelope import JSONResponse
+from api.envelope import paged
 from api.keys import SCOPE_CAMPAIGNS, SCOPE_PII
 from api.models import (
     BatchListItem,
@@ -68,14 +68,7 @@ def _paged(
     headers, not_modified = reply.conditional(position, variant)
     if not_modified:
         return not_modified
-    body = {
-        "success": True,
-        "data": items,
-        "meta": {"total": total, "limit": limit, "offset": offset},
-        "errors": None,
-        "request_id": reply.request_id,
-    }
-    return JSONResponse(body, headers=headers)
+    return paged(items, total, limit, offset, reply.request_id, headers)
 
 
 def _paged_docs(
