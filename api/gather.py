@@ -77,7 +77,9 @@ def asked_partitions(reply: Reply, owners: Owners | None) -> frozenset[int] | No
     try:
         asked = frozenset(int(p) for p in headers.get(PARTITIONS_HEADER, "").split(",") if p)
     except ValueError:
-        asked = frozenset({-1})  # owned by no one: refused below
+        asked = frozenset()
+    if not asked:
+        asked = frozenset({-1})  # a marked request must name partitions: refused below
     for p in asked:
         owner = owners.owner_of(p)
         if owner is None or not same_node(owner, owners.url):

@@ -26,9 +26,10 @@ from api.keys import KeyRing
 from api.readstore import ReadStore
 from api.routes.stream import StreamSettings
 from api.server import build_uvicorn_server, read_only_status
+from projector.intake.feed import ChangeFeed
 from projector.intake.metrics import Metrics
 from projector.store.writer import Store
-from schemas import CampaignDefined, RunScheduled
+from schemas import CampaignDefined, RunCompleted, RunScheduled
 from schemas.partitioner import partition_of
 from tests.api.conftest import (
     ALPHA_ALL,
@@ -91,13 +92,14 @@ class StaticOwners:
 class Node:
     """One API server in a thread."""
 
-    def __init__(self, path: Path, owners: StaticOwners | None, port: int) -> None:
-        self.reader = ReadStore.open_file(path)
+    def __init__(self, path: Path | ReadStore, owners: StaticOwners | None, port: int,
+                 feed: ChangeFeed | None = None) -> None:
+        self.reader = path if isinstance(path, ReadStore) else ReadStore.open_file(path)
         snapshot = read_only_status(self.reader)
         self.metrics = Metrics()
         self.app: FastAPI = create_app(self.reader, keys=KeyRing.from_dict(KEYS_DOC),
                                        status=lambda: snapshot, metrics=self.metrics,
-                                       owners=owners)
+                                       owners=owners, feed=feed)
         self.app.state.stream_settings = FAST
         self.owners = owners
         self.url = f"http://127.0.0.1:{port}"
@@ -285,6 +287,45 @@ def test_event_stream_through_a_non_owner(fresh: Cluster) -> None:
     wait_until("the owner's stream closed", lambda: not owner.app.state.stream_hubs, 10)
 
 
+def test_events_of_a_live_owner_stream_through_a_non_owner(tmp_path: Path) -> None:
+    """The owner folds a new event while a client streams through another node:
+    the change arrives as its own event, then the end of the run ends both streams."""
+    ports = {"a": free_port(), "c": free_port()}
+    table = {0: f"http://127.0.0.1:{ports['a']}", 1: f"http://127.0.0.1:{ports['a']}",
+             2: f"http://127.0.0.1:{ports['c']}"}
+    owned = [e for e in all_events() if partition_of(e.campaign_id, PARTITIONS) == 2]
+    store = Store(tmp_path / "live.duckdb").open()
+    feed = ChangeFeed()
+    nodes: list[Node] = []
+    try:
+        store.flush(owned, {})
+        owner = Node(ReadStore(store.cursor), StaticOwners(table[2], PARTITIONS, dict(table)),
+                     ports["c"], feed=feed)
+        nodes.append(owner)
+        via = Node(_db(tmp_path / "a.duckdb", []), StaticOwners(table[0], PARTITIONS,
+                                                                dict(table)), ports["a"])
+        nodes.append(via)
+        url = f"{via.url}/v1/campaign/{BIG_CID}/stream"
+        with httpx.stream("GET", url, headers={"X-API-Key": ALPHA_ALL}, timeout=10) as resp:
+            lines = resp.iter_lines()
+            first = _first_event(lines)
+            assert orjson.loads(first["data"])["status"] != "completed"
+            done = EventFactory(start=datetime(2026, 6, 1, tzinfo=UTC))(
+                RunCompleted, campaign_id=BIG_CID, run_id=BIG_RUN)
+            feed.publish(store.flush([done], {}))
+            second = _first_event(lines)
+            assert int(second["id"]) > int(first["id"])
+            assert orjson.loads(second["data"]) == owner.get(
+                f"/v1/campaign/{BIG_CID}/status").json()["data"]
+            assert orjson.loads(second["data"])["status"] == "completed"
+            assert _first_event(lines)["event"] == "end"
+            assert list(lines) == []  # the owner ended its stream: so did the forwarder
+    finally:
+        for node in nodes:
+            node.close()
+        store.close()
+
+
 def _assert_503(resp: httpx.Response) -> None:
     assert resp.status_code == 503
     assert resp.headers["Retry-After"].isdigit()
@@ -330,6 +371,8 @@ def test_proxied_requests_are_counted(fresh: Cluster) -> None:
     before = _counter(b, 'projector_http_proxied_total{kind="campaign"}')
     assert b.get(f"/v1/campaign/{BIG_CID}/status").status_code == 200
     assert _counter(b, 'projector_http_proxied_total{kind="campaign"}') == before + 1
+    # Timed under its own name: no route of B's ran.
+    assert 'route="(forwarded)"' in b.get("/metrics").text
 
 
 def _counter(node: Node, name: str) -> float:
