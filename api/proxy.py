@@ -154,7 +154,7 @@ class Proxy:
         try:
             return await self.client().get(url, params=params, headers=headers)
         except httpx.HTTPError as e:
-            log.warning("node %s did not answer %s: %r", url, url, e)
+            log.warning("no answer from %s: %r", url, e)
             raise Unreachable() from e
 
 
