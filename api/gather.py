@@ -78,7 +78,7 @@ def asked_partitions(reply: Reply, owners: Owners | None) -> frozenset[int] | No
         asked = frozenset(int(p) for p in headers.get(PARTITIONS_HEADER, "").split(",") if p)
     except ValueError:
         asked = frozenset()
-    if not asked:
+    if not asked or owners.partitions < 1:
         asked = frozenset({-1})  # a marked request must name partitions: refused below
     for p in asked:
         owner = owners.owner_of(p)
@@ -186,7 +186,7 @@ async def campaign_list(
 ) -> Response:
     """The list page of the whole cluster, asked of this node by a client."""
     everyone = owners.owners()
-    if everyone is None:
+    if everyone is None or owners.partitions < 1:
         reply.ctx.metrics.http_unroutable.labels("unsettled").inc()
         raise PartitionUnavailable()
     grouped: dict[str, set[int]] = {}

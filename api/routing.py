@@ -104,6 +104,8 @@ def route_of(owners: Owners | None, campaign_id: str, hop: str | None) -> Route:
     if the request was forwarded."""
     if owners is None:
         return LOCAL
+    if owners.partitions < 1:  # not joined yet: the partition count is not known
+        return Unavailable("unsettled")
     owner = owners.owner_of(partition_of(campaign_id, owners.partitions))
     if owner is None:
         return Unavailable("unsettled")

@@ -52,6 +52,7 @@ def test_route_of() -> None:
     assert route_of(Table(table={p: OTHER}), "c1", None) == Remote(OTHER)
     assert route_of(Table(table={p: OTHER}), "c1", OTHER) == Unavailable("hop")
     assert route_of(Table(table={}), "c1", None) == Unavailable("unsettled")
+    assert route_of(Table(partitions=0), "c1", None) == Unavailable("unsettled")
 
 
 def test_hop_by_hop_headers_stay_on_their_hop() -> None:
