@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +28,7 @@ from api.readstore import ReadStore
 from api.routes import admin as admin_routes
 from api.routes import campaigns, health, stream, ui
 from api.routes import extra as extra_views
+from api.routing import Owners, RoutingMiddleware
 from projector.intake.feed import ChangeFeed
 from projector.intake.health import PipelineSnapshot
 from projector.intake.metrics import Metrics
@@ -109,7 +109,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if exc.status >= 500:
         log.error("request %s failed: %s", _request_id(request), exc)
-    return fail(exc.status, exc.code, exc.client_message, _request_id(request))
+    return fail(exc.status, exc.code, exc.client_message, _request_id(request),
+                headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -142,7 +143,7 @@ def create_app(
     limits: Limits | None = None,
     feed: ChangeFeed | None = None,
     admin: AdminOps | None = None,
-    owners: Any | None = None,
+    owners: Owners | None = None,
 ) -> FastAPI:
     """The HTTP API over ``reader``.
 
@@ -153,8 +154,10 @@ def create_app(
         metrics: registry served at /metrics; HTTP latency is recorded in it.
         limits: request-size and rate limits (``api.limits.Limits()`` when None).
         feed: the writer's flush notifications, pushed by /stream (None: streams poll).
-        owners: who owns which partition in a group of nodes (``api.routing.Owners``);
-            None: a single node, every partition local.
+        admin: the swap of the live database (None: nothing to swap).
+        owners: which node owns which partition, when several share them; requests
+            for a campaign another node owns are forwarded there, and the campaign
+            list is gathered from all (``api.routing``). None: one node, all here.
     """
     app = FastAPI(
         title="Campaign analytics API",
@@ -163,15 +166,11 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.ctx = ApiContext(
-        reader=reader,
-        keys=keys,
-        status=status,
-        metrics=metrics,
-        feed=feed,
-        admin=admin,
+    ctx = ApiContext(
+        reader=reader, keys=keys, status=status, metrics=metrics, feed=feed, admin=admin,
         owners=owners,
     )
+    app.state.ctx = ctx
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -181,6 +180,10 @@ def create_app(
     app.include_router(stream.router)
     app.include_router(ui.router)
     app.include_router(admin_routes.router)
+    if owners is not None:
+        # Inside the limits: a request is measured and rate limited where it arrives,
+        # before it is forwarded (docs/decisions/0031-routing-as-asgi-middleware.md).
+        app.add_middleware(RoutingMiddleware, owners=owners, proxy=ctx.proxy, metrics=metrics)
     # Inside the request context: rejections carry the request id and are timed.
     app.add_middleware(LimitsMiddleware, keys=keys, limits=limits)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

@@ -24,7 +24,9 @@ from api.answers import Reply
 from api.cache import PositionCache
 from api.errors import CampaignNotFound, Forbidden, InsufficientScope, RunNotFound, Unauthorized
 from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS, KeyRing, Principal
+from api.proxy import Proxy
 from api.readstore import CampaignHead, Heads, ReadStore
+from api.routing import Owners
 from projector.fold.rows import CampaignKey, CampaignRow, RunRow
 from projector.intake.feed import ChangeFeed
 from projector.intake.health import PipelineSnapshot
@@ -48,9 +50,10 @@ class ApiContext:
     feed: ChangeFeed | None = None  # flush notifications for streams; None: streams poll
     # Switches the live database (blue/green); None where there is nothing to swap.
     admin: AdminOps | None = None
-    # Who owns which partition when nodes share a consumer group (``api.routing.Owners``);
-    # None: a single node, every partition local.
-    owners: Any | None = None
+    # Several nodes: who owns which partition (None: one node, every partition here),
+    # and the client that asks the other nodes.
+    owners: Owners | None = None
+    proxy: Proxy = field(default_factory=Proxy)
     cache: PositionCache = field(default_factory=PositionCache)
     # Part of every ETag: positions restart with a rebuilt database, so a tag
     # from another server instance must never match (it costs one full answer).

@@ -49,6 +49,21 @@ def ok(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+def paged(
+    items: list[Any], total: int, limit: int, offset: int, request_id: str,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The paged envelope: ``data`` a list, ``meta`` its total and the page asked."""
+    body = {
+        "success": True,
+        "data": items,
+        "meta": {"total": total, "limit": limit, "offset": offset},
+        "errors": None,
+        "request_id": request_id,
+    }
+    return JSONResponse(body, headers=headers)
+
+
 def error_body(code: str, message: str, request_id: str, data: Any = None) -> dict[str, Any]:
     return {
         "success": False,

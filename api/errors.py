@@ -8,6 +8,9 @@ never reach the client: they say only that something failed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 
 class ApiError(Exception):
     """Root of the api package's errors."""
@@ -15,6 +18,7 @@ class ApiError(Exception):
     status: int = 500
     code: str = "INTERNAL_ERROR"
     public_message: str = "Internal server error; safe to retry with backoff."
+    headers: ClassVar[Mapping[str, str] | None] = None  # sent with the error's answer
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.public_message)
@@ -64,6 +68,20 @@ class SwapRefused(ApiError):
 class NotSwappable(ApiError):
     status, code = 409, "NOT_SWAPPABLE"
     public_message = "This server has no projector to swap (read-only `projector api`)."
+
+
+class PartitionUnavailable(ApiError):
+    """No node can answer for a partition now: its ownership is moving (a rebalance
+    or a restore is running), its owner is unreachable, or a forwarded request
+    reached a node that no longer owns it. Clients retry after ``Retry-After``."""
+
+    status, code = 503, "PARTITION_UNAVAILABLE"
+    # A rebalance settles within seconds (docs/decisions/0031-routing-as-asgi-middleware.md).
+    headers = {"Retry-After": "2"}
+    public_message = (
+        "The campaign's partition is moving between nodes or its node is unreachable; "
+        "retry after 2 s."
+    )
 
 
 class ReadStoreError(ApiError):

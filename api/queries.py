@@ -193,6 +193,13 @@ CAMPAIGNS_PAGE = (
     "ORDER BY campaign_id LIMIT ? OFFSET ?"
 )
 CAMPAIGNS_COUNT = "SELECT count(*) FROM campaigns WHERE workspace_id = ?"
+# Several nodes: a node's part of the list is filtered by partition in Python
+# (murmur2 is not SQL), so it reads the ids first and the rows of a page after.
+CAMPAIGN_IDS = "SELECT campaign_id FROM campaigns WHERE workspace_id = ? ORDER BY campaign_id"
+CAMPAIGNS_NAMED = (
+    f"SELECT {CAMPAIGNS.select_list} FROM campaigns WHERE workspace_id = ? "
+    "AND campaign_id IN (SELECT unnest(CAST(? AS VARCHAR[]))) ORDER BY campaign_id"
+)
 RUNS_OF_MANY = (
     f"SELECT {RUNS.select_list} FROM runs WHERE workspace_id = ? "
     "AND campaign_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"

@@ -353,6 +353,17 @@ class ReadStore:
         rows = self._all(q.CAMPAIGNS_PAGE, [workspace_id, limit, offset])
         return (int(total[0]) if total else 0), [CAMPAIGNS.from_tuple(t) for t in rows]
 
+    def campaign_ids(self, workspace_id: str) -> list[str]:
+        """Every campaign id of the workspace, in the list's order (``campaigns_page``)."""
+        return [t[0] for t in self._all(q.CAMPAIGN_IDS, [workspace_id])]
+
+    def campaigns_named(self, workspace_id: str, campaign_ids: list[str]) -> list[CampaignRow]:
+        """These campaigns of one workspace, in the list's order."""
+        if not campaign_ids:
+            return []
+        rows = self._all(q.CAMPAIGNS_NAMED, [workspace_id, campaign_ids])
+        return [CAMPAIGNS.from_tuple(t) for t in rows]
+
     def runs_of_many(self, workspace_id: str, campaign_ids: list[str]) -> dict[str, list[RunRow]]:
         """The runs of these campaigns of one workspace, by campaign id."""
         out: dict[str, list[RunRow]] = {c: [] for c in campaign_ids}

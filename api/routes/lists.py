@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from api import docs
+from api import docs, gather
 from api.answers import Reply, freshness_headers
 from api.deps import Caller, CampaignRead, ReplyTo, RunId, campaign_read_with, require
-from api.envelope import JSONResponse
+from api.envelope import paged
 from api.keys import SCOPE_CAMPAIGNS, SCOPE_PII
 from api.models import (
     BatchListItem,
@@ -67,14 +68,7 @@ def _paged(
     headers, not_modified = reply.conditional(position, variant)
     if not_modified:
         return not_modified
-    body = {
-        "success": True,
-        "data": items,
-        "meta": {"total": total, "limit": limit, "offset": offset},
-        "errors": None,
-        "request_id": reply.request_id,
-    }
-    return JSONResponse(body, headers=headers)
+    return paged(items, total, limit, offset, reply.request_id, headers)
 
 
 def _paged_docs(
@@ -97,17 +91,32 @@ def _paged_docs(
     response_model=PagedEnvelope[CampaignListItem],
     responses=_paged_docs(docs.CAMPAIGNS_EXAMPLES),
 )
-def list_campaigns(
+async def list_campaigns(
     caller: Caller, reply: ReplyTo, limit: Limit = PAGE_DEFAULT, offset: Offset = 0
 ) -> Response:
     # Not one campaign's read: the scope is checked here, after FastAPI validated the page.
     require(caller, SCOPE_CAMPAIGNS)
+    owners = reply.ctx.owners
+    if owners is None:
+        return await run_in_threadpool(_campaigns_page, reply, caller.workspace_id, limit, offset)
+    part = gather.asked_partitions(reply, owners)
+    if part is None:
+        return await gather.campaign_list(reply, owners, caller.workspace_id, limit, offset)
+    ids = gather.ids_asked(reply)
+    position, total, items = await run_in_threadpool(
+        gather.read_part, reply.ctx.reader, caller.workspace_id, part, owners.partitions,
+        offset, limit, ids,
+    )
+    return _paged(reply, position, f"part:{ids}", items, total, limit, offset)
+
+
+def _campaigns_page(reply: Reply, workspace_id: str, limit: int, offset: int) -> Response:
     reader = reply.ctx.reader
     with reader.consistent():
         # Any flush may add a campaign to the workspace: bind the ETag to the flush.
         position = reader.flush_seq()
-        total, campaigns = reader.campaigns_page(caller.workspace_id, limit=limit, offset=offset)
-        runs = reader.runs_of_many(caller.workspace_id, [c.campaign_id for c in campaigns])
+        total, campaigns = reader.campaigns_page(workspace_id, limit=limit, offset=offset)
+        runs = reader.runs_of_many(workspace_id, [c.campaign_id for c in campaigns])
     items = [views_extra.campaign_item(c, runs.get(c.campaign_id, [])) for c in campaigns]
     return _paged(reply, position, "", items, total, limit, offset)
 

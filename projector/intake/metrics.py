@@ -77,6 +77,20 @@ class Metrics:
             "1 while this node's assignment is in place and sought (0: rebalancing)",
             registry=r,
         )
+        # Several nodes (docs/decisions/0031-routing-as-asgi-middleware.md): requests
+        # answered by another node, and 503s for a partition with no owner to ask.
+        self.http_proxied = Counter(
+            "projector_http_proxied",
+            "Requests forwarded to a partition's owner, or list parts gathered from other nodes",
+            ["kind"],
+            registry=r,
+        )
+        self.http_unroutable = Counter(
+            "projector_http_unroutable",
+            "503s: the partition's owner is unsettled, unreachable, or not this hop's node",
+            ["reason"],
+            registry=r,
+        )
         self.http_seconds = Histogram(
             "projector_http_request_seconds",
             "HTTP request latency",
