@@ -27,9 +27,9 @@ store all of it (what N times the memory would look like). DuckDB threads stay
 at the live setting per store; ``attach`` has one instance and one limit.
 
 Large flushes: a store merges in SQL when its own share reaches
-``merge_min_events`` (``:per-store`` on a variant, what ``Store.flush`` does
-unchanged) or when the whole flush does (default, ``whole``: the bench sets
-the shards' threshold per flush).
+``merge_min_events`` (default: ``Store.flush`` unchanged) or, with ``:whole``
+on a variant, every share does when the whole flush reaches it (the bench sets
+the stores' threshold per flush).
 
 Scenarios (``--batch``): per flush size, ``--history`` events folded untimed in
 5,000-event flushes, then the timed flushes. Live sizes (below 10,000) time
@@ -187,11 +187,13 @@ class Layout:
                 store._con = self.shared  # noqa: SLF001 - measurement only
         return time.perf_counter() - t0
 
-    def flush(self, parts: dict[int, Part], merge_whole: int) -> None:
+    def flush(self, parts: dict[int, Part], merge_min: int) -> None:
+        """Each touched store's share in its own transaction; ``merge_min`` >= 0
+        overrides the stores' merge threshold for this flush."""
         for k, part in parts.items():
             store = self.stores[k]
-            if merge_whole >= 0:
-                store.merge_min_events = merge_whole
+            if merge_min >= 0:
+                store.merge_min_events = merge_min
             if self.shared is not None:
                 self.shared.execute(f"USE s{k}")
             store.flush(part.events, part.offsets)
@@ -219,13 +221,13 @@ class Layout:
 
 
 def parse_variant(spec: str) -> tuple[str, int, bool]:
-    """``one`` | ``files:N`` | ``attach:N``, optionally ``:per-store``."""
+    """``one`` | ``files:N`` | ``attach:N``, optionally ``:whole``; (kind, N, whole)."""
     parts = spec.split(":")
     kind = parts[0]
     shards = int(parts[1]) if len(parts) > 1 else 1
     if kind not in ("one", "files", "attach") or (kind == "one") != (shards == 1):
         raise SystemExit(f"bad variant {spec!r}: one, files:N or attach:N (N > 1)")
-    return kind, shards, parts[-1] == "per-store"
+    return kind, shards, parts[-1] == "whole"
 
 
 # -- one run (a child process) -----------------------------------------------------
@@ -241,7 +243,7 @@ def rss_mb() -> tuple[float, float]:
 
 
 def child_run(job: dict[str, Any]) -> dict[str, Any]:
-    kind, shards, per_store = parse_variant(job["variant"])
+    kind, shards, whole_flush = parse_variant(job["variant"])
     work = Path(job["work"])
     with open(job["events"], "rb") as f:
         events = pickle.load(f)
@@ -255,20 +257,20 @@ def child_run(job: dict[str, Any]) -> dict[str, Any]:
 
     def policy(size: int) -> int:
         """The shards' merge threshold for a flush of ``size`` events (-1: as configured)."""
-        return -1 if per_store or kind == "one" else (1 if size >= merge_min else 0)
+        return 1 if whole_flush and size >= merge_min else (0 if whole_flush else -1)
 
     _, base = rss_mb()
     layout = Layout(kind, shards, work, job["budget"], job["min_memory_mib"])
     open_s = layout.open()
     for parts in hist_flushes:
         layout.flush(parts, policy(HISTORY_BATCH))
-    whole = policy(batch)
+    merging = policy(batch)
     walls: list[float] = []
     misses0 = layout.cache_misses()
     t0, cpu0 = time.perf_counter(), time.process_time()
     for parts in flushes:
         f0 = time.perf_counter()
-        layout.flush(parts, whole)
+        layout.flush(parts, merging)
         walls.append(time.perf_counter() - f0)
     total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     peak, now = rss_mb()
@@ -281,6 +283,7 @@ def child_run(job: dict[str, Any]) -> dict[str, Any]:
         commits.append(time.perf_counter() - f0)
     result = {
         "variant": job["variant"], "layout": kind, "shards": shards, "batch": batch,
+        "merge": "whole" if whole_flush else "own share",
         "budget": job["budget"], "memory_limit_per_store": layout.memory_limit,
         "cache_max_rows_per_store": layout.cache_max_rows,
         "history_events": len(history), "events": len(timed), "flushes": len(flushes),
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[200, 20_000, 100_000],
                     help="events per timed flush (default 200 20000 100000)")
     ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,
-                    help="one, files:N, attach:N; ':per-store' merges by each store's share")
+                    help="one, files:N, attach:N; ':whole' merges every share of a large flush")
     ap.add_argument("--repeat", type=int, default=2, help="rounds, variants interleaved")
     ap.add_argument("--budget", choices=["split", "full"], default="split")
     ap.add_argument("--min-memory-mib", type=int, default=128,

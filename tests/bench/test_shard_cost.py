@@ -53,7 +53,8 @@ def test_one_store_takes_every_partitions_offsets(events):
 
 def test_variants_are_checked():
     assert parse_variant("one") == ("one", 1, False)
-    assert parse_variant("attach:16:per-store") == ("attach", 16, True)
+    assert parse_variant("attach:16:whole") == ("attach", 16, True)
+    assert parse_variant("files:4") == ("files", 4, False)
     for bad in ("files:1", "one:4", "many:4"):
         with pytest.raises(SystemExit):
             parse_variant(bad)
