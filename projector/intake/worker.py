@@ -75,15 +75,22 @@ class Projector:
         self.app = create_app(settings, self)
 
     def prepare(self) -> None:
-        """Create topics and load DuckDB offsets; call before faust starts."""
-        from projector.intake.topics import ensure_topics
+        """Create topics, check they are co-partitioned, load DuckDB offsets.
+
+        Call before faust starts (so before the group is joined).
+
+        Raises:
+            PartitionCountError: The source topics differ in partition count.
+        """
+        from projector.intake.topics import ensure_topics, require_copartitioned
 
         sources = list(self.settings.topics.sources)
 
         async def _prepare() -> dict[tuple[str, int], int]:
-            await ensure_topics(
+            counts = await ensure_topics(
                 self.settings.bootstrap, self.settings.topics.all, self.settings.partitions
             )
+            require_copartitioned(counts, sources)
             return await beginning_offsets(self.settings.bootstrap, sources)
 
         self.pipeline.prepare(asyncio.run(_prepare()))
