@@ -102,6 +102,13 @@ class Pipeline:
         self.log_lost: str | None = None
         self.seeker: Seeker | None = None
         self.verifier: Verifier | None = None
+        # The consumer's log epoch (projector.intake.epoch), and the epoch in
+        # which each partition's mark was last read back intact: within one
+        # epoch and one assignment the log cannot have been replaced, so a
+        # commit reads back only marks not yet confirmed in the current one.
+        # Without an epoch every commit reads its partitions' marks back.
+        self.epoch: Callable[[], int] | None = None
+        self.confirmed: dict[TopicPartition, int] = {}
         self.listeners: list[FlushListener] = []
         # Called when a flush finds memory unlike DuckDB (the invariant mode);
         # the process hosting the pipeline decides how to stop.
@@ -234,6 +241,9 @@ class Pipeline:
         for tp in tps:
             self.awaiting_first.add(tp)
             self.last_seen[tp] = now
+            # Not applied again before its mark is read back: the partition
+            # may come from another node, or the group from a restarted broker.
+            self.confirmed.pop(tp, None)
 
     def stalled(
         self,
@@ -443,32 +453,51 @@ class Pipeline:
     async def _replaced(self, batch: MicroBatch) -> bool:
         """Does any partition of ``batch`` come from a log other than the one applied so far?
 
-        Checked before every commit: a broker that restarted empty and was
+        Checked before a commit: a broker that restarted empty and was
         refilled hands out the offsets we expect next, so nothing in the
         records themselves shows it, and once committed the marks would name
         records of the new log. The log poll alone (1 s) came too late for
-        that in tests. Flags the replaced partitions.
+        that in tests. Only marks not yet confirmed in the consumer's current
+        log epoch are read back (after an assignment or a reconnection; every
+        time without an epoch). Until they are, the batch is held: a failed
+        read fails the flush, which retries. Flags the replaced partitions.
         """
         # A partition without a mark (its first records) has nothing to compare
         # with: its records are trusted only while every other mark still holds.
         unmarked = any(tp not in self.marks for tp in batch.offsets)
-        await self.check_marks(None if unmarked else batch.offsets)
+        await self.check_marks(None if unmarked else batch.offsets, unconfirmed=True)
         return any(tp in self.inconsistent for tp in batch.offsets)
 
-    async def check_marks(self, tps: Iterable[TopicPartition] | None = None) -> None:
+    async def check_marks(
+        self, tps: Iterable[TopicPartition] | None = None, *, unconfirmed: bool = False
+    ) -> None:
         """Ask the log for the last record applied in ``tps`` (default: every marked partition).
 
-        Flags the partitions whose log holds another record there, or none.
-        Without a verifier nothing is asked.
+        Flags the partitions whose log holds another record there, or none;
+        the others are confirmed for the log epoch read before asking (a
+        reconnection during the read leaves them unconfirmed). With
+        ``unconfirmed``, marks confirmed in the current epoch are not asked
+        again. Without a verifier nothing is asked.
         """
+        epoch = self.epoch() if self.epoch is not None else None
         marks = (
             self.marks if tps is None else {tp: self.marks[tp] for tp in tps if tp in self.marks}
         )
-        checked = {tp: mark for tp, mark in marks.items() if tp not in self.inconsistent}
+        checked = {
+            tp: mark
+            for tp, mark in marks.items()
+            if tp not in self.inconsistent
+            and not (unconfirmed and epoch is not None and self.confirmed.get(tp) == epoch)
+        }
         if not checked or self.verifier is None:
             return
+        self.metrics.mark_checks.inc(len(checked))
         found = await self.verifier({tp: mark.offset for tp, mark in checked.items()})
         self.observe_marks(checked, found)
+        if epoch is not None:
+            for tp in checked:
+                if tp in found and tp not in self.inconsistent:
+                    self.confirmed[tp] = epoch
 
     async def _rewind(self, batch: MicroBatch) -> None:
         """Drop ``batch`` and what came after it (nothing of it is acked) and read again.

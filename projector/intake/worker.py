@@ -24,6 +24,7 @@ import faust
 import mode
 
 from projector.intake.deadletters import DeadLetterSink
+from projector.intake.epoch import LogEpoch
 from projector.intake.health import PipelineStatus
 from projector.intake.metrics import Metrics
 from projector.intake.offsets import LogReader, OffsetsError, beginning_offsets
@@ -217,6 +218,19 @@ def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
     thread._create_worker_consumer = create_with_wait  # noqa: SLF001
 
 
+def _watch_log_epoch(app: faust.App, epoch: LogEpoch) -> None:
+    """Have ``epoch`` watch the Kafka consumer faust builds (its connections and leaders)."""
+    thread = app.consumer._thread  # noqa: SLF001 - no public hook exists
+    create = thread._create_worker_consumer  # noqa: SLF001
+
+    def create_watched(transport: Any) -> Any:
+        consumer = create(transport)
+        epoch.watch(consumer)
+        return consumer
+
+    thread._create_worker_consumer = create_watched  # noqa: SLF001
+
+
 DATADIR_PREFIX = "projector-faust-"
 
 
@@ -315,6 +329,11 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         return await projector.log.digests(wanted, timeout=5.0)
 
     pipeline.verifier = verify
+    # Marks are read back before a commit only after an assignment or a
+    # reconnection of this consumer (docs/decisions/0031-log-marks-once-per-epoch.md).
+    epoch = LogEpoch(on_bump=lambda _why: projector.metrics.log_epochs.inc())
+    _watch_log_epoch(app, epoch)
+    pipeline.epoch = epoch
 
     async def project(stream: faust.StreamT[bytes]) -> None:
         # ``stream.events()`` inlined: it is this loop inside one more async
