@@ -108,7 +108,9 @@ class Pipeline:
         # commit reads back only marks not yet confirmed in the current one.
         # Without an epoch every commit reads its partitions' marks back.
         self.epoch: Callable[[], int] | None = None
-        self.confirmed: dict[TopicPartition, int] = {}
+        self.confirmed: dict[TopicPartition, tuple[int, int]] = {}
+        # Counts assignments, so a read begun before one confirms nothing after it.
+        self._assignments = 0
         self.listeners: list[FlushListener] = []
         # Called when a flush finds memory unlike DuckDB (the invariant mode);
         # the process hosting the pipeline decides how to stop.
@@ -117,6 +119,7 @@ class Pipeline:
         self._flush_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        self._checks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -146,6 +149,8 @@ class Pipeline:
             log.warning("final flush abandoned; buffered records will be re-read on restart")
         if self._timer is not None:
             self._timer.cancel()
+        for task in list(self._checks):
+            task.cancel()
         if self.sink is not None:
             await self.sink.stop()
 
@@ -238,12 +243,30 @@ class Pipeline:
     def assigned(self, tps: set[TopicPartition]) -> None:
         """The consumer (re)started reading these partitions."""
         now = time.monotonic()
+        self._assignments += 1
         for tp in tps:
             self.awaiting_first.add(tp)
             self.last_seen[tp] = now
             # Not applied again before its mark is read back: the partition
             # may come from another node, or the group from a restarted broker.
             self.confirmed.pop(tp, None)
+
+    def confirm_soon(self, tps: Iterable[TopicPartition]) -> asyncio.Task[None]:
+        """Read the marks of ``tps`` back now, in the background (after an assignment).
+
+        Commits read them back anyway; this flags a replaced log that
+        delivers nothing new (refilled just up to the stored offset) without
+        waiting for the log poll. A failed read is left to the next commit.
+        """
+        task = asyncio.get_running_loop().create_task(self.check_marks(list(tps), unconfirmed=True))
+        self._checks.add(task)
+        task.add_done_callback(self._checked)
+        return task
+
+    def _checked(self, task: asyncio.Task[None]) -> None:
+        self._checks.discard(task)
+        if not task.cancelled() and (e := task.exception()) is not None:
+            log.warning("could not read the log marks back after an assignment: %s", e)
 
     def stalled(
         self,
@@ -474,12 +497,13 @@ class Pipeline:
         """Ask the log for the last record applied in ``tps`` (default: every marked partition).
 
         Flags the partitions whose log holds another record there, or none;
-        the others are confirmed for the log epoch read before asking (a
-        reconnection during the read leaves them unconfirmed). With
-        ``unconfirmed``, marks confirmed in the current epoch are not asked
-        again. Without a verifier nothing is asked.
+        the others are confirmed for the current log epoch and assignment,
+        unless either changed while asking. With ``unconfirmed``, marks
+        confirmed for the current ones are not asked again. Without a
+        verifier nothing is asked.
         """
-        epoch = self.epoch() if self.epoch is not None else None
+        epoch = self.epoch
+        stamp = (epoch(), self._assignments) if epoch is not None else None
         marks = (
             self.marks if tps is None else {tp: self.marks[tp] for tp in tps if tp in self.marks}
         )
@@ -487,17 +511,18 @@ class Pipeline:
             tp: mark
             for tp, mark in marks.items()
             if tp not in self.inconsistent
-            and not (unconfirmed and epoch is not None and self.confirmed.get(tp) == epoch)
+            and not (unconfirmed and stamp is not None and self.confirmed.get(tp) == stamp)
         }
         if not checked or self.verifier is None:
             return
         self.metrics.mark_checks.inc(len(checked))
         found = await self.verifier({tp: mark.offset for tp, mark in checked.items()})
         self.observe_marks(checked, found)
-        if epoch is not None:
+        # Confirmed only if no reconnection or assignment came while asking.
+        if epoch is not None and stamp is not None and stamp == (epoch(), self._assignments):
             for tp in checked:
                 if tp in found and tp not in self.inconsistent:
-                    self.confirmed[tp] = epoch
+                    self.confirmed[tp] = stamp
 
     async def _rewind(self, batch: MicroBatch) -> None:
         """Drop ``batch`` and what came after it (nothing of it is acked) and read again.

@@ -35,7 +35,6 @@ from projector.store.writer import Store
 
 log = logging.getLogger(__name__)
 
-LAG_POLL_SECONDS = 1.0
 # A partition that has records DuckDB lacks but delivers none for this long is re-sought.
 STALL_SECONDS = 3.0
 
@@ -197,7 +196,7 @@ class ProjectorService(mode.Service):
                 # API reports the lag as unknown instead of a stale figure.
                 p.status.update(last_error=f"log poll failed: {e}", log_end={})
                 log.debug("log poll failed", exc_info=True)
-            await self.sleep(LAG_POLL_SECONDS)
+            await self.sleep(p.settings.log_poll_seconds)
 
 
 def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
@@ -357,11 +356,15 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         log.info("consumer group joined: %d partitions assigned", len(assigned))
         # Start where DuckDB says. faust may still re-seek to Kafka-committed
         # offsets afterwards; the pipeline detects that and seeks back.
-        pipeline.assigned({(tp.topic, tp.partition) for tp in assigned})
+        tps = {(tp.topic, tp.partition) for tp in assigned}
+        pipeline.assigned(tps)
         for tp in assigned:
             expected = pipeline.expected_offset(tp.topic, tp.partition)
             if expected is not None:
                 await app.consumer.seek(tp, expected)
+        # Their records wait for the marks read back anyway; reading them now
+        # also flags a replaced log that has nothing new to deliver.
+        pipeline.confirm_soon(tps)
 
     class _Service(ProjectorService):
         def __init__(self, **kwargs: Any) -> None:

@@ -304,4 +304,30 @@ def test_a_mark_read_back_during_a_reconnection_is_not_confirmed(tmp_path):
     asyncio.run(go())
 
 
+def test_an_assignment_reads_the_marks_back_at_once(tmp_path):
+    """A replaced log that delivers nothing new is flagged without waiting for a commit;
+    a read begun before an assignment confirms nothing after it."""
+    values = _records()
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = await _flushed_once(store, values)
+            p.epoch = lambda: 1
+            holds = [digest(values[0])]
+
+            async def verify(wanted):
+                p.assigned({RUNS})  # a rebalance while the broker answers
+                return {tp: holds[0] for tp in wanted}
+
+            p.verifier = verify
+            await p.confirm_soon({RUNS})
+            assert RUNS not in p.inconsistent and RUNS not in p.confirmed
+
+            holds[0] = digest(b"another history")
+            await p.confirm_soon({RUNS})
+            assert "another record at offset 0" in p.inconsistent[RUNS]
+
+    asyncio.run(go())
+
+
 pytestmark = pytest.mark.timeout(60)
