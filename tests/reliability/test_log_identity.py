@@ -124,13 +124,17 @@ def test_a_reconnection_to_the_same_log_resumes_without_a_flag(own_broker, procs
 
 
 def test_a_paused_broker_resumes_without_a_flag(own_broker, procs, tmp_path):
-    """SIGSTOP past the group's session timeout, then SIGCONT: data intact, no flag."""
+    """SIGSTOP past the group's session timeout, then SIGCONT: data intact, no flag.
+
+    Whether the marks are read back again depends on what the pause cost:
+    the connections survive a SIGSTOP, and the group was joined anew in
+    some runs and not in others. Either way nothing is flagged.
+    """
     bootstrap = own_broker.bootstrap
     topics, serve = _serve(own_broker, procs, tmp_path)
     first = list(generate(campaigns=3, recipients=150, seed=41))
     records = produce_sync(bootstrap, topics, first, array_size=5)
     serve.wait_applied(records, 60)
-    checks = serve.metric("projector_log_mark_checks_total")
 
     own_broker.pause()
     paused_at = time.monotonic()
@@ -142,7 +146,6 @@ def test_a_paused_broker_resumes_without_a_flag(own_broker, procs, tmp_path):
     extra = produce_sync(bootstrap, topics, later, array_size=5)
     serve.wait_applied(records + extra, 90)
     assert serve.readyz()[1]["inconsistent"] == {}
-    assert serve.metric("projector_log_mark_checks_total") > checks
     assert serve.alive() is None
     serve.stop()
     assert read_db(tmp_path / "p.duckdb") == dump(fold_dicts(first + later))
