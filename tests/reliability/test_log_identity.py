@@ -16,7 +16,14 @@ from projector.intake.topics import ensure_topics_sync
 from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
 from tests.fixtures.topics import make_topics
-from tests.reliability.helpers import Serve, dump, fold_dicts, produce_sync, read_db
+from tests.reliability.helpers import (
+    Serve,
+    applied_offsets,
+    dump,
+    fold_dicts,
+    produce_sync,
+    read_db,
+)
 
 PARTITIONS = 4
 # Longer than any test here: the poll runs once, at start, and never again.
@@ -41,11 +48,7 @@ def _serve(own_broker, procs, tmp_path, **extra):
 
 
 def _watermark(serve: Serve) -> dict[str, int]:
-    out = {}
-    for part in serve.readyz()[1]["watermark"].split(","):
-        tp, offset = part.rsplit("=", 1)
-        out[tp] = int(offset)
-    return out
+    return applied_offsets(serve.readyz()[1]["watermark"])
 
 
 def test_a_log_replaced_and_refilled_before_any_poll_is_flagged_not_resumed(
