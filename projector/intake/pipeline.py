@@ -350,6 +350,7 @@ class Pipeline:
         for tp, mark in marks.items():
             if tp not in repaired and (tp not in self.marks or mark.offset > self.marks[tp].offset):
                 self.marks[tp] = mark
+                self.confirmed.pop(tp, None)  # a mark of NEW's: read back before it is relied on
         for tp, log_end in repaired.items():
             offset = offsets.get(tp)
             if offset is None:
@@ -362,6 +363,7 @@ class Pipeline:
                 self.marks.pop(tp, None)
             else:
                 self.marks[tp] = mark
+            self.confirmed.pop(tp, None)
             self.resyncing.pop(tp, None)
             if self.inconsistent.pop(tp, None) is not None:
                 self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(0)

@@ -102,7 +102,8 @@ class SwapController:
             from projector.intake.offsets import OffsetsError
 
             # NEW must itself hold records of the log as it is now. The swap
-            # stands either way: every commit checks its partitions' marks too.
+            # stands either way: adopt() left these marks unconfirmed, so the
+            # next commit of each partition reads its mark back too.
             try:
                 await pipeline.check_marks(flagged)
             except OffsetsError as e:

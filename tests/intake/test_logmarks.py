@@ -330,4 +330,30 @@ def test_an_assignment_reads_the_marks_back_at_once(tmp_path):
     asyncio.run(go())
 
 
+def test_marks_taken_from_a_swapped_in_database_are_read_back_before_relied_on(tmp_path):
+    values = _records()
+    asked: list[dict] = []
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = await _flushed_once(store, values)
+            p.epoch = lambda: 1
+
+            async def verify(wanted):
+                asked.append(dict(wanted))
+                return {tp: digest(values[offset]) for tp, offset in wanted.items()}
+
+            p.verifier = verify
+            await p.add(*RUNS, 1, None, values[1])
+            await p.flush()
+            assert asked == [{RUNS: 0}]  # now confirmed
+            # A database that read further (a replay) is swapped in: its mark is NEW's.
+            p.adopt({RUNS: 3}, {RUNS: LogMark(2, digest(values[2]))}, {})
+            await p.add(*RUNS, 3, None, values[3])
+            await p.flush()
+            assert asked[1:] == [{RUNS: 2}]
+
+    asyncio.run(go())
+
+
 pytestmark = pytest.mark.timeout(60)
