@@ -372,6 +372,28 @@ class Pipeline:
             self.log_lost = None
         self.status.update(inconsistent=dict(self.inconsistent))
 
+    async def reposition(self, tps: Iterable[TopicPartition]) -> None:
+        """Seek the consumer of ``tps`` to the offsets DuckDB needs now (after ``adopt``).
+
+        A swap can lower a partition's expected offset below where the
+        consumer stands: a repaired partition takes the rebuilt database's
+        position in the new log, while the consumer was sought, at the group
+        join after the broker lost the log, to the old log's offset. faust
+        drops every record below the offset it was last sought to (its read
+        offset), so the records between the two would never reach ``add``,
+        and with no later record nothing would seek back. Marked as
+        resyncing, so the stall watchdog seeks again should this seek be
+        overtaken by records fetched before it.
+        """
+        if self.seeker is None:
+            return
+        for tp in tps:
+            expected = self.expected.get(tp)
+            if expected is None or tp in self.inconsistent:
+                continue
+            self.resyncing[tp] = time.monotonic()
+            await self.seeker(tp[0], tp[1], expected)
+
     def _lost(self, tp: TopicPartition, reason: str) -> None:
         """Flag ``tp``, whose log was lost or replaced, and every partition never applied.
 

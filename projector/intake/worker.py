@@ -318,9 +318,13 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     async def seek(topic: str, partition: int, offset: int) -> None:
         from faust.types import TP
 
+        tp = TP(topic, partition)
+        if tp not in app.consumer.assignment():
+            return  # not ours now: whoever is assigned it starts from DuckDB's offset
         # seek_wait runs on faust's consumer thread; a plain seek from this
         # loop races aiokafka's fetcher (seen: KeyError in fetched_records).
-        await app.consumer.seek_wait({TP(topic, partition): offset})
+        # It also resets faust's read offset, below which faust drops records.
+        await app.consumer.seek_wait({tp: offset})
 
     pipeline.seeker = seek
 

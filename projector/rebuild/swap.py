@@ -92,6 +92,7 @@ class SwapController:
                 old = pipeline.store
                 stored = new.offsets()
                 pipeline.adopt(stored, new.marks(), {tp: target[tp] for tp in flagged})
+                await pipeline.reposition(flagged)
                 pipeline.store = new
                 self.on_swapped(new)
                 p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)

@@ -356,4 +356,35 @@ def test_marks_taken_from_a_swapped_in_database_are_read_back_before_relied_on(t
     asyncio.run(go())
 
 
+def test_a_swap_seeks_repaired_partitions_to_the_rebuilt_position(tmp_path):
+    """The consumer stood at the lost log's offset; faust drops records below where it
+    was last sought, so the rebuilt position must be sought, not waited for."""
+    values = _records()
+    seeks: list[tuple[str, int, int]] = []
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = _pipeline(store)
+            for offset in range(3):
+                await p.add(*RUNS, offset, None, values[offset])
+            await p.flush()
+            p.observe_log({}, {RUNS: 0, DLRS: 0})  # the broker lost the log
+            assert set(p.inconsistent) == {RUNS, DLRS}
+
+            async def seek(topic, partition, offset):
+                seeks.append((topic, partition, offset))
+
+            p.seeker = seek
+            # Rebuilt from the new log: one record in runs[0], none in dlrs[0].
+            p.adopt({RUNS: 1}, {RUNS: LogMark(0, digest(b"new"))}, {RUNS: 1, DLRS: 0})
+            await p.reposition({RUNS, DLRS})
+            assert sorted(seeks) == [(*DLRS, 0), (*RUNS, 1)]
+            assert p.inconsistent == {}
+            assert set(p.resyncing) == {RUNS, DLRS}  # the watchdog's fallback
+            await p.add(*RUNS, 1, None, values[3])
+            assert RUNS not in p.resyncing
+
+    asyncio.run(go())
+
+
 pytestmark = pytest.mark.timeout(60)
