@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     # records arrive, so records reached the projector late
     # (docs/decisions/0001-fetch-wait-100ms.md).
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=30000)
+    # How often the worker reads the log ends and starts (lag, readiness, the
+    # stall watchdog) and reads every stored log mark back. Commits do not wait
+    # for it: they read marks back themselves after an assignment or a
+    # reconnection (docs/decisions/0034-log-marks-once-per-epoch.md).
+    log_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     # DuckDB's memory limit, applied at connect time (WAL replay runs before any SET).
     duckdb_memory_limit: str = "2GB"
     # The write-ahead log size at which a commit checkpoints the database.

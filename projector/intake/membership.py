@@ -95,6 +95,12 @@ class Membership:
         """Partition count of the source topics."""
         return self._partitions
 
+    @partitions.setter
+    def partitions(self, value: int) -> None:
+        """Set from the topics as the broker describes them, before the node joins:
+        the setting only says how many to create, and topics may exist already."""
+        self._partitions = value
+
     @property
     def settled(self) -> bool:
         """Owners are named: the assignment is in place and the map is sound."""

@@ -91,6 +91,18 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Reads of a stored log mark back from the broker; before a commit
+        # only after an assignment or a reconnection (projector.intake.epoch).
+        self.mark_checks = Counter(
+            "projector_log_mark_checks",
+            "Stored log marks read back from the broker to confirm the log is the same",
+            registry=r,
+        )
+        self.log_epochs = Counter(
+            "projector_log_epochs",
+            "Reconnections or leader changes after which log marks are read back again",
+            registry=r,
+        )
         self.http_seconds = Histogram(
             "projector_http_request_seconds",
             "HTTP request latency",

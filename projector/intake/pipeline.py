@@ -102,6 +102,15 @@ class Pipeline:
         self.log_lost: str | None = None
         self.seeker: Seeker | None = None
         self.verifier: Verifier | None = None
+        # The consumer's log epoch (projector.intake.epoch), and the epoch in
+        # which each partition's mark was last read back intact: within one
+        # epoch and one assignment the log cannot have been replaced, so a
+        # commit reads back only marks not yet confirmed in the current one.
+        # Without an epoch every commit reads its partitions' marks back.
+        self.epoch: Callable[[], int] | None = None
+        self.confirmed: dict[TopicPartition, tuple[int, int]] = {}
+        # Counts assignments, so a read begun before one confirms nothing after it.
+        self._assignments = 0
         self.listeners: list[FlushListener] = []
         # Called when a flush finds memory unlike DuckDB (the invariant mode);
         # the process hosting the pipeline decides how to stop.
@@ -110,6 +119,7 @@ class Pipeline:
         self._flush_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        self._checks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -139,6 +149,8 @@ class Pipeline:
             log.warning("final flush abandoned; buffered records will be re-read on restart")
         if self._timer is not None:
             self._timer.cancel()
+        for task in list(self._checks):
+            task.cancel()
         if self.sink is not None:
             await self.sink.stop()
 
@@ -231,9 +243,30 @@ class Pipeline:
     def assigned(self, tps: set[TopicPartition]) -> None:
         """The consumer (re)started reading these partitions."""
         now = time.monotonic()
+        self._assignments += 1
         for tp in tps:
             self.awaiting_first.add(tp)
             self.last_seen[tp] = now
+            # Not applied again before its mark is read back: the partition
+            # may come from another node, or the group from a restarted broker.
+            self.confirmed.pop(tp, None)
+
+    def confirm_soon(self, tps: Iterable[TopicPartition]) -> asyncio.Task[None]:
+        """Read the marks of ``tps`` back now, in the background (after an assignment).
+
+        Commits read them back anyway; this flags a replaced log that
+        delivers nothing new (refilled just up to the stored offset) without
+        waiting for the log poll. A failed read is left to the next commit.
+        """
+        task = asyncio.get_running_loop().create_task(self.check_marks(list(tps), unconfirmed=True))
+        self._checks.add(task)
+        task.add_done_callback(self._checked)
+        return task
+
+    def _checked(self, task: asyncio.Task[None]) -> None:
+        self._checks.discard(task)
+        if not task.cancelled() and (e := task.exception()) is not None:
+            log.warning("could not read the log marks back after an assignment: %s", e)
 
     def stalled(
         self,
@@ -317,6 +350,7 @@ class Pipeline:
         for tp, mark in marks.items():
             if tp not in repaired and (tp not in self.marks or mark.offset > self.marks[tp].offset):
                 self.marks[tp] = mark
+                self.confirmed.pop(tp, None)  # a mark of NEW's: read back before it is relied on
         for tp, log_end in repaired.items():
             offset = offsets.get(tp)
             if offset is None:
@@ -329,6 +363,7 @@ class Pipeline:
                 self.marks.pop(tp, None)
             else:
                 self.marks[tp] = mark
+            self.confirmed.pop(tp, None)
             self.resyncing.pop(tp, None)
             if self.inconsistent.pop(tp, None) is not None:
                 self.metrics.inconsistent.labels(tp[0], str(tp[1])).set(0)
@@ -336,6 +371,28 @@ class Pipeline:
         if not self.inconsistent:
             self.log_lost = None
         self.status.update(inconsistent=dict(self.inconsistent))
+
+    async def reposition(self, tps: Iterable[TopicPartition]) -> None:
+        """Seek the consumer of ``tps`` to the offsets DuckDB needs now (after ``adopt``).
+
+        A swap can lower a partition's expected offset below where the
+        consumer stands: a repaired partition takes the rebuilt database's
+        position in the new log, while the consumer was sought, at the group
+        join after the broker lost the log, to the old log's offset. faust
+        drops every record below the offset it was last sought to (its read
+        offset), so the records between the two would never reach ``add``,
+        and with no later record nothing would seek back. Marked as
+        resyncing, so the stall watchdog seeks again should this seek be
+        overtaken by records fetched before it.
+        """
+        if self.seeker is None:
+            return
+        for tp in tps:
+            expected = self.expected.get(tp)
+            if expected is None or tp in self.inconsistent:
+                continue
+            self.resyncing[tp] = time.monotonic()
+            await self.seeker(tp[0], tp[1], expected)
 
     def _lost(self, tp: TopicPartition, reason: str) -> None:
         """Flag ``tp``, whose log was lost or replaced, and every partition never applied.
@@ -443,32 +500,53 @@ class Pipeline:
     async def _replaced(self, batch: MicroBatch) -> bool:
         """Does any partition of ``batch`` come from a log other than the one applied so far?
 
-        Checked before every commit: a broker that restarted empty and was
+        Checked before a commit: a broker that restarted empty and was
         refilled hands out the offsets we expect next, so nothing in the
         records themselves shows it, and once committed the marks would name
         records of the new log. The log poll alone (1 s) came too late for
-        that in tests. Flags the replaced partitions.
+        that in tests. Only marks not yet confirmed in the consumer's current
+        log epoch are read back (after an assignment or a reconnection; every
+        time without an epoch). Until they are, the batch is held: a failed
+        read fails the flush, which retries. Flags the replaced partitions.
         """
         # A partition without a mark (its first records) has nothing to compare
         # with: its records are trusted only while every other mark still holds.
         unmarked = any(tp not in self.marks for tp in batch.offsets)
-        await self.check_marks(None if unmarked else batch.offsets)
+        await self.check_marks(None if unmarked else batch.offsets, unconfirmed=True)
         return any(tp in self.inconsistent for tp in batch.offsets)
 
-    async def check_marks(self, tps: Iterable[TopicPartition] | None = None) -> None:
+    async def check_marks(
+        self, tps: Iterable[TopicPartition] | None = None, *, unconfirmed: bool = False
+    ) -> None:
         """Ask the log for the last record applied in ``tps`` (default: every marked partition).
 
-        Flags the partitions whose log holds another record there, or none.
-        Without a verifier nothing is asked.
+        Flags the partitions whose log holds another record there, or none;
+        the others are confirmed for the current log epoch and assignment,
+        unless either changed while asking. With ``unconfirmed``, marks
+        confirmed for the current ones are not asked again. Without a
+        verifier nothing is asked.
         """
+        epoch = self.epoch
+        stamp = (epoch(), self._assignments) if epoch is not None else None
         marks = (
             self.marks if tps is None else {tp: self.marks[tp] for tp in tps if tp in self.marks}
         )
-        checked = {tp: mark for tp, mark in marks.items() if tp not in self.inconsistent}
+        checked = {
+            tp: mark
+            for tp, mark in marks.items()
+            if tp not in self.inconsistent
+            and not (unconfirmed and stamp is not None and self.confirmed.get(tp) == stamp)
+        }
         if not checked or self.verifier is None:
             return
+        self.metrics.mark_checks.inc(len(checked))
         found = await self.verifier({tp: mark.offset for tp, mark in checked.items()})
         self.observe_marks(checked, found)
+        # Confirmed only if no reconnection or assignment came while asking.
+        if epoch is not None and stamp is not None and stamp == (epoch(), self._assignments):
+            for tp in checked:
+                if tp in found and tp not in self.inconsistent:
+                    self.confirmed[tp] = stamp
 
     async def _rewind(self, batch: MicroBatch) -> None:
         """Drop ``batch`` and what came after it (nothing of it is acked) and read again.

@@ -14,12 +14,12 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 
-from projector.intake.errors import TopicsError
+from projector.intake.errors import PartitionCountError, TopicsError
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +52,22 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     connect_timeout: float = 30.0,
-) -> None:
+) -> dict[str, int]:
     """Create ``topics`` with ``partitions`` each; existing topics are left alone.
 
     Idempotent. An existing topic with another partition count only logs a
     warning: repartitioning would move campaigns between partitions, which is
-    an operator's decision.
+    an operator's decision (``require_copartitioned`` refuses to run on it).
+
+    Returns:
+        Every topic's partition count as the broker describes it.
 
     Raises:
         TopicsError: The broker is unreachable or refused a topic.
     """
     names = list(dict.fromkeys(topics))
     if not names:
-        return
+        return {}
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
     admin = await _start_admin(bootstrap, connect_timeout)
@@ -80,11 +83,12 @@ async def ensure_topics(
                 raise TopicsError(f"cannot create topic {topic}: {err.__name__}: {message}")
         # Describe only after creating: on Tansu a Metadata request naming an
         # unknown topic would create it with the broker's default partitions.
+        counts: dict[str, int] = {}
         for meta in await admin.describe_topics(names):
             if meta["error_code"]:
                 err = for_code(meta["error_code"])
                 raise TopicsError(f"topic {meta['topic']} is unusable: {err.__name__}")
-            have = len(meta["partitions"])
+            have = counts[meta["topic"]] = len(meta["partitions"])
             if have != partitions:
                 log.warning(
                     "topic %s exists with %d partitions, not %d; left as it is "
@@ -93,10 +97,43 @@ async def ensure_topics(
                     have,
                     partitions,
                 )
+        return counts
     except KafkaError as e:
         raise TopicsError(f"creating topics on {bootstrap} failed: {e!r}") from e
     finally:
         await admin.close()
+
+
+def require_copartitioned(counts: Mapping[str, int], sources: Iterable[str]) -> int:
+    """The one partition count every source topic has; refuses topics that differ.
+
+    Producers key by ``campaign_id``, so only equal counts put a campaign on
+    the same partition of every topic: partition p of the four topics is then
+    one closed set of campaigns, the unit the consumer group assigns (faust
+    co-partitions only topics of equal count) and the offsets are kept for.
+    Checked before the group is joined: unequal counts would split a
+    campaign's events between partitions that different nodes may own.
+
+    Raises:
+        PartitionCountError: The counts differ (or a source is missing); the
+            message names each topic's count and the way out.
+    """
+    names = list(dict.fromkeys(sources))
+    missing = [t for t in names if t not in counts]
+    if missing:
+        raise PartitionCountError(f"source topics not found: {', '.join(missing)}")
+    found = {counts[t] for t in names}
+    if len(found) == 1:
+        return found.pop()
+    listed = ", ".join(f"{t} has {counts[t]}" for t in names)
+    most = max(found)
+    raise PartitionCountError(
+        f"the source topics must have the same partition count, but {listed}. "
+        "A campaign's events would land on different partitions of different topics. "
+        f"Recreate the topics with one count, or raise the others to {most} "
+        f"(kafka-topics --alter --topic NAME --partitions {most}; existing campaigns "
+        "then move to other partitions: rebuild with `projector replay`, docs/operations.md)."
+    )
 
 
 def ensure_topics_sync(
@@ -106,7 +143,7 @@ def ensure_topics_sync(
     *,
     replication_factor: int = 1,
     connect_timeout: float = 30.0,
-) -> None:
+) -> dict[str, int]:
     """:func:`ensure_topics`, blocking; callable with or without a running event loop.
 
     Inside a running loop (an async test calling a sync factory) it runs on a
@@ -114,8 +151,8 @@ def ensure_topics_sync(
     """
     names = list(topics)
 
-    def run() -> None:
-        asyncio.run(
+    def run() -> dict[str, int]:
+        return asyncio.run(
             ensure_topics(
                 bootstrap,
                 names,
@@ -128,7 +165,6 @@ def ensure_topics_sync(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        run()
-        return
+        return run()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(run).result()
+        return pool.submit(run).result()

@@ -25,6 +25,7 @@ import faust
 import mode
 
 from projector.intake.deadletters import DeadLetterSink
+from projector.intake.epoch import LogEpoch
 from projector.intake.health import PipelineStatus
 from projector.intake.membership import Membership
 from projector.intake.metrics import Metrics
@@ -36,7 +37,6 @@ from projector.store.writer import Store
 
 log = logging.getLogger(__name__)
 
-LAG_POLL_SECONDS = 1.0
 # A partition that has records DuckDB lacks but delivers none for this long is re-sought.
 STALL_SECONDS = 3.0
 
@@ -88,15 +88,22 @@ class Projector:
         self.app.conf.canonical_url = self.membership.url
 
     def prepare(self) -> None:
-        """Create topics and load DuckDB offsets; call before faust starts."""
-        from projector.intake.topics import ensure_topics
+        """Create topics, check they are co-partitioned, load DuckDB offsets.
+
+        Call before faust starts (so before the group is joined).
+
+        Raises:
+            PartitionCountError: The source topics differ in partition count.
+        """
+        from projector.intake.topics import ensure_topics, require_copartitioned
 
         sources = list(self.settings.topics.sources)
 
         async def _prepare() -> dict[tuple[str, int], int]:
-            await ensure_topics(
+            counts = await ensure_topics(
                 self.settings.bootstrap, self.settings.topics.all, self.settings.partitions
             )
+            self.membership.partitions = require_copartitioned(counts, sources)
             return await beginning_offsets(self.settings.bootstrap, sources)
 
         self.pipeline.prepare(asyncio.run(_prepare()))
@@ -210,7 +217,7 @@ class ProjectorService(mode.Service):
                 # API reports the lag as unknown instead of a stale figure.
                 p.status.update(last_error=f"log poll failed: {e}", log_end={})
                 log.debug("log poll failed", exc_info=True)
-            await self.sleep(LAG_POLL_SECONDS)
+            await self.sleep(p.settings.log_poll_seconds)
 
 
 def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
@@ -229,6 +236,19 @@ def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
         return consumer
 
     thread._create_worker_consumer = create_with_wait  # noqa: SLF001
+
+
+def _watch_log_epoch(app: faust.App, epoch: LogEpoch) -> None:
+    """Have ``epoch`` watch the Kafka consumer faust builds (its connections and leaders)."""
+    thread = app.consumer._thread  # noqa: SLF001 - no public hook exists
+    create = thread._create_worker_consumer  # noqa: SLF001
+
+    def create_watched(transport: Any) -> Any:
+        consumer = create(transport)
+        epoch.watch(consumer)
+        return consumer
+
+    thread._create_worker_consumer = create_watched  # noqa: SLF001
 
 
 DATADIR_PREFIX = "projector-faust-"
@@ -329,9 +349,13 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     async def seek(topic: str, partition: int, offset: int) -> None:
         from faust.types import TP
 
+        tp = TP(topic, partition)
+        if tp not in app.consumer.assignment():
+            return  # not ours now: whoever is assigned it starts from DuckDB's offset
         # seek_wait runs on faust's consumer thread; a plain seek from this
         # loop races aiokafka's fetcher (seen: KeyError in fetched_records).
-        await app.consumer.seek_wait({TP(topic, partition): offset})
+        # It also resets faust's read offset, below which faust drops records.
+        await app.consumer.seek_wait({tp: offset})
 
     pipeline.seeker = seek
 
@@ -339,6 +363,11 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         return await projector.log.digests(wanted, timeout=5.0)
 
     pipeline.verifier = verify
+    # Marks are read back before a commit only after an assignment or a
+    # reconnection of this consumer (docs/decisions/0034-log-marks-once-per-epoch.md).
+    epoch = LogEpoch(on_bump=lambda _why: projector.metrics.log_epochs.inc())
+    _watch_log_epoch(app, epoch)
+    pipeline.epoch = epoch
 
     async def project(stream: faust.StreamT[bytes]) -> None:
         # ``stream.events()`` inlined: it is this loop inside one more async
@@ -362,13 +391,17 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         log.info("consumer group joined: %d partitions assigned", len(assigned))
         # Start where DuckDB says. faust may still re-seek to Kafka-committed
         # offsets afterwards; the pipeline detects that and seeks back.
-        pipeline.assigned({(tp.topic, tp.partition) for tp in assigned})
+        tps = {(tp.topic, tp.partition) for tp in assigned}
+        pipeline.assigned(tps)
         for tp in assigned:
             expected = pipeline.expected_offset(tp.topic, tp.partition)
             if expected is not None:
                 await app.consumer.seek(tp, expected)
+        # Their records wait for the marks read back anyway; reading them now
+        # also flags a replaced log that has nothing new to deliver.
+        pipeline.confirm_soon(tps)
         membership.assigned(
-            app.assignor.external_topics_metadata(), {(tp.topic, tp.partition) for tp in assigned}
+            app.assignor.external_topics_metadata(), tps
         )
 
     @app.on_partitions_revoked.connect

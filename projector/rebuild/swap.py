@@ -92,6 +92,7 @@ class SwapController:
                 old = pipeline.store
                 stored = new.offsets()
                 pipeline.adopt(stored, new.marks(), {tp: target[tp] for tp in flagged})
+                await pipeline.reposition(flagged)
                 pipeline.store = new
                 self.on_swapped(new)
                 p.status.update(offsets=dict(pipeline.applied), flush_seq=new.seq)
@@ -102,7 +103,8 @@ class SwapController:
             from projector.intake.offsets import OffsetsError
 
             # NEW must itself hold records of the log as it is now. The swap
-            # stands either way: every commit checks its partitions' marks too.
+            # stands either way: adopt() left these marks unconfirmed, so the
+            # next commit of each partition reads its mark back too.
             try:
                 await pipeline.check_marks(flagged)
             except OffsetsError as e:

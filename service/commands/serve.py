@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from service.commands.base import (
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from api.errors import KeysFileError
     from api.keys import KeyRing
     from projector.intake import runtime
+    from projector.intake.errors import PartitionCountError
     from projector.intake.worker import run_worker
     from service.serve import serving
 
@@ -55,5 +57,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             runtime.settle(settings.gil_switch_interval_ms)
             return run_worker(projector.app)
+    except PartitionCountError as e:  # raised by serving()'s prepare, before the group
+        print(f"projector serve: {e}", file=sys.stderr, flush=True)
+        return 2
     finally:
         store.close()

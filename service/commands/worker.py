@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from service.commands.base import (
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 )
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from projector.intake import runtime
+    from projector.intake.errors import PartitionCountError
     from projector.intake.worker import Projector, run_worker
 
     if (store := open_live_store(settings, "worker")) is None:
@@ -42,7 +44,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         projector = Projector(
             settings, store, exit_when_caught_up=getattr(args, "until_caught_up", False)
         )
-        projector.prepare()
+        try:
+            projector.prepare()
+        except PartitionCountError as e:
+            print(f"projector worker: {e}", file=sys.stderr, flush=True)
+            return 2
         print(f"projector worker: {settings.bootstrap} -> {settings.db}", flush=True)
         runtime.settle_worker(settings.gil_switch_interval_ms)
         return run_worker(projector.app)

@@ -222,4 +222,169 @@ def test_first_records_of_a_partition_are_committed_only_while_every_mark_holds(
     asyncio.run(go())
 
 
+def test_marks_are_read_back_once_per_epoch_and_assignment(tmp_path):
+    """Steady state asks the broker nothing; a reconnection or an assignment asks again,
+    and the records wait for the answer."""
+    values = _records()
+    asked: list[dict] = []
+    epoch = [1]
+    log: list[bytes] | Exception = values  # what the broker holds: offset i is values[i]
+
+    async def go() -> None:
+        nonlocal log
+        with Store(tmp_path / "p.duckdb") as store:
+            p = await _flushed_once(store, values)  # runs[0] marked at offset 0
+            p.epoch = lambda: epoch[0]
+
+            async def verify(wanted):
+                asked.append(dict(wanted))
+                if isinstance(log, Exception):
+                    raise log
+                return {tp: digest(log[offset]) for tp, offset in wanted.items()}
+
+            p.verifier = verify
+
+            async def flush_next(offset: int) -> None:
+                await p.add(*RUNS, offset, None, values[offset])
+                await p.flush()
+
+            await flush_next(1)
+            await flush_next(2)
+            await flush_next(3)
+            assert asked == [{RUNS: 0}]  # confirmed once; the same epoch asks no more
+            assert store.offsets() == {RUNS: 4}
+
+            epoch[0] += 1  # the consumer reconnected
+            await flush_next(4)
+            await flush_next(5)
+            assert asked[1:] == [{RUNS: 3}]
+
+            p.assigned({RUNS})  # the group handed the partition out again
+            await flush_next(6)
+            assert asked[2:] == [{RUNS: 5}]
+
+            epoch[0] += 1  # reconnected to a log that cannot be asked yet: held
+            log = OffsetsError("broker unreachable")
+            await p.add(*RUNS, 7, None, values[7])
+            with pytest.raises(OffsetsError):
+                await p.flush(retry=False)
+            assert store.offsets() == {RUNS: 7}
+
+            log = [b"another history"] * len(values)  # the log was replaced
+            assert await p.flush() is None
+            assert "another record at offset 6" in p.inconsistent[RUNS]
+            assert store.offsets() == {RUNS: 7}
+            assert p.metrics.mark_checks._value.get() == len(asked)
+
+    asyncio.run(go())
+
+
+def test_a_mark_read_back_during_a_reconnection_is_not_confirmed(tmp_path):
+    """The epoch is read before asking: a reconnection meanwhile makes the next commit ask again."""
+    values = _records()
+    asked: list[dict] = []
+    epoch = [1]
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = await _flushed_once(store, values)
+            p.epoch = lambda: epoch[0]
+
+            async def verify(wanted):
+                asked.append(dict(wanted))
+                epoch[0] += 1
+                return {RUNS: p.marks[RUNS].digest}
+
+            p.verifier = verify
+            for offset in (1, 2):
+                await p.add(*RUNS, offset, None, values[offset])
+                await p.flush()
+            assert len(asked) == 2
+
+    asyncio.run(go())
+
+
+def test_an_assignment_reads_the_marks_back_at_once(tmp_path):
+    """A replaced log that delivers nothing new is flagged without waiting for a commit;
+    a read begun before an assignment confirms nothing after it."""
+    values = _records()
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = await _flushed_once(store, values)
+            p.epoch = lambda: 1
+            holds = [digest(values[0])]
+
+            async def verify(wanted):
+                p.assigned({RUNS})  # a rebalance while the broker answers
+                return {tp: holds[0] for tp in wanted}
+
+            p.verifier = verify
+            await p.confirm_soon({RUNS})
+            assert RUNS not in p.inconsistent and RUNS not in p.confirmed
+
+            holds[0] = digest(b"another history")
+            await p.confirm_soon({RUNS})
+            assert "another record at offset 0" in p.inconsistent[RUNS]
+
+    asyncio.run(go())
+
+
+def test_marks_taken_from_a_swapped_in_database_are_read_back_before_relied_on(tmp_path):
+    values = _records()
+    asked: list[dict] = []
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = await _flushed_once(store, values)
+            p.epoch = lambda: 1
+
+            async def verify(wanted):
+                asked.append(dict(wanted))
+                return {tp: digest(values[offset]) for tp, offset in wanted.items()}
+
+            p.verifier = verify
+            await p.add(*RUNS, 1, None, values[1])
+            await p.flush()
+            assert asked == [{RUNS: 0}]  # now confirmed
+            # A database that read further (a replay) is swapped in: its mark is NEW's.
+            p.adopt({RUNS: 3}, {RUNS: LogMark(2, digest(values[2]))}, {})
+            await p.add(*RUNS, 3, None, values[3])
+            await p.flush()
+            assert asked[1:] == [{RUNS: 2}]
+
+    asyncio.run(go())
+
+
+def test_a_swap_seeks_repaired_partitions_to_the_rebuilt_position(tmp_path):
+    """The consumer stood at the lost log's offset; faust drops records below where it
+    was last sought, so the rebuilt position must be sought, not waited for."""
+    values = _records()
+    seeks: list[tuple[str, int, int]] = []
+
+    async def go() -> None:
+        with Store(tmp_path / "p.duckdb") as store:
+            p = _pipeline(store)
+            for offset in range(3):
+                await p.add(*RUNS, offset, None, values[offset])
+            await p.flush()
+            p.observe_log({}, {RUNS: 0, DLRS: 0})  # the broker lost the log
+            assert set(p.inconsistent) == {RUNS, DLRS}
+
+            async def seek(topic, partition, offset):
+                seeks.append((topic, partition, offset))
+
+            p.seeker = seek
+            # Rebuilt from the new log: one record in runs[0], none in dlrs[0].
+            p.adopt({RUNS: 1}, {RUNS: LogMark(0, digest(b"new"))}, {RUNS: 1, DLRS: 0})
+            await p.reposition({RUNS, DLRS})
+            assert sorted(seeks) == [(*DLRS, 0), (*RUNS, 1)]
+            assert p.inconsistent == {}
+            assert set(p.resyncing) == {RUNS, DLRS}  # the watchdog's fallback
+            await p.add(*RUNS, 1, None, values[3])
+            assert RUNS not in p.resyncing
+
+    asyncio.run(go())
+
+
 pytestmark = pytest.mark.timeout(60)

@@ -128,6 +128,15 @@ class Serve:
         self.http.close()
 
 
+def applied_offsets(watermark: str) -> dict[str, int]:
+    """``/readyz``'s watermark ('topic:partition=offset,...') as {'topic:partition': offset}."""
+    out = {}
+    for part in watermark.split(","):
+        tp, offset = part.rsplit("=", 1)
+        out[tp] = int(offset)
+    return out
+
+
 def campaign_owner(events: list[dict[str, Any]]) -> dict[str, str]:
     """campaign_id -> workspace_id of a stream."""
     return {e["campaign_id"]: e["workspace_id"] for e in events}

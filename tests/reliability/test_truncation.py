@@ -24,16 +24,15 @@ from projector.intake.topics import ensure_topics_sync
 from projector.tools.simulate import generate
 from tests.fixtures.processes import projector_env
 from tests.fixtures.topics import make_topics
-from tests.reliability.helpers import Serve, campaign_owner, dump, fold_dicts, produce_sync, read_db
-
-
-def _applied_partitions(watermark: str) -> dict[str, int]:
-    out = {}
-    for part in watermark.split(","):
-        tp, offset = part.rsplit("=", 1)
-        out[tp] = int(offset)
-    return out
-
+from tests.reliability.helpers import (
+    Serve,
+    applied_offsets,
+    campaign_owner,
+    dump,
+    fold_dicts,
+    produce_sync,
+    read_db,
+)
 
 PARTITIONS = 4
 
@@ -62,7 +61,7 @@ def test_broker_restarted_empty_flags_partitions_and_applies_nothing(own_broker,
     records = produce_sync(bootstrap, topics, events, array_size=5)
     serve.wait_applied(records, 60)
     code, ready = serve.wait("/readyz 200", lambda: (r := serve.readyz())[0] == 200 and r, 30)
-    stored = _applied_partitions(ready["watermark"])
+    stored = applied_offsets(ready["watermark"])
     probe = next(iter(owner))
     before = serve.status(probe, owner[probe]).json()["data"]
 
@@ -137,7 +136,7 @@ def test_log_replaced_while_down_is_flagged_at_start(own_broker, procs, tmp_path
     serve.wait_listening()
     records = produce_sync(bootstrap, topics, events, array_size=5)
     serve.wait_applied(records, 60)
-    stored = _applied_partitions(serve.readyz()[1]["watermark"])
+    stored = applied_offsets(serve.readyz()[1]["watermark"])
     serve.stop()
 
     own_broker.restart()
@@ -182,7 +181,7 @@ def test_log_replaced_and_refilled_under_running_serve_is_flagged(own_broker, pr
     serve.wait_listening()
     records = produce_sync(bootstrap, topics, events, array_size=5)
     serve.wait_applied(records, 60)
-    stored = _applied_partitions(
+    stored = applied_offsets(
         serve.wait("/readyz 200", lambda: serve.readyz()[0] == 200 and serve.readyz()[1], 30)[
             "watermark"
         ]
