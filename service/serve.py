@@ -71,7 +71,9 @@ def serving(settings: Settings, store: Store, keys: KeyRing) -> Iterator[Project
             feed=feed,
             admin=SwapController(projector, lambda new: replace_reader(app, reader_of(new))),
             limits=Limits.from_settings(settings),
-            owners=projector.membership,
+            # Routing between nodes is for a group whose nodes say where they
+            # are (--advertise); a single node answers from its own database.
+            owners=projector.membership if settings.advertise else None,
         )
         server = build_uvicorn_server(app, settings.host, settings.port)
         thread = threading.Thread(target=server.run, name="api", daemon=True)

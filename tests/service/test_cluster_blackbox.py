@@ -50,7 +50,7 @@ class Node:
 
     def __init__(self, procs: Procs, env: dict[str, str], tmp: Path, name: str) -> None:
         self.proc, self.port, self.died = start_serve(
-            procs, env, tmp / f"{name}.duckdb", tmp / "keys.json"
+            procs, env, tmp / f"{name}.duckdb", tmp / "keys.json", advertise=True
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=10)

@@ -1,7 +1,7 @@
 """Three ``projector serve`` nodes in one consumer group split the partitions.
 
 Real processes on the embedded broker: each has its own database and
-advertises its own URL (the port it bound); every node's ``/v1/cluster``
+advertises its URL (--advertise); every node's ``/v1/cluster``
 must show one map that covers every partition, and after a node stops
 (SIGTERM, then SIGKILL) the two left cover everything and agree.
 """
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(400)
 class Node:
     def __init__(self, procs: Procs, env: dict[str, str], tmp: Path, name: str) -> None:
         self.proc, port, self.died = start_serve(
-            procs, env, tmp / f"{name}.duckdb", tmp / "keys.json"
+            procs, env, tmp / f"{name}.duckdb", tmp / "keys.json", advertise=True
         )
         self.url = f"http://127.0.0.1:{port}"
 
