@@ -201,6 +201,11 @@ class NodePartitions(_Model):
         description="False while the group rebalances: no owner is named until it settles."
     )
     owned: list[int] = Field(description="Partitions this node owns (latest assignment).")
+    restoring: list[int] = Field(
+        default_factory=list,
+        description="Owned partitions still catching up to their last owner's offsets: "
+        "their campaigns answer 503 with Retry-After until then.",
+    )
     lag: dict[str, int] = Field(
         description="Records behind the log end per owned partition, all source topics summed."
     )
@@ -235,7 +240,12 @@ RunOutcome = Literal[
     "scheduled", "running", "completed", "completed_with_errors", "failed", "cancelled"
 ]
 ExecutionState = Literal[
-    "not_scheduled", "scheduled", "pending_or_overdue", "running", "completed", "failed",
+    "not_scheduled",
+    "scheduled",
+    "pending_or_overdue",
+    "running",
+    "completed",
+    "failed",
     "cancelled",
 ]
 

@@ -91,7 +91,11 @@ def node_partitions(
     """This node's share of the group, from the ``api.routing.Owners`` it was given."""
     url = owners.url
     settled = owners.owners() is not None
-    owned = sorted(p for p in range(owners.partitions) if owners.owner_of(p) == url)
+    # Restoring partitions are this node's but name no owner until caught up.
+    restoring = sorted(getattr(owners, "restoring", ()))
+    owned = sorted(
+        {p for p in range(owners.partitions) if owners.owner_of(p) == url} | set(restoring)
+    )
     lag: dict[str, int] = {}
     # log_end holds the partitions the pipeline reads: this node's own.
     for (topic, partition), end in sorted(log_end.items()):
@@ -99,7 +103,7 @@ def node_partitions(
         lag[str(partition)] = lag.get(str(partition), 0) + behind
     if settled:
         lag = {p: n for p, n in lag.items() if int(p) in owned}
-    return {"url": url, "settled": settled, "owned": owned, "lag": lag}
+    return {"url": url, "settled": settled, "owned": owned, "restoring": restoring, "lag": lag}
 
 
 @router.get(

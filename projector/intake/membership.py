@@ -78,6 +78,9 @@ class Membership:
         self._in_place = False  # this node's assignment taken and sought
         self._settled = False  # ... and the map names this node's partitions as its own
         self._local: frozenset[int] = frozenset()
+        # Gained partitions whose projections here are older than what their
+        # last owner committed: partition -> {topic-partition: offset to reach}.
+        self._restoring: dict[int, dict[tuple[str, int], int]] = {}
         self.assignments = 0  # assignments taken: a changing figure shows rebalances
 
     @property
@@ -119,17 +122,39 @@ class Membership:
         with self._lock:
             return self._local
 
-    def owner_of(self, partition: int) -> str | None:
-        """The owner's URL; None while unsettled or when the partition has none."""
+    @property
+    def restoring(self) -> frozenset[int]:
+        """Partitions owned here that are still catching up to their last owner."""
         with self._lock:
-            return self._map.get(partition) if self._settled else None
+            return frozenset(self._restoring)
+
+    def owner_of(self, partition: int) -> str | None:
+        """The owner's URL; None while unsettled, when the partition has none, or
+        (on the owner) while it restores: no answer older than its last owner's."""
+        with self._lock:
+            if not self._settled or partition in self._restoring:
+                return None
+            return self._map.get(partition)
 
     def owners(self) -> dict[int, str] | None:
-        """Every partition's owner; None while unsettled or any partition has none."""
+        """Every partition's owner; None while unsettled, restoring, or any has none."""
         with self._lock:
-            if not self._settled or len(self._map) < self._partitions:
+            if not self._settled or self._restoring or len(self._map) < self._partitions:
                 return None
             return dict(self._map)
+
+    def caught_up(self, applied: Mapping[tuple[str, int], int]) -> None:
+        """Release the restoring partitions whose ``applied`` offsets reached their targets."""
+        with self._lock:
+            done = [
+                p for p, targets in self._restoring.items()
+                if all(applied.get(tp, 0) >= offset for tp, offset in targets.items())
+            ]  # fmt: skip
+            for p in done:
+                del self._restoring[p]
+        if done:
+            log.info("restored partitions %s: answering for them", ",".join(map(str, done)))
+            self._publish()
 
     def revoked(self) -> None:
         """A rebalance began: every partition's owner is unknown until the next assignment."""
@@ -142,14 +167,27 @@ class Membership:
         with self._lock:
             self._in_place = self._settled = False
             self._local = frozenset()
+            self._restoring = {}
             self._map = {}
         self._publish()
 
-    def assigned(self, distribution: Distribution, assigned: Iterable[tuple[str, int]]) -> None:
+    def assigned(
+        self,
+        distribution: Distribution,
+        assigned: Iterable[tuple[str, int]],
+        committed: Mapping[tuple[str, int], int] | None = None,
+        applied: Mapping[tuple[str, int], int] | None = None,
+    ) -> None:
         """The new assignment is in place and this node's partitions are sought: settle.
 
         ``distribution`` is the leader's (``app.assignor.external_topics_metadata()``),
-        ``assigned`` this node's own topic-partitions.
+        ``assigned`` this node's own topic-partitions. ``committed`` is the group's
+        offsets as read for this assignment: how far each partition's last owner
+        had stored (it acks only what its database holds), and ``applied`` how far
+        this node's database is. A partition gained here whose ``applied`` is
+        behind ``committed`` restores: its campaigns get no owner (503) until it
+        has caught up (``caught_up``), so an answer is never older than one its
+        last owner gave, and a poller's status never goes back across a move.
         """
         owners = owner_map(distribution, self._sources, self._partitions)
         mine = frozenset(p for t, p in assigned if t in self._sources)
@@ -165,12 +203,24 @@ class Membership:
                 self._url,
                 sorted(mine),
             )
+        behind: dict[int, dict[tuple[str, int], int]] = {}
         with self._lock:
+            gained = mine - self._local
+            for (topic, partition), offset in (committed or {}).items():
+                if topic in self._sources and partition in gained:
+                    if (applied or {}).get((topic, partition), 0) < offset:
+                        behind.setdefault(partition, {})[(topic, partition)] = offset
+            self._restoring = behind
             self._map = owners
             self._local = mine
             self._in_place = True
             self._settled = named_here == mine
             self.assignments += 1
+        if behind:
+            log.info(
+                "restoring partitions %s: catching up to their last owner's offsets",
+                ",".join(map(str, sorted(behind))),
+            )
         missing = self._partitions - len(owners)
         log.info(
             "partitions owned here: %s; %d members; %s",

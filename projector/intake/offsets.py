@@ -241,6 +241,39 @@ async def _one_look(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
         await consumer.stop()
 
 
+async def committed_offsets(
+    bootstrap: str, group: str, tps: Iterable[tuple[str, int]], *, timeout: float = 10.0
+) -> Offsets:
+    """The consumer group's committed offsets of ``tps`` (OffsetFetch; no join).
+
+    A member that owned a partition commits to Kafka only what its database
+    holds, so this is at most how far the partition's last owner had stored
+    (projector.intake.membership restores a gained partition up to it).
+    Partitions the group never committed are left out.
+
+    Raises:
+        OffsetsError: The broker is unreachable or did not answer in time.
+    """
+    wanted = [TopicPartition(t, p) for t, p in dict.fromkeys(tps)]
+    if not wanted:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), timeout)
+        out: Offsets = {}
+        for tp in wanted:
+            offset = await asyncio.wait_for(consumer.committed(tp), timeout)
+            if offset is not None:
+                out[(tp.topic, tp.partition)] = int(offset)
+        return out
+    except (KafkaError, TimeoutError) as e:
+        raise OffsetsError(f"reading the group's offsets at {bootstrap} failed: {e!r}") from e
+    finally:
+        await consumer.stop()
+
+
 class LogReader:
     """The same three looks at the log through one long-lived consumer.
 

@@ -29,7 +29,12 @@ from projector.intake.epoch import LogEpoch
 from projector.intake.health import PipelineStatus
 from projector.intake.membership import Membership
 from projector.intake.metrics import Metrics
-from projector.intake.offsets import LogReader, OffsetsError, beginning_offsets
+from projector.intake.offsets import (
+    LogReader,
+    OffsetsError,
+    beginning_offsets,
+    committed_offsets,
+)
 from projector.intake.pipeline import Pipeline
 from projector.settings import Settings
 from projector.store.errors import InvariantError
@@ -201,10 +206,14 @@ class ProjectorService(mode.Service):
                 await self._unstall(end)
                 if self._ready_target is None and in_place:
                     self._ready_target = end
-                if not p.status.ready and self._ready_target is not None and all(
-                    p.pipeline.applied.get(tp, 0) >= target or tp in p.pipeline.inconsistent
-                    for tp, target in self._ready_target.items()
-                    if target > start.get(tp, 0)
+                if (
+                    not p.status.ready
+                    and self._ready_target is not None
+                    and all(
+                        p.pipeline.applied.get(tp, 0) >= target or tp in p.pipeline.inconsistent
+                        for tp, target in self._ready_target.items()
+                        if target > start.get(tp, 0)
+                    )
                 ):
                     p.status.update(ready=True)
                     log.info("caught up with the log ends seen at start: ready")
@@ -344,6 +353,8 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     )
     pipeline = projector.pipeline
     membership = projector.membership
+    # A restoring partition answers again once a flush has caught it up.
+    pipeline.listeners.append(lambda _flushed: membership.caught_up(pipeline.applied))
     channel = app.topic(*settings.topics.sources, value_serializer="raw", key_serializer="raw")
 
     async def seek(topic: str, partition: int, offset: int) -> None:
@@ -400,8 +411,15 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         # Their records wait for the marks read back anyway; reading them now
         # also flags a replaced log that has nothing new to deliver.
         pipeline.confirm_soon(tps)
+        # How far each partition's last owner had stored: the group's commits
+        # (projector.intake.membership holds back a gained partition behind them).
+        try:
+            committed = await committed_offsets(settings.bootstrap, settings.group_id, tps)
+        except OffsetsError as e:
+            log.warning("could not read the group's offsets; no partition restores: %s", e)
+            committed = {}
         membership.assigned(
-            app.assignor.external_topics_metadata(), tps
+            app.assignor.external_topics_metadata(), tps, committed, pipeline.applied
         )
 
     @app.on_partitions_revoked.connect

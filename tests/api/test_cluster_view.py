@@ -49,7 +49,13 @@ def test_readyz_shows_owned_partitions_and_their_lag(make_client, pipeline):
         log_end={(SOURCES[0], 0): 12, (SOURCES[1], 0): 8, (SOURCES[0], 2): 7},
     )
     data = make_client(owners=_membership()).get("/readyz").json()["data"]
-    assert data["cluster"] == {"url": ME, "settled": True, "owned": [0, 2], "lag": {"0": 5, "2": 0}}
+    assert data["cluster"] == {
+        "url": ME,
+        "settled": True,
+        "owned": [0, 2],
+        "restoring": [],
+        "lag": {"0": 5, "2": 0},
+    }
 
 
 def test_metrics_show_ownership(make_client):
@@ -57,8 +63,9 @@ def test_metrics_show_ownership(make_client):
 
     metrics = Metrics()
     m = Membership(ME, 2, SOURCES, metrics=metrics)
-    m.assigned({ME: {t: [1] for t in SOURCES}, OTHER: {t: [0] for t in SOURCES}},
-               {(t, 1) for t in SOURCES})
+    m.assigned(
+        {ME: {t: [1] for t in SOURCES}, OTHER: {t: [0] for t in SOURCES}}, {(t, 1) for t in SOURCES}
+    )
     text = make_client(owners=m, metrics=metrics).get("/metrics").text
     assert 'projector_partition_owned{partition="1"} 1.0' in text
     assert 'projector_partition_owned{partition="0"} 0.0' in text

@@ -94,6 +94,28 @@ def test_unsettled_from_revocation_to_the_next_assignment() -> None:
     assert m.owners() is None and m.local == frozenset()
 
 
+def test_a_gained_partition_behind_its_last_owner_restores_before_it_has_an_owner() -> None:
+    (tps, distribution), *_ = leader_assignment(URLS[:1], 4).values()
+    runs, dlrs = SOURCES[0], SOURCES[3]
+    # The last owner had stored up to these; this node's database is behind on 3 only.
+    committed = {(runs, 1): 5, (runs, 3): 10, (dlrs, 3): 40}
+    applied = {(runs, 1): 5, (runs, 3): 10, (dlrs, 3): 12}
+    m = Membership(URLS[0], 4, SOURCES)
+    m.assigned(distribution, tps, committed, applied)
+    assert m.restoring == {3}
+    assert m.owner_of(3) is None and m.owner_of(1) == URLS[0]  # 3: 503 until caught up
+    assert m.owners() is None  # the campaign list needs every owner
+    m.caught_up({**applied, (dlrs, 3): 39})
+    assert m.owner_of(3) is None
+    m.caught_up({**applied, (dlrs, 3): 40})
+    assert m.restoring == frozenset() and m.owner_of(3) == URLS[0]
+    assert m.owners() == dict.fromkeys(range(4), URLS[0])
+    # Kept across a rebalance, not gained: never restoring, whatever the group says.
+    m.revoked()
+    m.assigned(distribution, tps, {(dlrs, 2): 99}, {})
+    assert m.restoring == frozenset() and m.owner_of(2) == URLS[0]
+
+
 def test_two_members_advertising_one_url_never_settle() -> None:
     shares = list(leader_assignment([URLS[0], URLS[0]], 4).values())
     for tps, distribution in shares:

@@ -220,11 +220,19 @@ def test_every_node_answers_every_request_as_one_node_would(
 
 
 class Poller(threading.Thread):
-    """Polls every campaign's status on one node until stopped; keeps every status code."""
+    """Polls every campaign's status on one node until stopped; keeps every status code.
 
-    def __init__(self, node: Node, campaigns: list[tuple[str, str]], keys: dict[str, str]):
+    ``shown`` is shared by all pollers, as by one client that moves between
+    nodes: once any answer showed a campaign's run, a later 404 (no run) is
+    wrong, on whichever node it comes from (a partition's new owner must not
+    answer before it has caught up with its last owner).
+    """
+
+    def __init__(
+        self, node: Node, campaigns: list[tuple[str, str]], keys: dict[str, str], shown: set[str]
+    ):
         super().__init__(daemon=True)
-        self.node, self.campaigns, self.keys = node, campaigns, keys
+        self.node, self.campaigns, self.keys, self.shown = node, campaigns, keys, shown
         self.stop = threading.Event()
         self.codes: dict[int, int] = {}
         self.wrong: list[str] = []  # answers that are neither 200 nor a 503 with Retry-After
@@ -237,7 +245,9 @@ class Poller(threading.Thread):
                     self.codes[r.status_code] = self.codes.get(r.status_code, 0) + 1
                     if r.status_code == 503 and "Retry-After" in r.headers:
                         continue
-                    if r.status_code not in (200, 404):  # 404: no run of it applied yet
+                    if r.status_code == 200:
+                        self.shown.add(cid)
+                    elif r.status_code != 404 or cid in self.shown:  # 404: no run applied yet
                         self.wrong.append(f"{cid}: {r.status_code} {r.text[:200]}")
 
     def halt(self) -> None:
@@ -266,12 +276,13 @@ def test_scaling_one_to_three_to_one_while_events_flow(
     env = projector_env(bootstrap, topics, flush_max_events=200, flush_interval_ms=50, rate_limit=0)
     nodes = [Node(procs, env, tmp_path, "node0")]
     pollers: list[Poller] = []
+    shown: set[str] = set()
 
     def alive() -> str | None:
         return next((why for n in nodes if (why := n.died()) is not None), None)
 
     def poll(node: Node) -> None:
-        pollers.append(Poller(node, campaigns, keys))
+        pollers.append(Poller(node, campaigns, keys, shown))
         pollers[-1].start()
 
     def produce_chunks(which: list[int]) -> None:
