@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     bootstrap: str = "127.0.0.1:9092"
     db: Path = Path("var/projector.duckdb")
+    # A store per partition in this directory instead of the one ``db`` file
+    # (projector.store.shards): what lets a partition move between nodes alone,
+    # by reopening its file when the directory is shared. None: ``db``.
+    data_dir: Path | None = None
     api_keys: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

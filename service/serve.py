@@ -22,17 +22,21 @@ from api.keys import KeyRing
 from api.limits import Limits
 from api.readstore import ReadStore
 from api.server import build_uvicorn_server
+from api.shardreads import ShardedReadStore
 from projector.intake.feed import ChangeFeed
 from projector.intake.worker import Projector
 from projector.rebuild.swap import SwapController
 from projector.settings import Settings
+from projector.store.shards import Shards
 from projector.store.writer import Store
 
 log = logging.getLogger(__name__)
 
 
-def reader_of(store: Store) -> ReadStore:
+def reader_of(store: Store | Shards) -> ReadStore:
     """The API's reads beside the writer: DuckDB through its cursors, polls from its memory."""
+    if isinstance(store, Shards):
+        return ShardedReadStore(store)
     return ReadStore(store.cursor, heads=store.heads, polled=store.polled)
 
 
@@ -48,7 +52,7 @@ def bound_port(server: Any, thread: threading.Thread, timeout: float = 10.0) -> 
 
 
 @contextmanager
-def serving(settings: Settings, store: Store, keys: KeyRing) -> Iterator[Projector]:
+def serving(settings: Settings, store: Store | Shards, keys: KeyRing) -> Iterator[Projector]:
     """A prepared projector over ``store`` with the API answering in a thread.
 
     The caller runs the projector's faust app in the foreground (it owns the
@@ -69,7 +73,10 @@ def serving(settings: Settings, store: Store, keys: KeyRing) -> Iterator[Project
             status=projector.status.snapshot,
             metrics=projector.metrics,
             feed=feed,
-            admin=SwapController(projector, lambda new: replace_reader(app, reader_of(new))),
+            # A swap replaces one file; a node's shards are swapped by issue 29's tools.
+            admin=None
+            if isinstance(store, Shards)
+            else SwapController(projector, lambda new: replace_reader(app, reader_of(new))),
             limits=Limits.from_settings(settings),
             # Routing between nodes is for a group whose nodes say where they
             # are (--advertise); a single node answers from its own database.

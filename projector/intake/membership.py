@@ -81,6 +81,9 @@ class Membership:
         # Gained partitions whose projections here are older than what their
         # last owner committed: partition -> {topic-partition: offset to reach}.
         self._restoring: dict[int, dict[tuple[str, int], int]] = {}
+        # Partitions owned here whose shard file another process still holds
+        # (projector.store.shards: its last owner has not closed it yet).
+        self._opening: frozenset[int] = frozenset()
         self.assignments = 0  # assignments taken: a changing figure shows rebalances
 
     @property
@@ -126,20 +129,30 @@ class Membership:
     def restoring(self) -> frozenset[int]:
         """Partitions owned here that are still catching up to their last owner."""
         with self._lock:
-            return frozenset(self._restoring)
+            return frozenset(self._restoring) | self._opening
+
+    def opening(self, partitions: Iterable[int]) -> None:
+        """These owned partitions wait for their shard's file: no owner until it opens."""
+        with self._lock:
+            self._opening = frozenset(partitions)
 
     def owner_of(self, partition: int) -> str | None:
         """The owner's URL; None while unsettled, when the partition has none, or
         (on the owner) while it restores: no answer older than its last owner's."""
         with self._lock:
-            if not self._settled or partition in self._restoring:
+            if not self._settled or partition in self._restoring or partition in self._opening:
                 return None
             return self._map.get(partition)
 
     def owners(self) -> dict[int, str] | None:
         """Every partition's owner; None while unsettled, restoring, or any has none."""
         with self._lock:
-            if not self._settled or self._restoring or len(self._map) < self._partitions:
+            if (
+                not self._settled
+                or self._restoring
+                or self._opening
+                or len(self._map) < self._partitions
+            ):
                 return None
             return dict(self._map)
 
@@ -168,6 +181,7 @@ class Membership:
             self._in_place = self._settled = False
             self._local = frozenset()
             self._restoring = {}
+            self._opening = frozenset()
             self._map = {}
         self._publish()
 

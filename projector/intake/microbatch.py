@@ -26,6 +26,9 @@ Ack = Callable[[], Any]
 @dataclass
 class MicroBatch:
     events: list[Any] = field(default_factory=list)
+    # The source partition of each event (a sharded store commits each
+    # partition's events with that partition's offsets: projector.store.shards).
+    parts: list[int] = field(default_factory=list)
     # The offset of the next record to read, per partition: stored with the rows.
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     # Last record per partition (offset, value): digested into a LogMark at commit.
@@ -77,6 +80,7 @@ class MicroBatch:
     def restore(self, newer: MicroBatch) -> MicroBatch:
         """This uncommitted batch put back in front of ``newer`` (what arrived meanwhile)."""
         self.events.extend(newer.events)
+        self.parts.extend(newer.parts)
         self.deadletters.extend(newer.deadletters)
         self.acks.extend(newer.acks)
         self.stamps.extend(newer.stamps)

@@ -82,6 +82,11 @@ class Pipeline:
         self.flush_max_events = flush_max_events
         self.flush_interval = flush_interval_ms / 1000
         self.expected: dict[TopicPartition, int] = {}
+        # Where each partition's log starts (a partition no store applied reads from there).
+        self.log_start: dict[TopicPartition, int] = {}
+        # With a sharded store: is the partition's shard attached here? Records
+        # of one that is not are left unread and unacked (projector.store.shards).
+        self.holds: Callable[[int], bool] | None = None
         self.applied: dict[TopicPartition, int] = {}
         # The last record applied per partition, checked against the log on
         # every poll and before every commit (projector.store.logmark): offsets
@@ -130,6 +135,7 @@ class Pipeline:
         the consumer group committed: a fresh database must see all history.
         """
         stored = self.store.offsets()
+        self.log_start = dict(log_start or {})
         self.applied = dict(stored)
         self.marks = self.store.marks()
         self.expected = {**(log_start or {}), **stored}
@@ -154,7 +160,8 @@ class Pipeline:
         if self.sink is not None:
             await self.sink.stop()
 
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the writer's thread, in turn with the flushes."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def expected_offset(self, topic: str, partition: int) -> int | None:
@@ -172,6 +179,8 @@ class Pipeline:
         timestamp: float | None = None,
     ) -> None:
         tp = (topic, partition)
+        if self.holds is not None and not self.holds(partition):
+            return  # its shard is not open here (yet): read again once it is
         if tp in self.awaiting_first:
             self.awaiting_first.discard(tp)
         if tp in self.inconsistent:
@@ -200,10 +209,12 @@ class Pipeline:
         accepted = fast(data)
         if accepted is not None:
             batch.events.extend(accepted)
+            batch.parts.extend([partition] * len(accepted))
             decoded = None
         else:
             decoded = decode(data)
             batch.events.extend(decoded.events)
+            batch.parts.extend([partition] * len(decoded.events))
         for reject in decoded.rejects if decoded is not None else ():
             dl = DeadLetter(
                 topic,
@@ -250,6 +261,47 @@ class Pipeline:
             # Not applied again before its mark is read back: the partition
             # may come from another node, or the group from a restarted broker.
             self.confirmed.pop(tp, None)
+
+    def shard_attached(
+        self,
+        partition: int,
+        offsets: Mapping[TopicPartition, int],
+        marks: Mapping[TopicPartition, LogMark],
+    ) -> list[TopicPartition]:
+        """Take the position of partition's shard, just attached; its topic-partitions.
+
+        The shard's offsets and marks are the partition's truth now, whatever
+        this node held of it before (its last owner may have been another
+        node, on a shared volume). A partition the shard never applied reads
+        from its log start.
+        """
+        tps = [tp for tp in set(self.log_start) | set(offsets) if tp[1] == partition]
+        for tp in tps:
+            self.confirmed.pop(tp, None)
+            self.resyncing.pop(tp, None)
+            offset = offsets.get(tp)
+            if offset is None:
+                self.applied.pop(tp, None)
+                self.expected[tp] = self.log_start.get(tp, 0)
+            else:
+                self.applied[tp] = self.expected[tp] = offset
+            mark = marks.get(tp)
+            if mark is None:
+                self.marks.pop(tp, None)
+            else:
+                self.marks[tp] = mark
+        self.status.update(offsets=dict(self.applied))
+        return sorted(tps)
+
+    def shard_detached(self, partition: int) -> None:
+        """Forget partition's position: its shard is closed here (another node's now)."""
+        for tp in [tp for tp in set(self.expected) | set(self.applied) if tp[1] == partition]:
+            self.applied.pop(tp, None)
+            self.marks.pop(tp, None)
+            self.confirmed.pop(tp, None)
+            self.resyncing.pop(tp, None)
+            self.expected[tp] = self.log_start.get(tp, 0)
+        self.status.update(offsets=dict(self.applied))
 
     def confirm_soon(self, tps: Iterable[TopicPartition]) -> asyncio.Task[None]:
         """Read the marks of ``tps`` back now, in the background (after an assignment).
@@ -574,12 +626,13 @@ class Pipeline:
             await self.sink.send(batch.deadletters)
         marks = batch.marks()
         t0 = time.perf_counter()
-        result: FlushResult = await self._in_thread(
+        result: FlushResult = await self.in_writer(
             self.store.flush,
             batch.events,
             batch.offsets,
             [d for d, _, _ in batch.deadletters],
             marks,
+            batch.parts,
         )
         self.marks.update(marks)
         self.metrics.flush_seconds.observe(time.perf_counter() - t0)

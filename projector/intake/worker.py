@@ -36,8 +36,10 @@ from projector.intake.offsets import (
     committed_offsets,
 )
 from projector.intake.pipeline import Pipeline
+from projector.intake.placement import Placement
 from projector.settings import Settings
 from projector.store.errors import InvariantError
+from projector.store.shards import Shards
 from projector.store.writer import Store
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class Projector:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: Store | Shards,
         *,
         status: PipelineStatus | None = None,
         metrics: Metrics | None = None,
@@ -62,6 +64,9 @@ class Projector:
         self.exit_when_caught_up = exit_when_caught_up
         self.loop: asyncio.AbstractEventLoop | None = None
         self.store = store
+        # A store per partition (--data-dir): shards follow the assignment.
+        self.shards = store if isinstance(store, Shards) else None
+        self.placement: Placement | None = None  # set by create_app when sharded
         self.status = status or PipelineStatus(mode="live")
         self.metrics = metrics or Metrics()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
@@ -109,6 +114,9 @@ class Projector:
                 self.settings.bootstrap, self.settings.topics.all, self.settings.partitions
             )
             self.membership.partitions = require_copartitioned(counts, sources)
+            if self.shards is not None:
+                self.shards.partitions = self.membership.partitions
+                self.pipeline.holds = self.shards.holds
             return await beginning_offsets(self.settings.bootstrap, sources)
 
         self.pipeline.prepare(asyncio.run(_prepare()))
@@ -157,6 +165,8 @@ class ProjectorService(mode.Service):
 
     async def on_stop(self) -> None:
         self.projector.membership.left()
+        if self.projector.placement is not None:
+            await self.projector.placement.stop()
         await self.projector.pipeline.close()
         await self.projector.log.close()
 
@@ -355,6 +365,12 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
     membership = projector.membership
     # A restoring partition answers again once a flush has caught it up.
     pipeline.listeners.append(lambda _flushed: membership.caught_up(pipeline.applied))
+    placement = (
+        None
+        if projector.shards is None
+        else Placement(projector.shards, pipeline, membership, pipeline.in_writer)
+    )
+    projector.placement = placement
     channel = app.topic(*settings.topics.sources, value_serializer="raw", key_serializer="raw")
 
     async def seek(topic: str, partition: int, offset: int) -> None:
@@ -403,10 +419,15 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         # Start where DuckDB says. faust may still re-seek to Kafka-committed
         # offsets afterwards; the pipeline detects that and seeks back.
         tps = {(tp.topic, tp.partition) for tp in assigned}
+        if placement is not None:
+            # Shards first: the seeks below go to the offsets they hold.
+            await placement.follow(frozenset(p for _, p in tps))
         pipeline.assigned(tps)
         for tp in assigned:
             expected = pipeline.expected_offset(tp.topic, tp.partition)
-            if expected is not None:
+            if expected is not None and (
+                placement is None or tp.partition in placement.shards.attached
+            ):
                 await app.consumer.seek(tp, expected)
         # Their records wait for the marks read back anyway; reading them now
         # also flags a replaced log that has nothing new to deliver.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,6 +273,7 @@ class Store:
         offsets: Mapping[TopicPartition, int],
         deadletters: Iterable[DeadLetter] = (),
         marks: Mapping[TopicPartition, LogMark] | None = None,
+        partitions: Sequence[int] | None = None,
     ) -> FlushResult:
         """Apply a micro-batch and advance offsets atomically.
 
@@ -280,7 +281,9 @@ class Store:
         record to read after this batch; ``marks`` names the last record
         applied from each (``projector.store.logmark``), where the caller knows it.
         ``events`` are models or ``FastEvent`` (the fast decoder's canonical
-        JSON), mixed as the records came.
+        JSON), mixed as the records came. ``partitions`` (each event's source
+        partition) matters only to a sharded store (``projector.store.shards``):
+        one file holds every partition.
         """
         deadletters = list(deadletters)
         if self.merge_min_events and len(events) >= self.merge_min_events:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from projector.settings import Settings
+    from projector.store.shards import Shards
     from projector.store.writer import Store
 
 Handler = Callable[[argparse.Namespace, "Settings"], int]
@@ -88,6 +89,7 @@ SETTING_OPTIONS = frozenset(
     {
         "bootstrap",
         "db",
+        "data_dir",
         "api_keys",
         "host",
         "port",
@@ -104,6 +106,15 @@ SETTING_OPTIONS = frozenset(
 # Option groups shared by several commands.
 BOOTSTRAP = (option("--bootstrap", help="Kafka bootstrap HOST:PORT (env PROJECTOR_BOOTSTRAP)"),)
 DB = (option("--db", help="DuckDB file (env PROJECTOR_DB)"),)
+# A store per partition, so that a partition can move between nodes alone.
+DATA_DIR = (
+    option(
+        "--data-dir",
+        metavar="DIR",
+        help="a DuckDB file per partition in DIR instead of --db; share DIR between "
+        "nodes to move a partition by reopening its file (env PROJECTOR_DATA_DIR)",
+    ),
+)
 HTTP = (
     option("--host", help="HTTP bind address (env PROJECTOR_HOST)"),
     option("--port", type=int, help="HTTP port (env PROJECTOR_PORT)"),
@@ -130,17 +141,25 @@ WORKER_TUNING = (
 )
 
 
-def open_live_store(settings: Settings, name: str) -> Store | None:
+def open_live_store(settings: Settings, name: str) -> Store | Shards | None:
     """The live database opened for ``projector NAME``, or None after saying why not.
 
     A retired database (swapped out) or one that cannot be opened (locked,
     another layout version) is refused the same way by every long-running
-    command.
+    command. With ``--data-dir``, the node's shards (opened as the group
+    assigns their partitions).
     """
     from projector.store.errors import StoreError
     from projector.store.retired import retired_note
+    from projector.store.shards import live_shards
     from projector.store.writer import live_store
 
+    if settings.data_dir is not None:
+        try:
+            return live_shards(settings).open()
+        except StoreError as e:
+            print(f"projector {name}: {e}")
+            return None
     if (note := retired_note(settings.db)) is not None:
         print(f"projector {name}: {note}")
         return None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from service.commands.base import (
     BOOTSTRAP,
+    DATA_DIR,
     DB,
     HTTP,
     MEMBERSHIP,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     "run the projector and the HTTP API in one process",
     *BOOTSTRAP,
     *DB,
+    *DATA_DIR,
     *HTTP,
     *WORKER_TUNING,
     *MEMBERSHIP,
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with serving(settings, store, keys) as projector:
             print(
-                f"projector serve: {settings.bootstrap} -> {settings.db}; "
+                f"projector serve: {settings.bootstrap} -> {settings.data_dir or settings.db}; "
                 f"API on http://{settings.host}:{settings.port} (docs at /docs); "
                 f"group {settings.group_id}, advertised as {projector.membership.url}",
                 flush=True,

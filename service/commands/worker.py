@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from service.commands.base import (
     BOOTSTRAP,
+    DATA_DIR,
     DB,
     MEMBERSHIP,
     WORKER_TUNING,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     "run the projector alone (Kafka -> DuckDB)",
     *BOOTSTRAP,
     *DB,
+    *DATA_DIR,
     *WORKER_TUNING,
     *MEMBERSHIP,
     option(

@@ -48,10 +48,16 @@ CAMPAIGNS, RECIPIENTS, SEED = 10, 30, 28
 class Node:
     """One ``projector serve`` of the group, and an HTTP client for it."""
 
-    def __init__(self, procs: Procs, env: dict[str, str], tmp: Path, name: str) -> None:
+    def __init__(
+        self, procs: Procs, env: dict[str, str], tmp: Path, name: str, *, shared: bool = False
+    ) -> None:
+        # A store per partition: in a data directory of its own, or in one
+        # that every node shares (a partition then moves by its file).
+        data_dir = tmp / ("shared" if shared else name)
         self.proc, self.port, self.died = start_serve(
-            procs, env, tmp / f"{name}.duckdb", tmp / "keys.json", advertise=True
-        )
+            procs, env, tmp / f"{name}.duckdb", tmp / "keys.json", advertise=True,
+            data_dir=data_dir,
+        )  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
@@ -119,8 +125,13 @@ def runs_of(events: list[Any]) -> dict[tuple[str, str], list[str]]:
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.parametrize("shared", [False, True], ids=["own-data-dirs", "shared-data-dir"])
 def test_every_node_answers_every_request_as_one_node_would(
-    bootstrap: str, topics_factory: Callable[..., Topics], procs: Procs, tmp_path: Path
+    bootstrap: str,
+    topics_factory: Callable[..., Topics],
+    procs: Procs,
+    tmp_path: Path,
+    shared: bool,
 ) -> None:
     raw = list(generate(CAMPAIGNS, RECIPIENTS, SEED))
     rng = random.Random(SEED)
@@ -140,7 +151,7 @@ def test_every_node_answers_every_request_as_one_node_would(
 
     # Pollers and the checks ask far more than a client may: no rate limit here.
     env = projector_env(bootstrap, topics, flush_max_events=200, flush_interval_ms=50, rate_limit=0)
-    nodes = [Node(procs, env, tmp_path, f"node{i}") for i in range(NODES)]
+    nodes = [Node(procs, env, tmp_path, f"node{i}", shared=shared) for i in range(NODES)]
     key = next(iter(keys.values()))
 
     def alive() -> str | None:
@@ -212,7 +223,8 @@ def test_every_node_answers_every_request_as_one_node_would(
         )  # fmt: skip
         wait_until("every answer exact after the failover", exact(ref_all, runs_all), 180, alive)
         assert_every_answer_exact(nodes, ref_all, keys, runs_all)
-        print(f"failover: {len(moved)} campaigns moved; first exact answer for one "
+        print(f"failover ({'shared' if shared else 'own'} data dirs): {len(moved)} campaigns "
+              "moved; first exact answer for one "
               f"{first_exact:.1f} s after the kill")  # fmt: skip
     finally:
         for node in nodes:
