@@ -67,7 +67,10 @@ class SwapRefused(ApiError):
 
 class NotSwappable(ApiError):
     status, code = 409, "NOT_SWAPPABLE"
-    public_message = "This server has no projector to swap (read-only `projector api`)."
+    public_message = (
+        "This server has no database file to swap: a read-only `projector api`, or a "
+        "node with a store per partition (`--data-dir`)."
+    )
 
 
 class PartitionUnavailable(ApiError):

@@ -40,6 +40,7 @@ from projector.fold.prior import Changes
 from projector.intake import runtime
 from projector.intake.worker import Projector, run_worker
 from projector.settings import Settings
+from projector.store.shards import live_shards
 from projector.store.writer import FlushResult, live_store
 from service.logs import configure_logging
 
@@ -80,7 +81,8 @@ def main() -> int:
     target_path = Path(args.target)
     target: dict[tuple[str, int], int] | None = None
     fresh = _Recorder()
-    store = live_store(settings).open()
+    # A store per partition when PROJECTOR_DATA_DIR is set (bench.shard_live).
+    store = live_shards(settings).open() if settings.data_dir else live_store(settings).open()
     marks: dict[str, Any] = {"first": None, "cpu0": None, "caught_up": None, "cpu1": None,
                              "flushes": 0, "events": 0, "first_flush": None, "flush_wall": []}
     try:

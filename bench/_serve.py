@@ -28,11 +28,13 @@ class Served:
 
 @contextmanager
 def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False,
-          clients: int = 1) -> Iterator[Served]:
+          clients: int = 1, shards: bool = False) -> Iterator[Served]:
+    """``shards``: a store per partition (``--data-dir``) instead of one file."""
     work = common.workdir(name)
     client_keys = common.write_keys(work / "keys.json", clients)
     port = free_port()
-    env = common.child_env(bootstrap, topics, db=work / "serve.duckdb",
+    store = {"data_dir": work / "shards"} if shards else {"db": work / "serve.duckdb"}
+    env = common.child_env(bootstrap, topics, **store,
                            api_keys=work / "keys.json", host="127.0.0.1", port=port)
     p = common.start_child(["-m", "service", "serve"], env=env, workdir=work, log_name="serve",
                            profile=work / "profile.txt" if profile else None)

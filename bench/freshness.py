@@ -74,17 +74,20 @@ async def _produce(bootstrap: str, topics: Any, seconds: float, joined: Path) ->
     return sent
 
 
-def run(duration: float = 30.0, profile: bool = False) -> dict[str, Any]:
+def run(duration: float = 30.0, profile: bool = False, partitions: int = common.PARTITIONS,
+        shards: bool = False) -> dict[str, Any]:
+    """``shards``: a store per partition (``--data-dir``) instead of one file."""
     work = common.workdir(NAME)
     out = work / "result.json"
     target = work / "target.json"
+    store = {"data_dir": work / "shards"} if shards else {"db": work / "bench.duckdb"}
     with common.broker() as b:
         topics = common.fresh_topics()
-        common.create_topics(b.bootstrap, topics)
+        common.create_topics(b.bootstrap, topics, partitions)
         p = common.start_child(
             ["-m", "bench._projector_child", "--freshness", "--target", str(target),
              "--out", str(out)],
-            env=common.child_env(b.bootstrap, topics, db=work / "bench.duckdb"),
+            env=common.child_env(b.bootstrap, topics, **store),
             workdir=work, log_name="projector",
             profile=work / "profile.txt" if profile else None,
         )

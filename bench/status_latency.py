@@ -184,11 +184,13 @@ async def _ready_targets(url: str, keys: dict[str, str], deadline: float
 
 
 def run(duration: float = 20.0, paced_duration: float = 10.0, profile: bool = False,
-        gentle_duration: float = GENTLE_SECONDS) -> dict[str, Any]:
+        gentle_duration: float = GENTLE_SECONDS, partitions: int = common.PARTITIONS,
+        shards: bool = False) -> dict[str, Any]:
+    """``shards``: a store per partition (``--data-dir``) instead of one file."""
     with common.broker() as b:
         topics = common.fresh_topics()
-        common.create_topics(b.bootstrap, topics)
-        with serve(b.bootstrap, topics, NAME, profile, clients=POLLERS) as s:
+        common.create_topics(b.bootstrap, topics, partitions)
+        with serve(b.bootstrap, topics, NAME, profile, clients=POLLERS, shards=shards) as s:
             env = common.child_env(b.bootstrap, topics)
             sim = common.start_child(
                 ["-m", "service", "simulate", "--rate", str(RATE),

@@ -103,7 +103,14 @@ def node_partitions(
         lag[str(partition)] = lag.get(str(partition), 0) + behind
     if settled:
         lag = {p: n for p, n in lag.items() if int(p) in owned}
-    return {"url": url, "settled": settled, "owned": owned, "restoring": restoring, "lag": lag}
+    # Records each still lacks of its last owner's offsets (-1: waiting for its shard's file).
+    remaining = getattr(owners, "remaining", {})
+    opening = getattr(owners, "opening_now", frozenset())
+    to_go = {str(p): -1 if p in opening else int(remaining.get(p, 0)) for p in restoring}
+    return {
+        "url": url, "settled": settled, "owned": owned, "restoring": restoring,
+        "restore_remaining": to_go, "lag": lag,
+    }  # fmt: skip
 
 
 @router.get(

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from projector.intake.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# A restore's progress line at most this often.
+PROGRESS_SECONDS = 5.0
 
 # faust's HostToPartitionMap: member URL -> topic -> partitions.
 Distribution = Mapping[str, Mapping[str, Sequence[int]]]
@@ -81,6 +85,9 @@ class Membership:
         # Gained partitions whose projections here are older than what their
         # last owner committed: partition -> {topic-partition: offset to reach}.
         self._restoring: dict[int, dict[tuple[str, int], int]] = {}
+        # Records each restoring partition still lacks, as of the last flush.
+        self._remaining: dict[int, int] = {}
+        self._progress_logged = 0.0
         # Partitions owned here whose shard file another process still holds
         # (projector.store.shards: its last owner has not closed it yet).
         self._opening: frozenset[int] = frozenset()
@@ -135,6 +142,19 @@ class Membership:
         """These owned partitions wait for their shard's file: no owner until it opens."""
         with self._lock:
             self._opening = frozenset(partitions)
+        self._publish()
+
+    @property
+    def opening_now(self) -> frozenset[int]:
+        """Owned partitions waiting for their shard's file."""
+        with self._lock:
+            return self._opening
+
+    @property
+    def remaining(self) -> dict[int, int]:
+        """Records each restoring partition still lacks, as of the last flush."""
+        with self._lock:
+            return dict(self._remaining)
 
     def owner_of(self, partition: int) -> str | None:
         """The owner's URL; None while unsettled, when the partition has none, or
@@ -157,17 +177,28 @@ class Membership:
             return dict(self._map)
 
     def caught_up(self, applied: Mapping[tuple[str, int], int]) -> None:
-        """Release the restoring partitions whose ``applied`` offsets reached their targets."""
+        """Release the restoring partitions whose ``applied`` offsets reached their targets;
+        show how far the others still are (metric; a log line every few seconds)."""
         with self._lock:
-            done = [
-                p for p, targets in self._restoring.items()
-                if all(applied.get(tp, 0) >= offset for tp, offset in targets.items())
-            ]  # fmt: skip
+            remaining = {
+                p: sum(max(0, offset - applied.get(tp, 0)) for tp, offset in targets.items())
+                for p, targets in self._restoring.items()
+            }
+            done = [p for p, left in remaining.items() if left == 0]
             for p in done:
                 del self._restoring[p]
+            self._remaining = {p: left for p, left in remaining.items() if left}
         if done:
             log.info("restored partitions %s: answering for them", ",".join(map(str, done)))
-            self._publish()
+        now = time.monotonic()
+        if self._remaining and now - self._progress_logged >= PROGRESS_SECONDS:
+            self._progress_logged = now
+            log.info(
+                "restoring: %s",
+                ", ".join(f"partition {p} {left:,} records to go"
+                          for p, left in sorted(self._remaining.items())),
+            )  # fmt: skip
+        self._publish()
 
     def revoked(self) -> None:
         """A rebalance began: every partition's owner is unknown until the next assignment."""
@@ -225,6 +256,10 @@ class Membership:
                     if (applied or {}).get((topic, partition), 0) < offset:
                         behind.setdefault(partition, {})[(topic, partition)] = offset
             self._restoring = behind
+            self._remaining = {
+                p: sum(max(0, o - (applied or {}).get(tp, 0)) for tp, o in targets.items())
+                for p, targets in behind.items()
+            }
             self._map = owners
             self._local = mine
             self._in_place = True
@@ -249,6 +284,14 @@ class Membership:
             return
         with self._lock:
             settled, local = self._settled, self._local
+            restoring, remaining, opening = set(self._restoring), self._remaining, self._opening
         self._metrics.cluster_settled.set(1 if settled else 0)
         for p in range(self._partitions):
             self._metrics.partition_owned.labels(str(p)).set(1 if p in local else 0)
+            if p in opening:
+                left = -1
+            elif p in restoring:
+                left = remaining.get(p, 0)
+            else:
+                left = 0
+            self._metrics.partition_restoring.labels(str(p)).set(left)

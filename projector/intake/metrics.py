@@ -72,6 +72,13 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.partition_restoring = Gauge(
+            "projector_partition_restoring",
+            "Records a gained partition still lacks to reach its last owner's offsets "
+            "(-1: waiting for its shard's file; absent or 0: answering)",
+            ["partition"],
+            registry=r,
+        )
         self.cluster_settled = Gauge(
             "projector_cluster_settled",
             "1 while this node's assignment is in place and sought (0: rebalancing)",

@@ -54,6 +54,7 @@ def test_readyz_shows_owned_partitions_and_their_lag(make_client, pipeline):
         "settled": True,
         "owned": [0, 2],
         "restoring": [],
+        "restore_remaining": {},
         "lag": {"0": 5, "2": 0},
     }
 

@@ -116,6 +116,33 @@ def test_a_gained_partition_behind_its_last_owner_restores_before_it_has_an_owne
     assert m.restoring == frozenset() and m.owner_of(2) == URLS[0]
 
 
+def test_a_restore_shows_its_progress_in_the_metrics() -> None:
+    (tps, distribution), *_ = leader_assignment(URLS[:1], 4).values()
+    runs, dlrs = SOURCES[0], SOURCES[3]
+    metrics = Metrics()
+    m = Membership(URLS[0], 4, SOURCES, metrics=metrics)
+    m.assigned(distribution, tps, {(runs, 3): 10, (dlrs, 3): 40}, {(dlrs, 3): 12})
+    gauge = metrics.partition_restoring
+    assert m.remaining == {3: 38} and gauge.labels("3")._value.get() == 38  # noqa: SLF001
+    m.caught_up({(runs, 3): 10, (dlrs, 3): 30})
+    assert m.remaining == {3: 10} and gauge.labels("3")._value.get() == 10  # noqa: SLF001
+    m.caught_up({(runs, 3): 10, (dlrs, 3): 40})
+    assert m.remaining == {} and gauge.labels("3")._value.get() == 0  # noqa: SLF001
+
+
+def test_a_partition_waiting_for_its_shard_file_has_no_owner() -> None:
+    (tps, distribution), *_ = leader_assignment(URLS[:1], 4).values()
+    metrics = Metrics()
+    m = Membership(URLS[0], 4, SOURCES, metrics=metrics)
+    m.assigned(distribution, tps)
+    m.opening({2})
+    assert m.owner_of(2) is None and m.owner_of(1) == URLS[0]
+    assert m.restoring == {2} and m.owners() is None
+    assert metrics.partition_restoring.labels("2")._value.get() == -1  # noqa: SLF001
+    m.opening(())
+    assert m.owner_of(2) == URLS[0] and m.owners() is not None
+
+
 def test_two_members_advertising_one_url_never_settle() -> None:
     shares = list(leader_assignment([URLS[0], URLS[0]], 4).values())
     for tps, distribution in shares:
