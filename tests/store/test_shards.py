@@ -113,13 +113,15 @@ def test_a_partition_moves_alone_by_its_file(tmp_path_factory, events):
 
 
 @FEW
-@given(events=histories(tenants=True))
-def test_a_retried_flush_skips_the_shards_that_committed(tmp_path_factory, events):
-    """A crash between two shards' commits: the retry must not apply a share twice."""
+@given(events=histories(tenants=True), parallel=st.sampled_from([1, 4]))
+def test_a_retried_flush_skips_the_shards_that_committed(tmp_path_factory, events, parallel):
+    """A crash between two shards' commits (flushed one after the other, or side by
+    side): the retry must not apply a share twice, nor skip the one that failed."""
     with (
         new_shards(tmp_path_factory.mktemp("shards")) as shards,
         pytest.MonkeyPatch.context() as monkeypatch,
     ):
+        shards.parallel = parallel
         for p in range(PARTITIONS):
             shards.attach(p)
         parts = [partition_of(ev.campaign_id, PARTITIONS) for ev in events]
