@@ -103,7 +103,10 @@ def node_partitions(
         lag[str(partition)] = lag.get(str(partition), 0) + behind
     if settled:
         lag = {p: n for p, n in lag.items() if int(p) in owned}
-    return {"url": url, "settled": settled, "owned": owned, "restoring": restoring, "lag": lag}
+    # Paused past the group's session: answering for nothing until reassigned.
+    lease = getattr(owners, "lease_lost", None)
+    return {"url": url, "settled": settled, "owned": owned, "restoring": restoring, "lag": lag,
+            "lease_lost": lease() if lease is not None else None}
 
 
 @router.get(
