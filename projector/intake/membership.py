@@ -271,7 +271,11 @@ class Membership:
             )
         behind: dict[int, dict[tuple[str, int], int]] = {}
         with self._lock:
-            gained = mine - self._local
+            self._check_lease()
+            # After a lost lease every partition counts as gained: the group may
+            # have handed even those this node holds again to another member
+            # meanwhile, which applied records this node's database lacks.
+            gained = mine if self._lease_lost is not None else mine - self._local
             for (topic, partition), offset in (committed or {}).items():
                 if topic in self._sources and partition in gained:
                     if (applied or {}).get((topic, partition), 0) < offset:
@@ -282,7 +286,6 @@ class Membership:
             self._in_place = True
             self._settled = named_here == mine
             self.assignments += 1
-            self._check_lease()
             renewed = self._lease_lost if self._revoked_since_loss else None
             if renewed is not None:
                 # Only an assignment from a rebalance that began after the

@@ -176,6 +176,21 @@ def test_a_pause_past_the_lease_fences_readers_before_the_ticker_runs() -> None:
     assert metrics.cluster_settled._value.get() == 1  # noqa: SLF001
 
 
+def test_after_a_lost_lease_even_partitions_held_again_restore() -> None:
+    # Held before the pause and again after it, but another node owned them
+    # meanwhile and applied records this node's database lacks.
+    m, clock, distribution, tps = _leased()
+    runs = SOURCES[0]
+    clock.now += 20.0
+    m.tick()
+    m.revoked()
+    m.assigned(distribution, tps, {(runs, 0): 30, (runs, 1): 4}, {(runs, 0): 12, (runs, 1): 4})
+    assert m.lease_lost() is None
+    assert m.restoring == {0} and m.owner_of(0) is None and m.owner_of(1) == URLS[0]
+    m.caught_up({(runs, 0): 30})
+    assert m.owner_of(0) == URLS[0]
+
+
 def test_the_ticker_itself_sees_a_pause() -> None:
     m, clock, _, _ = _leased()
     clock.now += 30.0
