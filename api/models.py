@@ -209,6 +209,12 @@ class NodePartitions(_Model):
     lag: dict[str, int] = Field(
         description="Records behind the log end per owned partition, all source topics summed."
     )
+    lease_lost: str | None = Field(
+        default=None,
+        description="Set while this node was paused (or its loop blocked) past the group's "
+        "session: it answers for and writes to no partition (503 with Retry-After) until "
+        "the group has reassigned them. Why, with the pause's length.",
+    )
 
 
 class Readiness(_Model):

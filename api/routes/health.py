@@ -107,9 +107,12 @@ def node_partitions(
     remaining = getattr(owners, "remaining", {})
     opening = getattr(owners, "opening_now", frozenset())
     to_go = {str(p): -1 if p in opening else int(remaining.get(p, 0)) for p in restoring}
+    # Paused past the group's session: answering for nothing until reassigned.
+    lease = getattr(owners, "lease_lost", None)
     return {
         "url": url, "settled": settled, "owned": owned, "restoring": restoring,
         "restore_remaining": to_go, "lag": lag,
+        "lease_lost": lease() if lease is not None else None,
     }  # fmt: skip
 
 

@@ -14,6 +14,18 @@ partitions are revoked until the next assignment is in place and this node's
 partitions are sought to their stored offsets: while unsettled nobody is
 named the owner of anything, so nobody answers from a map that no longer holds.
 
+A lease fences a node that stopped running for a while (SIGSTOP, a frozen
+VM, an event loop blocked for seconds): the group may have handed its
+partitions to others meanwhile, yet nothing tells this node so until its next
+heartbeat is answered. The worker ticks the lease (``tick``) twice a second;
+a gap longer than ``lease_seconds`` between two looks at the clock means the
+broker may have expelled this member, so the lease is lost: nobody is named
+the owner of anything here (503) and the pipeline commits nothing
+(``lease_lost``), until a rebalance that began after the loss has put a new
+assignment in place. The gap is also checked lazily wherever the lease
+matters (``owner_of``, ``owners``, ``settled``, ``lease_lost``), because after
+SIGCONT the API thread's pending requests may run before the ticker does.
+
 Written from faust's event loop, read from the API's thread: a lock.
 """
 
@@ -22,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from projector.intake.metrics import Metrics
 
@@ -33,6 +45,23 @@ PROGRESS_SECONDS = 5.0
 
 # faust's HostToPartitionMap: member URL -> topic -> partitions.
 Distribution = Mapping[str, Mapping[str, Sequence[int]]]
+
+
+def lease_clock() -> float:
+    """Seconds on the clock the lease is measured with.
+
+    ``CLOCK_BOOTTIME`` where there is one (Linux): like ``time.monotonic()``
+    it never steps with the wall clock (an NTP correction must neither fake a
+    pause nor hide one, so not ``time.time()``), and unlike Linux's
+    ``CLOCK_MONOTONIC`` it keeps counting while the machine is suspended. The
+    broker's session clock runs on another host and never stops, so a
+    suspended or frozen host must see that time passed too. A process stopped
+    with SIGSTOP sees it on either clock.
+    """
+    return time.clock_gettime(_LEASE_CLOCK)
+
+
+_LEASE_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
 
 
 def owner_map(
@@ -72,6 +101,8 @@ class Membership:
         sources: Sequence[str],
         *,
         metrics: Metrics | None = None,
+        lease_seconds: float | None = None,
+        clock: Callable[[], float] = lease_clock,
     ) -> None:
         self._url = url.rstrip("/")
         self._partitions = partitions
@@ -92,6 +123,14 @@ class Membership:
         # (projector.store.shards: its last owner has not closed it yet).
         self._opening: frozenset[int] = frozenset()
         self.assignments = 0  # assignments taken: a changing figure shows rebalances
+        # The lease (module docstring): None turns it off (a test, or no group).
+        self._lease_seconds = lease_seconds
+        self._clock = clock
+        self._last_tick: float | None = None  # no lease kept before the first tick
+        self._lease_lost: str | None = None  # why, while lost
+        self._revoked_since_loss = False  # a rebalance began after the loss
+        self._rejoin_wanted = False  # a loss the ticker has not acted on yet
+        self.leases_lost = 0
 
     @property
     def url(self) -> str:
@@ -118,7 +157,8 @@ class Membership:
     def settled(self) -> bool:
         """Owners are named: the assignment is in place and the map is sound."""
         with self._lock:
-            return self._settled
+            self._check_lease()
+            return self._settled and self._lease_lost is None
 
     @property
     def in_place(self) -> bool:
@@ -160,15 +200,23 @@ class Membership:
         """The owner's URL; None while unsettled, when the partition has none, or
         (on the owner) while it restores: no answer older than its last owner's."""
         with self._lock:
-            if not self._settled or partition in self._restoring or partition in self._opening:
+            self._check_lease()
+            if (
+                not self._settled
+                or self._lease_lost is not None
+                or partition in self._restoring
+                or partition in self._opening
+            ):
                 return None
             return self._map.get(partition)
 
     def owners(self) -> dict[int, str] | None:
         """Every partition's owner; None while unsettled, restoring, or any has none."""
         with self._lock:
+            self._check_lease()
             if (
                 not self._settled
+                or self._lease_lost is not None
                 or self._restoring
                 or self._opening
                 or len(self._map) < self._partitions
@@ -204,6 +252,8 @@ class Membership:
         """A rebalance began: every partition's owner is unknown until the next assignment."""
         with self._lock:
             self._in_place = self._settled = False
+            if self._lease_lost is not None:
+                self._revoked_since_loss = True
         self._publish()
 
     def left(self) -> None:
@@ -214,6 +264,7 @@ class Membership:
             self._restoring = {}
             self._opening = frozenset()
             self._map = {}
+            self._last_tick = None  # no more ticks: nothing to measure
         self._publish()
 
     def assigned(
@@ -250,7 +301,11 @@ class Membership:
             )
         behind: dict[int, dict[tuple[str, int], int]] = {}
         with self._lock:
-            gained = mine - self._local
+            self._check_lease()
+            # After a lost lease every partition counts as gained: the group may
+            # have handed even those this node holds again to another member
+            # meanwhile, which applied records this node's database lacks.
+            gained = mine if self._lease_lost is not None else mine - self._local
             for (topic, partition), offset in (committed or {}).items():
                 if topic in self._sources and partition in gained:
                     if (applied or {}).get((topic, partition), 0) < offset:
@@ -265,6 +320,15 @@ class Membership:
             self._in_place = True
             self._settled = named_here == mine
             self.assignments += 1
+            renewed = self._lease_lost if self._revoked_since_loss else None
+            if renewed is not None:
+                # Only an assignment from a rebalance that began after the
+                # loss renews the lease: one handed out before it (its
+                # callback paused midway) may already be another node's.
+                self._lease_lost = None
+                self._revoked_since_loss = False
+        if renewed is not None:
+            log.info("lease renewed by a new assignment (it was lost: %s)", renewed)
         if behind:
             log.info(
                 "restoring partitions %s: catching up to their last owner's offsets",
@@ -279,11 +343,60 @@ class Membership:
         )
         self._publish()
 
+    # -- the lease -----------------------------------------------------------------
+    def tick(self) -> bool:
+        """Look at the clock (the worker calls this every ``TICK_SECONDS``).
+
+        Returns True once per loss (seen here or lazily by a reader): the
+        caller then asks the consumer to rejoin the group, as the broker may
+        still count this member in (a loop blocked while heartbeats went on,
+        or a broker slow to expel it), and then no rebalance would come to
+        renew the lease.
+        """
+        with self._lock:
+            self._check_lease()
+            if self._lease_seconds is not None:
+                self._last_tick = self._clock()
+            wanted, self._rejoin_wanted = self._rejoin_wanted, False
+        if wanted:
+            self._publish()
+        return wanted
+
+    def lease_lost(self) -> str | None:
+        """Why this node may not write to or answer for its partitions now; None if it may."""
+        with self._lock:
+            self._check_lease()
+            return self._lease_lost
+
+    def _check_lease(self) -> None:
+        """Lose the lease if the clock jumped past it since the last tick (lock held)."""
+        if self._lease_seconds is None or self._last_tick is None:
+            return
+        now = self._clock()
+        gap = now - self._last_tick
+        if gap <= self._lease_seconds:
+            return
+        # Sticky: the next tick closes the gap, the loss stays until renewed.
+        self._last_tick = now
+        self._lease_lost = (
+            f"lease lost: paused {gap:.1f}s (process stopped or its loop blocked), past the "
+            f"{self._lease_seconds:g}s lease (the group's session timeout less a heartbeat)"
+        )
+        self._revoked_since_loss = False
+        self._rejoin_wanted = True
+        self.leases_lost += 1
+        log.warning(
+            "%s; answering for and writing to no partition until the group reassigns them",
+            self._lease_lost,
+        )
+        if self._metrics is not None:
+            self._metrics.lease_lost.inc()
+
     def _publish(self) -> None:
         if self._metrics is None:
             return
         with self._lock:
-            settled, local = self._settled, self._local
+            settled, local = self._settled and self._lease_lost is None, self._local
             restoring, remaining, opening = set(self._restoring), self._remaining, self._opening
         self._metrics.cluster_settled.set(1 if settled else 0)
         for p in range(self._partitions):

@@ -84,6 +84,14 @@ class Metrics:
             "1 while this node's assignment is in place and sought (0: rebalancing)",
             registry=r,
         )
+        # projector.intake.membership: the node stopped running longer than its
+        # lease (SIGSTOP, a frozen VM, a blocked loop), so it fenced itself.
+        self.lease_lost = Counter(
+            "projector_lease_lost",
+            "Times this node stopped answering for and writing to its partitions because "
+            "it was paused past its group session (until the group reassigned them)",
+            registry=r,
+        )
         # Several nodes (docs/decisions/0031-routing-as-asgi-middleware.md): requests
         # answered by another node, and 503s for a partition with no owner to ask.
         self.http_proxied = Counter(

@@ -117,6 +117,10 @@ class Pipeline:
         # Counts assignments, so a read begun before one confirms nothing after it.
         self._assignments = 0
         self.listeners: list[FlushListener] = []
+        # Why this node may not commit now (projector.intake.membership's lease:
+        # paused past its group session, its partitions may be another's), or None.
+        self.lease: Callable[[], str | None] | None = None
+        self._fenced: str | None = None
         # Called when a flush finds memory unlike DuckDB (the invariant mode);
         # the process hosting the pipeline decides how to stop.
         self.on_invariant_broken: Callable[[InvariantError], None] | None = None
@@ -502,6 +506,14 @@ class Pipeline:
                 while True:
                     try:
                         if await self._replaced(batch):
+                            await self._rewind(batch)
+                            return None
+                        if self.lease is not None and (why := self.lease()) is not None:
+                            # Dropped, not held: the next assignment seeks every
+                            # partition to its stored offset and reads it again.
+                            if why != self._fenced:  # once per loss, not per batch
+                                log.warning("not committing: %s", why)
+                            self._fenced = why
                             await self._rewind(batch)
                             return None
                         result = await self._commit(batch)

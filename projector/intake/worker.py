@@ -47,6 +47,15 @@ log = logging.getLogger(__name__)
 # A partition that has records DuckDB lacks but delivers none for this long is re-sought.
 STALL_SECONDS = 3.0
 
+# The group's session: a member silent this long is expelled (new_faust_app).
+SESSION_TIMEOUT_SECONDS = 6
+HEARTBEAT_SECONDS = 1
+# The membership's lease (projector.intake.membership): the last heartbeat the
+# broker saw may be up to one interval older than the worker's last tick, so a
+# gap of the session timeout less one heartbeat may already have expelled us.
+LEASE_SECONDS = SESSION_TIMEOUT_SECONDS - HEARTBEAT_SECONDS
+TICK_SECONDS = 0.5
+
 
 class Projector:
     """Everything a running projector holds, whatever process hosts it."""
@@ -86,7 +95,10 @@ class Projector:
             settings.partitions,
             settings.topics.sources,
             metrics=self.metrics,
+            lease_seconds=LEASE_SECONDS,
         )
+        # Nothing is committed for partitions that may be another node's now.
+        self.pipeline.lease = self.membership.lease_lost
         self.pipeline.on_invariant_broken = stop_on_broken_invariant
         if settings.check_invariants:
             log.info("invariant mode on: memory is compared with DuckDB after every flush")
@@ -170,6 +182,15 @@ class ProjectorService(mode.Service):
         await self.projector.pipeline.close()
         await self.projector.log.close()
 
+    @mode.Service.task
+    async def _keep_lease(self) -> None:
+        """Tick the membership's lease; after a loss, have the consumer rejoin the group."""
+        p = self.projector
+        while not self.should_stop:
+            if p.membership.tick():
+                _request_rejoin(p.app)
+            await self.sleep(TICK_SECONDS)
+
     async def _unstall(self, end: dict[tuple[str, int], int]) -> None:
         from faust.types import TP
 
@@ -237,6 +258,23 @@ class ProjectorService(mode.Service):
                 p.status.update(last_error=f"log poll failed: {e}", log_end={})
                 log.debug("log poll failed", exc_info=True)
             await self.sleep(p.settings.log_poll_seconds)
+
+
+def _request_rejoin(app: faust.App) -> None:
+    """Have the group consumer rejoin: a rebalance, after which the lease is renewed.
+
+    The broker may still count this member in (its loop was blocked while the
+    consumer thread went on heartbeating, or the broker was slow to expel it):
+    then no rebalance would come by itself. The coordinator lives on the
+    consumer thread's loop, so the request is handed to that loop.
+    """
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    if thread is None or coordinator is None:
+        return  # not joined yet: the first assignment settles it
+    log.info("asking the group for a new assignment")
+    thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
 
 
 def _set_fetch_max_wait(app: faust.App, ms: int) -> None:
@@ -331,9 +369,9 @@ def new_faust_app(
         consumer_auto_offset_reset="earliest",
         # faust's default session and rebalance timeouts made every group join
         # on Tansu wait for them; these let a join finish in seconds.
-        broker_session_timeout=6,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
         broker_rebalance_timeout=6,
-        broker_heartbeat_interval=1,
+        broker_heartbeat_interval=HEARTBEAT_SECONDS,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=16384,
         # Don't wait for every delivered message to be acked before a stop or

@@ -56,7 +56,28 @@ def test_readyz_shows_owned_partitions_and_their_lag(make_client, pipeline):
         "restoring": [],
         "restore_remaining": {},
         "lag": {"0": 5, "2": 0},
+        "lease_lost": None,
     }
+
+
+def test_readyz_and_metrics_show_a_lost_lease(make_client):
+    from projector.intake.metrics import Metrics
+
+    now = [100.0]
+    metrics = Metrics()
+    m = Membership(ME, 4, SOURCES, metrics=metrics, lease_seconds=5.0, clock=lambda: now[0])
+    m.tick()
+    m.assigned(
+        {ME: {t: [0, 2] for t in SOURCES}, OTHER: {t: [1, 3] for t in SOURCES}},
+        {(t, p) for t in SOURCES for p in (0, 2)},
+    )
+    client = make_client(owners=m, metrics=metrics)
+    now[0] += 9.0  # SIGSTOP ... SIGCONT
+    cluster = client.get("/readyz").json()["data"]["cluster"]
+    assert cluster["settled"] is False and cluster["owned"] == []
+    assert cluster["lease_lost"].startswith("lease lost: paused 9.0s")
+    assert client.get("/v1/cluster").json()["data"]["settled"] is False
+    assert "projector_lease_lost_total 1.0" in client.get("/metrics").text
 
 
 def test_metrics_show_ownership(make_client):

@@ -153,6 +153,110 @@ def test_two_members_advertising_one_url_never_settle() -> None:
         assert m.in_place  # it still consumes: readiness does not wait for a sound map
 
 
+class _Clock:
+    """The lease's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _leased(metrics: Metrics | None = None) -> tuple[Membership, _Clock, Any, set[Any]]:
+    (tps, distribution), *_ = leader_assignment(URLS[:1], 4).values()
+    clock = _Clock()
+    m = Membership(URLS[0], 4, SOURCES, metrics=metrics, lease_seconds=5.0, clock=clock)
+    m.tick()
+    m.assigned(distribution, tps)
+    return m, clock, distribution, tps
+
+
+def test_ticks_within_the_lease_keep_it() -> None:
+    m, clock, _, _ = _leased()
+    for _ in range(40):  # 20 s of ticks half a second apart
+        clock.now += 0.5
+        assert m.tick() is False
+    clock.now += 4.9  # a slow loop, within the lease
+    assert m.owner_of(1) == URLS[0] and m.lease_lost() is None
+    assert m.tick() is False and m.leases_lost == 0
+
+
+def test_a_pause_past_the_lease_fences_readers_before_the_ticker_runs() -> None:
+    metrics = Metrics()
+    m, clock, distribution, tps = _leased(metrics)
+    clock.now += 7.0  # SIGSTOP ... SIGCONT: a request runs before the ticker
+    assert m.owner_of(1) is None
+    assert m.owners() is None and not m.settled
+    assert (why := m.lease_lost()) is not None and "paused 7.0s" in why
+    assert metrics.lease_lost._value.get() == 1  # noqa: SLF001
+    # The ticker runs next: it closes the gap, the loss stays, and it asks once to rejoin.
+    assert m.tick() is True
+    assert metrics.cluster_settled._value.get() == 0  # noqa: SLF001
+    clock.now += 0.5
+    assert m.tick() is False and m.lease_lost() is not None and m.owner_of(1) is None
+    assert m.leases_lost == 1
+    # The rebalance the rejoin starts: revoked, then a new assignment renews the lease.
+    m.revoked()
+    m.assigned(distribution, tps)
+    assert m.lease_lost() is None and m.owner_of(1) == URLS[0]
+    assert metrics.cluster_settled._value.get() == 1  # noqa: SLF001
+
+
+def test_after_a_lost_lease_even_partitions_held_again_restore() -> None:
+    # Held before the pause and again after it, but another node owned them
+    # meanwhile and applied records this node's database lacks.
+    m, clock, distribution, tps = _leased()
+    runs = SOURCES[0]
+    clock.now += 20.0
+    m.tick()
+    m.revoked()
+    m.assigned(distribution, tps, {(runs, 0): 30, (runs, 1): 4}, {(runs, 0): 12, (runs, 1): 4})
+    assert m.lease_lost() is None
+    assert m.restoring == {0} and m.owner_of(0) is None and m.owner_of(1) == URLS[0]
+    m.caught_up({(runs, 0): 30})
+    assert m.owner_of(0) == URLS[0]
+
+
+def test_the_ticker_itself_sees_a_pause() -> None:
+    m, clock, _, _ = _leased()
+    clock.now += 30.0
+    assert m.tick() is True
+    assert m.owner_of(0) is None and m.lease_lost() is not None
+
+
+def test_an_assignment_from_before_the_loss_does_not_renew_the_lease() -> None:
+    # The assignment callback was paused midway: its assignment may be stale.
+    m, clock, distribution, tps = _leased()
+    m.revoked()
+    clock.now += 8.0
+    m.assigned(distribution, tps)  # the callback resumes: the gap is seen here first
+    assert m.owner_of(2) is None and m.lease_lost() is not None
+    m.tick()
+    m.assigned(distribution, tps)  # still no rebalance since the loss
+    assert m.owner_of(2) is None
+    m.revoked()
+    m.assigned(distribution, tps)
+    assert m.owner_of(2) == URLS[0]
+
+
+def test_no_lease_before_the_first_tick_nor_after_leaving() -> None:
+    (tps, distribution), *_ = leader_assignment(URLS[:1], 4).values()
+    clock = _Clock()
+    m = Membership(URLS[0], 4, SOURCES, lease_seconds=5.0, clock=clock)
+    m.assigned(distribution, tps)
+    clock.now += 60.0  # start-up may take long before the worker ticks
+    assert m.owner_of(0) == URLS[0] and m.tick() is False
+    m.left()
+    clock.now += 60.0
+    assert m.lease_lost() is None and m.tick() is False
+    unleased = Membership(URLS[0], 4, SOURCES, clock=clock)
+    unleased.tick()
+    unleased.assigned(distribution, tps)
+    clock.now += 600.0
+    assert unleased.owner_of(0) == URLS[0] and unleased.lease_lost() is None
+
+
 def test_a_partition_split_between_members_has_no_owner() -> None:
     distribution = {
         "http://a": {SOURCES[0]: [0, 1], SOURCES[1]: [0]},
