@@ -283,19 +283,24 @@ class Pipeline:
         for tp in tps:
             self.confirmed.pop(tp, None)
             self.resyncing.pop(tp, None)
-            offset = offsets.get(tp)
-            if offset is None:
-                self.applied.pop(tp, None)
-                self.expected[tp] = self.log_start.get(tp, 0)
-            else:
-                self.applied[tp] = self.expected[tp] = offset
-            mark = marks.get(tp)
-            if mark is None:
-                self.marks.pop(tp, None)
-            else:
-                self.marks[tp] = mark
+            self._take_position(tp, offsets.get(tp), marks.get(tp), self.log_start.get(tp, 0))
         self.status.update(offsets=dict(self.applied))
         return sorted(tps)
+
+    def _take_position(
+        self, tp: TopicPartition, offset: int | None, mark: LogMark | None, unapplied: int
+    ) -> None:
+        """``tp``'s position is a store's as it is (``offset``, ``mark``), not the newer
+        of the two: a partition that store never applied reads from ``unapplied``."""
+        if offset is None:
+            self.applied.pop(tp, None)
+            self.expected[tp] = unapplied
+        else:
+            self.applied[tp] = self.expected[tp] = offset
+        if mark is None:
+            self.marks.pop(tp, None)
+        else:
+            self.marks[tp] = mark
 
     def shard_detached(self, partition: int) -> None:
         """Forget partition's position: its shard is closed here (another node's now)."""
@@ -408,17 +413,7 @@ class Pipeline:
                 self.marks[tp] = mark
                 self.confirmed.pop(tp, None)  # a mark of NEW's: read back before it is relied on
         for tp, log_end in repaired.items():
-            offset = offsets.get(tp)
-            if offset is None:
-                self.applied.pop(tp, None)
-                self.expected[tp] = log_end
-            else:
-                self.applied[tp] = self.expected[tp] = offset
-            mark = marks.get(tp)
-            if mark is None:
-                self.marks.pop(tp, None)
-            else:
-                self.marks[tp] = mark
+            self._take_position(tp, offsets.get(tp), marks.get(tp), log_end)
             self.confirmed.pop(tp, None)
             self.resyncing.pop(tp, None)
             if self.inconsistent.pop(tp, None) is not None:
