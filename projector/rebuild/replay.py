@@ -365,20 +365,21 @@ class ArchivePart:
     partitions: int
 
 
-def archive_part(root: Path | str) -> ArchivePart:
+def archive_part(root: Path | str, partitions: frozenset[int] | None = None) -> ArchivePart:
     """Read the archive's layout (no events yet): files, typed or not, and positions.
 
     Offsets are the archive's own positions, so rejected records after the
-    last archived event count too.
+    last archived event count too. ``partitions``: only theirs (a shard's rebuild).
     """
     from projector.rebuild.archive import positions, scan
 
-    files = scan(root)
+    files = [f for f in scan(root) if partitions is None or f.partition in partitions]
     source, parsed = _archive_source(files)
+    ends = positions(root)
     return ArchivePart(
         source,
         parsed,
-        positions(root),
+        {tp: o for tp, o in ends.items() if partitions is None or tp[1] in partitions},
         sum(f.rows for f in files),
         len({(f.topic, f.partition) for f in files}),
     )
@@ -508,12 +509,14 @@ def replay(
     use_kafka: bool = True,
     progress: bool = True,
     decode_workers: int | None = None,
+    partitions: frozenset[int] | None = None,
 ) -> Outcome:
     """Build ``db`` (which must not exist) and return what was done.
 
     ``decode_workers``: reader processes that fetch and decode Kafka records
     (default: one per CPU; 0 reads in this process, as do replays under
-    POOL_MIN_RECORDS records).
+    POOL_MIN_RECORDS records). ``partitions``: only these partitions of the
+    source topics (a shard: ``projector.rebuild.shards``).
     """
     from projector.intake.offsets import OffsetsError
 
@@ -539,7 +542,7 @@ def replay(
         with Bar(progress) as bar:
             archive_ends: dict[TopicPartition, int] = {}
             if from_archive is not None:
-                part = archive_part(from_archive)
+                part = archive_part(from_archive, partitions)
                 print(
                     f"projector replay: archive {from_archive}: {part.events:,} events "
                     f"in {part.partitions} partitions"
@@ -569,6 +572,9 @@ def replay(
                     )
                 else:
                     kafka_used = True
+                    if partitions is not None:
+                        start = {tp: o for tp, o in start.items() if tp[1] in partitions}
+                        end = {tp: o for tp, o in end.items() if tp[1] in partitions}
                     if from_archive is not None:
                         # Continue where the archive ends; the rest from the log start.
                         start = {tp: max(o, archive_ends.get(tp, o)) for tp, o in start.items()}
