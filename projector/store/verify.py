@@ -20,6 +20,7 @@ import duckdb
 
 from projector.store.connection import version_refusal
 from projector.store.errors import VerifyError
+from projector.store.shards import shard_path, stored_partitions
 from projector.store.tables import PROJECTIONS, SCHEMA_VERSION, Table
 
 SAMPLE_ROWS = 5
@@ -141,7 +142,10 @@ def _offsets(con: duckdb.DuckDBPyConnection, alias: str) -> dict[tuple[str, int]
 
 
 def compare(path_a: Path | str, path_b: Path | str, *, samples: int = SAMPLE_ROWS) -> Diff:
-    """Compare the projections of two database files, both opened read-only.
+    """Compare the projections of two databases, each a file or a data directory of
+    shards (``projector.store.shards``: compared as the union of its shards), all
+    opened read-only. A file against a directory compares one node's file with
+    another layout of the same events.
 
     Raises:
         VerifyError: a file is missing, locked by a writer, or not a projector database.
@@ -152,29 +156,10 @@ def compare(path_a: Path | str, path_b: Path | str, *, samples: int = SAMPLE_ROW
         for alias, path in (("a", path_a), ("b", path_b)):
             if not path.exists():
                 raise VerifyError(f"{path} does not exist")
-            try:
-                con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(path)])
-            except duckdb.Error as e:
-                raise VerifyError(f"cannot open {path} read-only: {e}") from e
-            tables = {
-                r[0]
-                for r in con.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]
-                ).fetchall()
-            }
-            version = None
-            if "projector_meta" in tables:
-                version = con.execute(
-                    f"SELECT value FROM {alias}.projector_meta WHERE key = 'schema_version'"
-                ).fetchone()
-            if version is not None and int(version[0]) != SCHEMA_VERSION:
-                # Rows of another layout would all differ, or worse, seem to agree.
-                raise VerifyError(version_refusal(path, int(version[0])))
-            missing = [t.name for t in PROJECTIONS if t.name not in tables] + [
-                t for t in ("source_offsets", "projector_meta") if t not in tables
-            ]
-            if missing:
-                raise VerifyError(f"{path} is not a projector database (no {', '.join(missing)})")
+            if path.is_dir():
+                _attach_shards(con, alias, path)
+            else:
+                _attach(con, alias, path)
         try:
             diffs = [_compare_table(con, table, samples) for table in PROJECTIONS]
             return Diff(path_a, path_b, diffs, _offsets(con, "a"), _offsets(con, "b"))
@@ -182,3 +167,45 @@ def compare(path_a: Path | str, path_b: Path | str, *, samples: int = SAMPLE_ROW
             raise VerifyError(f"comparing {path_a} and {path_b} failed: {e}") from e
     finally:
         con.close()
+
+
+def _attach(con: duckdb.DuckDBPyConnection, alias: str, path: Path) -> None:
+    """``path`` read-only as catalog ``alias``, once it is known to be a projector database
+    of this layout."""
+    try:
+        con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(path)])
+    except duckdb.Error as e:
+        raise VerifyError(f"cannot open {path} read-only: {e}") from e
+    tables = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]
+        ).fetchall()
+    }
+    version = None
+    if "projector_meta" in tables:
+        version = con.execute(
+            f"SELECT value FROM {alias}.projector_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    if version is not None and int(version[0]) != SCHEMA_VERSION:
+        # Rows of another layout would all differ, or worse, seem to agree.
+        raise VerifyError(version_refusal(path, int(version[0])))
+    missing = [t.name for t in PROJECTIONS if t.name not in tables] + [
+        t for t in ("source_offsets", "projector_meta") if t not in tables
+    ]
+    if missing:
+        raise VerifyError(f"{path} is not a projector database (no {', '.join(missing)})")
+
+
+def _attach_shards(con: duckdb.DuckDBPyConnection, alias: str, root: Path) -> None:
+    """Every shard in ``root``, and a schema ``alias`` whose tables are their union
+    (campaigns never share rows, so the union is the node's projections)."""
+    partitions = stored_partitions(root)
+    if not partitions:
+        raise VerifyError(f"{root} holds no shards (partition-NNNN.duckdb)")
+    for p in partitions:
+        _attach(con, f"{alias}_{p}", shard_path(root, p))
+    con.execute(f"CREATE SCHEMA {alias}")
+    for name in [t.name for t in PROJECTIONS] + ["source_offsets"]:
+        union = " UNION ALL ".join(f"SELECT * FROM {alias}_{p}.{name}" for p in partitions)
+        con.execute(f"CREATE VIEW {alias}.{name} AS {union}")

@@ -7,8 +7,10 @@ key them; the live node's shards are built by ``projector worker --data-dir``.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from projector.rebuild.errors import ReplayError
@@ -19,7 +21,7 @@ from projector.store.verify import compare
 from projector.tools.simulate import generate
 from schemas.partitioner import partition_of
 from tests.fixtures.kafka import produce
-from tests.fixtures.processes import projector_env
+from tests.fixtures.processes import projector_cmd, projector_env
 from tests.fixtures.projections import dump, fold_dicts, read_db
 
 pytestmark = pytest.mark.timeout(400)
@@ -50,12 +52,35 @@ def test_shards_rebuilt_in_parallel_equal_the_live_shards(
         mine = [e for e in events if partition_of(e["campaign_id"], PARTITIONS) == p]
         assert read_db(shard_path(rebuilt, p)) == dump(fold_dicts(mine))
 
+    # verify compares sets of shards, and a set with one file of the same events.
+    assert compare(live, rebuilt).identical
+    code, text = _verify(procs, env, "--data-dir", str(live), "--data-dir", str(rebuilt))
+    assert code == 0 and "IDENTICAL" in text, text
+    one = tmp_path / "one.duckdb"
+    procs.run("replay", "--db", str(one), env=env, timeout=180, log_name="replay-file")
+    code, text = _verify(procs, env, "--db", str(one), "--data-dir", str(rebuilt))
+    assert code == 0 and "IDENTICAL" in text, text
+    # ... and can fail: a recipient gone from one shard.
+    busy = partition_of(events[0]["campaign_id"], PARTITIONS)
+    with duckdb.connect(str(shard_path(rebuilt, busy))) as con:
+        con.execute("DELETE FROM recipients WHERE recipient_id = (SELECT min(recipient_id) "
+                    "FROM recipients)")  # fmt: skip
+    code, text = _verify(procs, env, "--data-dir", str(live), "--data-dir", str(rebuilt))
+    assert code == 1 and "DIFFERENT" in text, text
+    code, text = _verify(procs, env, "--data-dir", str(tmp_path / "empty-dir"), "--db", str(one))
+    assert code == 2, text
+
     # One partition alone, as the restore of a moved partition would build it.
     alone = tmp_path / "alone"
     procs.run("replay", "--data-dir", str(alone), "--partition", "2", env=env, timeout=180,
               log_name="replay-one")  # fmt: skip
     assert stored_partitions(alone) == [2]
     assert compare(shard_path(live, 2), shard_path(alone, 2)).identical
+
+
+def _verify(procs, env, *args: str) -> tuple[int, str]:
+    p = subprocess.run(projector_cmd("verify", *args), env=env, capture_output=True, timeout=60)
+    return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
 
 
 def failing_build(settings, path, partition, since, from_archive, use_kafka):
