@@ -323,9 +323,10 @@ def await_correct(
                     else:
                         seen.wrong += 1
             seen.codes[code] = seen.codes.get(code, 0) + 1
-        # Readiness every fifth round: 100 ms is fine enough for the split, and
-        # every request takes the survivor's CPU from the restore it times.
-        if rounds % 5 == 0:
+        # Readiness every round until the survivor owns the moved partitions
+        # (when they moved is the split), then every fifth: each request takes
+        # the survivor's CPU from the restore being timed.
+        if seen.owned_at is None or rounds % 5 == 0:
             try:
                 cluster = http.get(url + "/readyz").json()["data"].get("cluster") or {}
             except (httpx.HTTPError, ValueError, KeyError, AttributeError):
