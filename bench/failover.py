@@ -36,6 +36,7 @@ to stdout and ``bench/results/failover.json``.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -243,6 +244,7 @@ def wait_settled(
     t0 = time.monotonic()
     last_said = t0
     why: list[str] = []
+    claimed_twice_since: float | None = None
     while True:
         for node in nodes:
             if (dead := node.died()) is not None:
@@ -254,6 +256,14 @@ def wait_settled(
             why.append(reason)
             if owned:
                 shares[node.name] = owned
+        twice = sorted({p for a in shares for b in shares if a < b
+                        for p in shares[a] & shares[b]})
+        claimed_twice_since = (claimed_twice_since or time.monotonic()) if twice else None
+        if claimed_twice_since is not None and time.monotonic() - claimed_twice_since > 60:
+            # Seen once: a node whose faust fetcher crashed (aiokafka KeyError in
+            # a rebalance) stopped consuming but still answered as the owner.
+            raise FailoverError(f"{what}: partitions {twice} claimed by two settled nodes "
+                                f"for over 60 s: {'; '.join(why)}")
         if len(shares) == len(nodes):
             every = sorted(p for s in shares.values() for p in s)
             if every != list(range(partitions)):
@@ -377,6 +387,31 @@ def run(opts: Options) -> dict[str, Any]:
     began = time.monotonic()
     work = common.workdir("failover")
     nodes: list[Node] = []
+    trials: list[dict[str, Any]] = []
+    catch_up_s: float | None = None
+
+    def figures() -> dict[str, Any]:
+        samples = [s for t in trials for s in t["first_correct_s"].values()]
+        return {
+            "path": opts.path,
+            "storage": storage,
+            "partitions": opts.partitions,
+            "nodes": opts.nodes,
+            "events_per_partition": opts.events_per_partition,
+            "events_per_partition_produced": load.counts,
+            "array_size": opts.array_size,
+            "poll_ms": opts.poll_ms,
+            "produce": produced,
+            "first_catch_up_s": None if catch_up_s is None else round(catch_up_s, 1),
+            "trials": trials,
+            "first_correct": summary_s(samples),
+            "survivor_owned": summary_s([t["survivor_owned_s"] for t in trials
+                                         if t["survivor_owned_s"] is not None]),
+            "wrong_answers": sum(t["wrong_answers"] for t in trials),
+            "unexpected_answers": sum(t["unexpected_answers"] for t in trials),
+            "run_seconds": round(time.monotonic() - began, 1),
+        }
+
     with common.broker() as b, httpx.Client(timeout=5) as http:
         topics: Topics = common.fresh_topics()
         sources = [topics.runs, topics.batches, topics.submits, topics.dlrs]
@@ -417,7 +452,6 @@ def run(opts: Options) -> dict[str, Any]:
                     raise FailoverError(f"probe {probe.campaign_id} answers {r.status_code} "
                                         f"before any kill: {r.text[:300]}")
                 probe.expected = r.json()["data"]
-            trials = []
             for trial in range(1, opts.trials + 1):
                 victim = min(nodes, key=lambda n: n.started_at)
                 survivors = [n for n in nodes if n is not victim]
@@ -436,6 +470,8 @@ def run(opts: Options) -> dict[str, Any]:
                     f"{owned}{' (restored)' if seen.restored else ''}; answers {seen.codes}")
                 trials.append({
                     "victim": victim.name,
+                    # Neighbours share the machine: their load moves the figures.
+                    "loadavg_1m_after": round(os.getloadavg()[0], 2),
                     "moved_partitions": sorted(seen.first_correct),
                     "first_correct_s": {str(p): round(s, 3)
                                         for p, s in sorted(seen.first_correct.items())},
@@ -459,30 +495,15 @@ def run(opts: Options) -> dict[str, Any]:
                     if r.status_code != 200 or r.json()["data"] != probe.expected:
                         raise FailoverError(f"{node.name} ends with a different answer for "
                                             f"{probe.campaign_id}: {r.status_code}")
+        except FailoverError as e:
+            # The trials before the failure are figures all the same: kept with the error.
+            partial = {**figures(), "complete": False, "error": str(e)[:3000]}
+            e.partial = partial if trials else None  # type: ignore[attr-defined]
+            raise
         finally:
             for node in nodes:
                 node.stop()
-    samples = [s for t in trials for s in t["first_correct_s"].values()]
-    return {
-        "path": opts.path,
-        "storage": storage,
-        "partitions": opts.partitions,
-        "nodes": opts.nodes,
-        "events_per_partition": opts.events_per_partition,
-        "events_per_partition_produced": load.counts,
-        "array_size": opts.array_size,
-        "poll_ms": opts.poll_ms,
-        "produce": produced,
-        "first_catch_up_s": round(catch_up_s, 1),
-        "trials": trials,
-        "first_correct": summary_s(samples),
-        "survivor_owned": summary_s([t["survivor_owned_s"] for t in trials
-                                     if t["survivor_owned_s"] is not None]),
-        "wrong_answers": sum(t["wrong_answers"] for t in trials),
-        "unexpected_answers": sum(t["unexpected_answers"] for t in trials),
-        "run_seconds": round(time.monotonic() - began, 1),
-    }
-
+    return {**figures(), "complete": True}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -504,6 +525,12 @@ def main() -> None:
     try:
         figures = run(opts)
         failed = False
+    except FailoverError as e:
+        partial = getattr(e, "partial", None)
+        if partial:
+            print(f"partial results ({len(partial['trials'])} trials) appended to "
+                  f"{common.save_result('failover', partial)}")
+        raise SystemExit(f"failover: {e}") from None
     finally:
         common.tidy(failed=failed, keep=opts.keep)
     s = figures["first_correct"]

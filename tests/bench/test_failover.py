@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from bench import common
-from bench.failover import FailoverError, Load, Options, Probe, await_correct, run
+from bench.failover import FailoverError, Load, Options, Probe, Seen, await_correct, run
 from schemas.partitioner import partition_of
 
 
@@ -62,15 +63,14 @@ def stub() -> Iterator[ThreadingHTTPServer]:
         server.server_close()
 
 
-def _ask(server: ThreadingHTTPServer, answer: tuple[int, object], **kw: object):
-    import httpx
-
+def _ask(server: ThreadingHTTPServer, answer: tuple[int, object], timeout: float = 1.0,
+         alive: Callable[[], str | None] = lambda: None) -> Seen:
     server.answer = answer  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{server.server_address[1]}"
     probe = Probe(0, "cmp-1", "ws_alpha", expected={"status": "completed", "sent": 10})
     with httpx.Client(timeout=2) as http:
         return await_correct(http, url, [probe], {"ws_alpha": "k"}, time.monotonic(),
-                             timeout=kw.pop("timeout", 1.0), every=0.02, **kw)  # type: ignore[arg-type]
+                             timeout=timeout, every=0.02, alive=alive)
 
 
 def test_a_node_that_never_answers_is_an_error_not_a_figure(stub: ThreadingHTTPServer) -> None:
@@ -116,3 +116,4 @@ def test_a_tiny_run_reports_sane_figures() -> None:
     assert trial["survivor_owned_s"] is not None
     assert trial["survivor_owned_s"] <= s["min_s"] + 0.5
     assert figures["wrong_answers"] == 0
+    assert figures["complete"] is True
