@@ -98,7 +98,7 @@ class Load:
 
         self.counts = [0] * self.partitions
         self._last = {p: {} for p in range(self.partitions)}
-        # About five campaigns of one to three runs fill a partition.
+        # Five to ten campaigns (one to three runs each) fill a partition.
         recipients = max(20, self.per_partition // 25)
         where: dict[str, int] = {}
         n = 0
