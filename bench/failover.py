@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,7 +298,7 @@ class Seen:
 
 def await_correct(
     http: httpx.Client, url: str, probes: list[Probe], keys: dict[str, str], killed_at: float,
-    timeout: float, every: float = 0.02, alive: Any = lambda: None,
+    timeout: float, every: float = 0.02, alive: Callable[[], str | None] = lambda: None,
 ) -> Seen:
     """Ask ``url`` for each probe's status every ``every`` s until each answer is the
     expected one; seconds from ``killed_at`` to each first correct answer.
