@@ -22,6 +22,7 @@ from projector.intake.membership import Membership
 from projector.intake.pipeline import Pipeline
 from projector.store.errors import StoreError
 from projector.store.shards import ShardLocked, Shards
+from projector.store.writer import Store
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Placement:
         self.retry_seconds = retry_seconds
         self.wanted: frozenset[int] = frozenset()
         self.waiting: set[int] = set()
+        # Shards taken away and being closed in a thread of their own.
+        self._closing: dict[int, asyncio.Task[None]] = {}
         self._retry: asyncio.Task[None] | None = None
 
     async def follow(self, partitions: frozenset[int]) -> None:
@@ -63,8 +66,15 @@ class Placement:
             except Exception as e:  # noqa: BLE001 (unacked: their next owner reads them)
                 log.warning("flush before detaching shards %s failed: %s", lost, e)
         for p in lost:
-            await self.in_writer(self.shards.detach, p)
+            # Out of the node at once; closed (checkpoint, lock let go) beside
+            # it: seconds for a large shard, which faust's rebalance callback
+            # must not wait for (it timed out, and the member lost the group).
+            store = await self.in_writer(self.shards.release, p)
             self.pipeline.shard_detached(p)
+            if store is not None:
+                self._closing[p] = asyncio.get_running_loop().create_task(
+                    asyncio.to_thread(_close, p, store)
+                )
         self.waiting &= set(partitions)
         for p in sorted(partitions - self.shards.attached):
             await self._attach(p)
@@ -73,6 +83,9 @@ class Placement:
             self._retry = asyncio.get_running_loop().create_task(self._keep_trying())
 
     async def _attach(self, partition: int) -> bool:
+        closing = self._closing.pop(partition, None)
+        if closing is not None:
+            await closing  # regained while still closing: its file must be let go first
         try:
             store = await self.in_writer(self.shards.attach, partition)
             offsets = await self.in_writer(store.offsets)
@@ -107,3 +120,15 @@ class Placement:
     async def stop(self) -> None:
         if self._retry is not None:
             self._retry.cancel()
+        for task in list(self._closing.values()):
+            await task
+        self._closing.clear()
+
+
+def _close(partition: int, store: Store) -> None:
+    try:
+        store.close()
+    except Exception:  # noqa: BLE001 - its rows are committed; the next open replays its WAL
+        log.exception("closing shard %d failed", partition)
+    else:
+        log.info("shard %d detached", partition)

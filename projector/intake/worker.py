@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -163,6 +164,44 @@ def stop_on_broken_invariant(error: InvariantError) -> None:
     os._exit(EXIT_INVARIANT_BROKEN)
 
 
+# After a fatal fetcher error: how long a clean stop may take before the process exits.
+GIVE_UP_SECONDS = 20.0
+
+
+def fetcher_died(app: Any) -> str | None:
+    """Why faust's record fetcher is dead for good, or None while it lives.
+
+    faust restarts the fetcher after the cancellation a rebalance causes; any
+    other exception ends it (seen: a ``KeyError`` in aiokafka's
+    ``fetched_records`` after a rebalance, robinhood/aiokafka#19), and the node
+    would go on answering for partitions whose records it no longer reads,
+    beside their new owner.
+    """
+    fetcher = getattr(app, "_fetcher", None)
+    reason = getattr(fetcher, "crash_reason", None)
+    if fetcher is None or not getattr(fetcher, "crashed", False) or reason is None:
+        return None
+    if isinstance(reason, asyncio.CancelledError):
+        return None
+    return f"faust's fetcher died: {reason!r}"
+
+
+def give_up(projector: Projector, why: str) -> None:
+    """Stop answering for anything now, and stop the process (a supervisor restarts it).
+
+    SIGTERM is faust's clean stop (the buffered batch is flushed or left
+    unacked); should that hang, the process exits after ``GIVE_UP_SECONDS``:
+    what was committed is in DuckDB, and the next start resumes from it.
+    """
+    log.critical("%s: this node answers for nothing and stops; restart it", why)
+    projector.membership.left()
+    projector.status.update(ready=False, last_error=why)
+    timer = threading.Timer(GIVE_UP_SECONDS, os._exit, (1,))
+    timer.daemon = True
+    timer.start()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class ProjectorService(mode.Service):
     """Starts the pipeline before the agent runs; flushes it on a clean stop."""
 
@@ -184,11 +223,15 @@ class ProjectorService(mode.Service):
 
     @mode.Service.task
     async def _keep_lease(self) -> None:
-        """Tick the membership's lease; after a loss, have the consumer rejoin the group."""
+        """Tick the membership's lease; after a loss, have the consumer rejoin the group.
+        Give up at once if faust's fetcher died (``fetcher_died``)."""
         p = self.projector
         while not self.should_stop:
             if p.membership.tick():
                 _request_rejoin(p.app)
+            if (why := fetcher_died(p.app)) is not None:
+                give_up(p, why)
+                return
             await self.sleep(TICK_SECONDS)
 
     async def _unstall(self, end: dict[tuple[str, int], int]) -> None:

@@ -148,6 +148,14 @@ class Shards:
         with self._lock:
             self._detach_locked(partition)
 
+    def release(self, partition: int) -> Store | None:
+        """Take partition's shard out of this node (no flush, read or ``holds`` sees it
+        from now on) and hand it over for the caller to close: a checkpoint of a
+        large shard takes seconds, which a rebalance callback must not wait for."""
+        with self._lock:
+            self._stored.pop(partition, None)
+            return self._shards.pop(partition, None)
+
     def _detach_locked(self, partition: int) -> None:
         store = self._shards.pop(partition, None)
         self._stored.pop(partition, None)

@@ -277,3 +277,56 @@ def test_the_advertised_url(host: str, advertise: str | None, port: int, url: st
     from projector.settings import Settings
 
     assert Settings(host=host, advertise=advertise).advertised_url(port) == url
+
+
+class _Fetcher:
+    def __init__(self, reason: BaseException | None) -> None:
+        self.crashed = reason is not None
+        self.crash_reason = reason
+
+
+class _App:
+    def __init__(self, reason: BaseException | None) -> None:
+        self._fetcher = _Fetcher(reason)
+
+
+def test_a_dead_fetcher_makes_the_node_give_up_its_partitions(monkeypatch) -> None:
+    """faust's fetcher ended by an error (not a rebalance's cancellation): the node
+    must stop answering for partitions whose records it no longer reads."""
+    import asyncio
+    import os
+    import signal as signals
+
+    from projector.intake import worker
+    from projector.intake.health import PipelineStatus
+
+    assert worker.fetcher_died(_App(None)) is None
+    assert worker.fetcher_died(_App(asyncio.CancelledError())) is None  # restarted by faust
+    why = worker.fetcher_died(_App(KeyError("dlrs-1")))
+    assert why is not None and "KeyError" in why
+
+    (tps, distribution), *_ = leader_assignment(URLS[:1], 4).values()
+    m = Membership(URLS[0], 4, SOURCES)
+    m.assigned(distribution, tps)
+    assert m.owner_of(1) == URLS[0]
+    killed, timers = [], []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append((pid, sig)))
+
+    class _Timer:
+        def __init__(self, seconds, fn, args):
+            timers.append(seconds)
+            self.daemon = False
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(worker.threading, "Timer", _Timer)
+
+    class _Projector:
+        membership = m
+        status = PipelineStatus(ready=True)
+
+    worker.give_up(_Projector(), why)  # type: ignore[arg-type]
+    assert m.owner_of(1) is None and m.owners() is None
+    assert not _Projector.status.snapshot().ready
+    assert killed == [(os.getpid(), signals.SIGTERM)] and timers == [worker.GIVE_UP_SECONDS]

@@ -60,6 +60,7 @@ def test_records_go_to_the_shard_of_their_partition_and_move_with_it(tmp_path):
         assert acked == list(range(6))
         assert shards.attached == {1}
         assert (RUNS, 0) not in pipeline.applied and pipeline.expected_offset(RUNS, 0) == 0
+        await placement.stop()  # the released shard's close, in its own thread, ends
         shards.close()
 
         # Another node (a shared directory) gains partition 0: it takes the shard's position.
