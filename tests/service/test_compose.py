@@ -110,8 +110,12 @@ def test_the_cluster_profile_has_three_nodes_of_one_group(cluster_config: dict) 
         assert node["depends_on"]["topics"]["condition"] == "service_completed_successfully"
         assert node["environment"]["PROJECTOR_GROUP_ID"] == "campaign-projector"
     assert advertised == ["http://node1:8000", "http://node2:8000", "http://node3:8000"]
-    # each node its own database: DuckDB admits one process per file
+    # one shared volume of shards: a partition moves by its file, and DuckDB's
+    # lock lets one process at a time hold a shard
     data = [next(v["source"] for v in n["volumes"] if v["target"] == "/data") for n in nodes]
-    assert len(set(data)) == 3
+    assert len(set(data)) == 1
+    for node in nodes:
+        cmd = node["command"]
+        assert cmd[cmd.index("--data-dir") + 1] == "/data/shards" and "--db" not in cmd
     ports = [str(p["published"]) for n in nodes for p in n["ports"]]
     assert ports == ["8001", "8002", "8003"]
