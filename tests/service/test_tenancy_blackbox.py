@@ -116,9 +116,16 @@ def first_status_event(http: httpx.Client, path: str, headers: dict[str, str]) -
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("layout", ["one-file", "store-per-partition"])
 def test_each_workspace_sees_exactly_its_own_events_on_every_endpoint(
-    bootstrap: str, topics_factory: Callable[..., Topics], procs: Procs, tmp_path: Path
+    bootstrap: str,
+    topics_factory: Callable[..., Topics],
+    procs: Procs,
+    tmp_path: Path,
+    layout: str,
 ) -> None:
+    """One node, with one file (``--db``) or a store per partition (``--data-dir``):
+    the answers must not depend on the layout."""
     events = golden_events("tenancy") + twin_events()
     rng = random.Random(26)
     stream = events + rng.sample(events, k=len(events) // 3)
@@ -127,7 +134,10 @@ def test_each_workspace_sees_exactly_its_own_events_on_every_endpoint(
     topics = topics_factory(partitions=4)
     (tmp_path / "keys.json").write_text(json.dumps(KEYS_DOC))
     env = projector_env(bootstrap, topics, flush_max_events=20, flush_interval_ms=50)
-    _, port, alive = start_serve(procs, env, tmp_path / "mixed.duckdb", tmp_path / "keys.json")
+    data_dir = tmp_path / "shards" if layout == "store-per-partition" else None
+    _, port, alive = start_serve(
+        procs, env, tmp_path / "mixed.duckdb", tmp_path / "keys.json", data_dir=data_dir
+    )
 
     # A reference per workspace: that workspace's events alone, served in process.
     references: dict[str, TestClient] = {}
@@ -198,6 +208,8 @@ def test_each_workspace_sees_exactly_its_own_events_on_every_endpoint(
                 assert http.get(f"/v1/campaign/{cid}/status", headers=east).status_code == 403
             assert http.get("/v1/campaigns", headers=east).json()["data"] == []
             assert alive() is None
+            if data_dir is not None:  # the events are spread over the partitions' stores
+                assert len(list(data_dir.glob("partition-*.duckdb"))) == 4
     finally:
         for client in references.values():
             client.close()
