@@ -305,3 +305,61 @@ METRICS_EXAMPLES = {
     "no_run": envelope_example({"campaign_id": CID, "run_id": None,
                                 "counts": dict.fromkeys(PIPELINE_COUNTS_EXAMPLE, 0)}),
 }
+
+
+# -- delivery insight ----------------------------------------------------------------------
+
+
+def _counts(sent: int, failed: int, skipped: int, delivered: int, failed_delivery: int
+            ) -> dict[str, int]:
+    return {"sent": sent, "failed": failed, "skipped": skipped, "delivered": delivered,
+            "failed_delivery": failed_delivery}
+
+
+TIMELINE_EXAMPLE = {
+    "campaign_id": CID, "run_id": "run_789", "bucket": "1m", "bucket_seconds": 60,
+    "totals": _counts(1495, 5, 0, 1400, 95),
+    "buckets": [
+        {"start": "2026-05-12T09:12:00.000Z", "counts": _counts(700, 3, 0, 610, 40),
+         "cumulative": _counts(700, 3, 0, 610, 40)},
+        {"start": "2026-05-12T09:13:00.000Z", "counts": _counts(795, 2, 0, 760, 50),
+         "cumulative": _counts(1495, 5, 0, 1370, 90)},
+        {"start": "2026-05-12T09:15:00.000Z", "counts": _counts(0, 0, 0, 30, 5),
+         "cumulative": _counts(1495, 5, 0, 1400, 95)},
+    ],
+}
+TIMELINE_EXAMPLES = {"run": envelope_example(TIMELINE_EXAMPLE)}
+BUCKET_422 = {"bad_bucket": _err("VALIDATION_ERROR",
+                                 "query.bucket: Input should be '1m', '5m' or '1h'")}
+
+FAILURES_EXAMPLE = {
+    "campaign_id": CID, "run_id": None, "limit": 20,
+    "submits": {
+        "total": 5,
+        "items": [{"outcome": "failed", "reason": "invalid number", "count": 3},
+                  {"outcome": "failed", "reason": "timeout", "count": 2}],
+        "other": {"count": 0, "groups": 0},
+    },
+    "reports": {
+        "total": 95,
+        "items": [{"status": "undelivered", "error_code": "30003", "count": 60},
+                  {"status": "expired", "error_code": None, "count": 35}],
+        "other": {"count": 0, "groups": 0},
+    },
+}
+FAILURES_EXAMPLES = {"campaign": envelope_example(FAILURES_EXAMPLE)}
+
+LATENCY_EXAMPLE = {
+    "campaign_id": CID, "run_id": "run_789", "exact": True, "delivered": 1400,
+    "clock_skewed": 0, "min_ms": 412, "p50_ms": 3120, "p90_ms": 9870, "p99_ms": 61204,
+    "max_ms": 250331,
+    "histogram": [
+        {"from_ms": lo, "to_ms": hi, "count": n} for lo, hi, n in zip(
+            (0, 1000, 5000, 10000, 30000, 60000, 300000, 900000, 3600000, 21600000, 86400000,
+             259200000),
+            (1000, 5000, 10000, 30000, 60000, 300000, 900000, 3600000, 21600000, 86400000,
+             259200000, None),
+            (20, 900, 350, 100, 16, 14, 0, 0, 0, 0, 0, 0), strict=True)
+    ],
+}
+LATENCY_EXAMPLES = {"run": envelope_example(LATENCY_EXAMPLE)}
