@@ -87,7 +87,7 @@ def envelope_example(data: Any) -> dict[str, Any]:
 STATUS_EXAMPLE = {
     "campaign_id": CID, "campaign_run_id": "run_789", "status": "running", "current_batch": 1,
     "total_batches": 2, "recipient_count": 1500, "sent": 1000, "failed": 5, "skipped": 0,
-    "delivered": 800, "updated_at": "2026-05-12T09:14:02.218Z",
+    "delivered": 800, "receipt_overdue": 0, "updated_at": "2026-05-12T09:14:02.218Z",
 }
 STATUS_EXAMPLES = {
     "run": envelope_example(STATUS_EXAMPLE),
@@ -98,7 +98,8 @@ ANALYTICS_EXAMPLE = {
     "campaign_id": CID, "campaign_run_id": "run_789", "workspace_id": "ws_alpha",
     "total_recipients": 1500, "sent_count": 1495, "failed_count": 5, "skipped_count": 0,
     "cancelled_count": 0, "delivered_count": 1400, "failed_delivery_count": 95,
-    "pending_delivery_count": 0, "delivery_rate": 0.9365, "failure_rate": 0.0033,
+    "pending_delivery_count": 0, "receipt_overdue_count": 0, "delivery_rate": 0.9365,
+    "failure_rate": 0.0033,
     "first_sent_at": "2026-05-12T09:12:01.001Z", "last_sent_at": "2026-05-12T09:14:48.812Z",
     "completed_at": "2026-05-12T09:14:59.044Z",
 }
@@ -197,7 +198,7 @@ STATS_EXAMPLE = {
     "batch_counts": {"pending": 0, "running": 1, "completed": 2, "failed": 0},
     "retry_breakdown": [{"attempt": 1, "recipients": 2450}, {"attempt": 2, "recipients": 88},
                         {"attempt": 3, "recipients": 12}],
-    "in_flight": 120, "exhausted": 9,
+    "in_flight": 120, "exhausted": 9, "receipt_overdue": 4,
     "attempts": {"total": 2668, "average_per_recipient": 0.89},
 }
 STATS_EXAMPLES = {
@@ -207,7 +208,7 @@ STATS_EXAMPLES = {
         "recipient_counts": {"total": 0, "pending": 0, "sent": 0, "delivered": 0, "failed": 0,
                              "skipped": 0, "retrying": 0},
         "batch_counts": {"pending": 0, "running": 0, "completed": 0, "failed": 0},
-        "retry_breakdown": [], "in_flight": 0, "exhausted": 0,
+        "retry_breakdown": [], "in_flight": 0, "exhausted": 0, "receipt_overdue": 0,
         "attempts": {"total": 0, "average_per_recipient": 0.0},
     }),
 }

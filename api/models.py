@@ -58,6 +58,12 @@ class CampaignStatus(_Model):
     failed: int | None = None
     skipped: int | None = None
     delivered: int | None = None
+    receipt_overdue: int | None = Field(
+        default=None,
+        description="Sent recipients still without a terminal delivery report, sent longer "
+        "than the receipt window (PROJECTOR_RECEIPT_WINDOW, 72 h) before the campaign's latest "
+        "event time. Part of the pending deliveries (sent - delivered - failed deliveries).",
+    )
     updated_at: datetime | None = None
 
 
@@ -73,6 +79,10 @@ class CampaignAnalytics(_Model):
     delivered_count: int
     failed_delivery_count: int
     pending_delivery_count: int
+    receipt_overdue_count: int = Field(
+        description="Of pending_delivery_count: sent longer than the receipt window "
+        "(PROJECTOR_RECEIPT_WINDOW, 72 h) before the campaign's latest event time."
+    )
     delivery_rate: float | None = Field(
         description="delivered / sent, 0.0-1.0; null when sent = 0."
     )
@@ -316,6 +326,10 @@ class CampaignStats(_Model):
     retry_breakdown: list[RetryBucket]
     in_flight: int = Field(description="Sent recipients without a terminal delivery report.")
     exhausted: int = Field(description="Recipients whose last allowed attempt failed.")
+    receipt_overdue: int = Field(
+        description="Of in_flight: sent longer than the receipt window (72 h) before the "
+        "campaign's latest event time."
+    )
     attempts: AttemptTotals
 
 

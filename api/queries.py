@@ -205,6 +205,15 @@ RUNS_OF_MANY = (
     "AND campaign_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"
 )
 
+# Sent recipients of a campaign without a terminal report, sent before a cutoff, per run
+# (api.receipts: asked only when the run rows cannot tell that there are none).
+RECEIPT_OVERDUE = (
+    f"SELECT run_id, count(*) FROM recipients WHERE {_CAMPAIGN} AND outcome = 'sent' "
+    "AND (delivery_status IS NULL OR delivery_status NOT IN "
+    "('delivered', 'undelivered', 'expired', 'rejected', 'failed')) "
+    "AND submitted_at < ? GROUP BY run_id"
+)
+
 # -- delivery insight: timeline, failure reasons, latency (api.routes.insight) ----------------
 # Computed on read from the winning states the fold keeps: a recipient's winning submit
 # (F4: outcome, submitted_at, reason) and its winning message's report (F5: status,

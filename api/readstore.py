@@ -375,6 +375,10 @@ class ReadStore:
         return out
 
 
+    def receipt_overdue(self, campaign: CampaignKey, cutoff: datetime) -> dict[str, int]:
+        """Per run: sent recipients without a terminal report whose send is before ``cutoff``."""
+        return {str(r): int(n) for r, n in self._all(q.RECEIPT_OVERDUE, [*campaign, cutoff])}
+
     # -- delivery insight ----------------------------------------------------------------
     def timeline_minutes(self, run: RunKey) -> list[tuple[str, datetime, int]]:
         """Recipients of a run per (kind, UTC minute of the winning event): kinds ``sent``,

@@ -173,6 +173,9 @@ class ShardedReadStore(ReadStore):
     ) -> Iterator[list[tuple[RecipientRow, int]]]:
         return self._for(run[1]).export_recipients(run, status=status, chunk_rows=chunk_rows)
 
+    def receipt_overdue(self, campaign: CampaignKey, cutoff: Any) -> dict[str, int]:
+        return self._for(campaign[1]).receipt_overdue(campaign, cutoff)
+
     def timeline_minutes(self, run: RunKey) -> list[tuple[str, Any, int]]:
         return self._for(run[1]).timeline_minutes(run)
 
