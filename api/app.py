@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +26,7 @@ from api.errors import (
 from api.keys import KeyRing
 from api.limits import Limits, LimitsMiddleware
 from api.readstore import ReadStore
+from api.receipts import RECEIPT_WINDOW
 from api.routes import admin as admin_routes
 from api.routes import campaigns, health, stream, ui
 from api.routes import extra as extra_views
@@ -144,6 +146,7 @@ def create_app(
     feed: ChangeFeed | None = None,
     admin: AdminOps | None = None,
     owners: Owners | None = None,
+    receipt_window: timedelta = RECEIPT_WINDOW,
 ) -> FastAPI:
     """The HTTP API over ``reader``.
 
@@ -158,6 +161,7 @@ def create_app(
         owners: which node owns which partition, when several share them; requests
             for a campaign another node owns are forwarded there, and the campaign
             list is gathered from all (``api.routing``). None: one node, all here.
+        receipt_window: how long after its send a receipt is overdue (``api.receipts``).
     """
     app = FastAPI(
         title="Campaign analytics API",
@@ -168,7 +172,7 @@ def create_app(
     )
     ctx = ApiContext(
         reader=reader, keys=keys, status=status, metrics=metrics, feed=feed, admin=admin,
-        owners=owners,
+        owners=owners, receipt_window=receipt_window,
     )
     app.state.ctx = ctx
     app.add_exception_handler(ApiError, _api_error)

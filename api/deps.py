@@ -14,6 +14,7 @@ then reads and answers (``api.answers``).
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 from fastapi import Depends, Header, Path, Request, Security
@@ -26,6 +27,7 @@ from api.errors import CampaignNotFound, Forbidden, InsufficientScope, RunNotFou
 from api.keys import SCOPE_ANALYTICS, SCOPE_CAMPAIGNS, KeyRing, Principal
 from api.proxy import Proxy
 from api.readstore import CampaignHead, Heads, ReadStore
+from api.receipts import RECEIPT_WINDOW
 from api.routing import Owners
 from projector.fold.rows import CampaignKey, CampaignRow, RunRow
 from projector.intake.feed import ChangeFeed
@@ -55,6 +57,9 @@ class ApiContext:
     owners: Owners | None = None
     proxy: Proxy = field(default_factory=Proxy)
     cache: PositionCache = field(default_factory=PositionCache)
+    # Sent recipients without a terminal report for longer than this, on the
+    # campaign's event-time clock, are receipt_overdue (api.receipts).
+    receipt_window: timedelta = RECEIPT_WINDOW
     # Part of every ETag: positions restart with a rebuilt database, so a tag
     # from another server instance must never match (it costs one full answer).
     instance: str = field(default_factory=lambda: secrets.token_hex(4))

@@ -87,7 +87,7 @@ def envelope_example(data: Any) -> dict[str, Any]:
 STATUS_EXAMPLE = {
     "campaign_id": CID, "campaign_run_id": "run_789", "status": "running", "current_batch": 1,
     "total_batches": 2, "recipient_count": 1500, "sent": 1000, "failed": 5, "skipped": 0,
-    "delivered": 800, "updated_at": "2026-05-12T09:14:02.218Z",
+    "delivered": 800, "receipt_overdue": 0, "updated_at": "2026-05-12T09:14:02.218Z",
 }
 STATUS_EXAMPLES = {
     "run": envelope_example(STATUS_EXAMPLE),
@@ -98,7 +98,8 @@ ANALYTICS_EXAMPLE = {
     "campaign_id": CID, "campaign_run_id": "run_789", "workspace_id": "ws_alpha",
     "total_recipients": 1500, "sent_count": 1495, "failed_count": 5, "skipped_count": 0,
     "cancelled_count": 0, "delivered_count": 1400, "failed_delivery_count": 95,
-    "pending_delivery_count": 0, "delivery_rate": 0.9365, "failure_rate": 0.0033,
+    "pending_delivery_count": 0, "receipt_overdue_count": 0, "delivery_rate": 0.9365,
+    "failure_rate": 0.0033,
     "first_sent_at": "2026-05-12T09:12:01.001Z", "last_sent_at": "2026-05-12T09:14:48.812Z",
     "completed_at": "2026-05-12T09:14:59.044Z",
 }
@@ -197,7 +198,7 @@ STATS_EXAMPLE = {
     "batch_counts": {"pending": 0, "running": 1, "completed": 2, "failed": 0},
     "retry_breakdown": [{"attempt": 1, "recipients": 2450}, {"attempt": 2, "recipients": 88},
                         {"attempt": 3, "recipients": 12}],
-    "in_flight": 120, "exhausted": 9,
+    "in_flight": 120, "exhausted": 9, "receipt_overdue": 4,
     "attempts": {"total": 2668, "average_per_recipient": 0.89},
 }
 STATS_EXAMPLES = {
@@ -207,7 +208,7 @@ STATS_EXAMPLES = {
         "recipient_counts": {"total": 0, "pending": 0, "sent": 0, "delivered": 0, "failed": 0,
                              "skipped": 0, "retrying": 0},
         "batch_counts": {"pending": 0, "running": 0, "completed": 0, "failed": 0},
-        "retry_breakdown": [], "in_flight": 0, "exhausted": 0,
+        "retry_breakdown": [], "in_flight": 0, "exhausted": 0, "receipt_overdue": 0,
         "attempts": {"total": 0, "average_per_recipient": 0.0},
     }),
 }
@@ -305,3 +306,61 @@ METRICS_EXAMPLES = {
     "no_run": envelope_example({"campaign_id": CID, "run_id": None,
                                 "counts": dict.fromkeys(PIPELINE_COUNTS_EXAMPLE, 0)}),
 }
+
+
+# -- delivery insight ----------------------------------------------------------------------
+
+
+def _counts(sent: int, failed: int, skipped: int, delivered: int, failed_delivery: int
+            ) -> dict[str, int]:
+    return {"sent": sent, "failed": failed, "skipped": skipped, "delivered": delivered,
+            "failed_delivery": failed_delivery}
+
+
+TIMELINE_EXAMPLE = {
+    "campaign_id": CID, "run_id": "run_789", "bucket": "1m", "bucket_seconds": 60,
+    "totals": _counts(1495, 5, 0, 1400, 95),
+    "buckets": [
+        {"start": "2026-05-12T09:12:00.000Z", "counts": _counts(700, 3, 0, 610, 40),
+         "cumulative": _counts(700, 3, 0, 610, 40)},
+        {"start": "2026-05-12T09:13:00.000Z", "counts": _counts(795, 2, 0, 760, 50),
+         "cumulative": _counts(1495, 5, 0, 1370, 90)},
+        {"start": "2026-05-12T09:15:00.000Z", "counts": _counts(0, 0, 0, 30, 5),
+         "cumulative": _counts(1495, 5, 0, 1400, 95)},
+    ],
+}
+TIMELINE_EXAMPLES = {"run": envelope_example(TIMELINE_EXAMPLE)}
+BUCKET_422 = {"bad_bucket": _err("VALIDATION_ERROR",
+                                 "query.bucket: Input should be '1m', '5m' or '1h'")}
+
+FAILURES_EXAMPLE = {
+    "campaign_id": CID, "run_id": None, "limit": 20,
+    "submits": {
+        "total": 5,
+        "items": [{"outcome": "failed", "reason": "invalid number", "count": 3},
+                  {"outcome": "failed", "reason": "timeout", "count": 2}],
+        "other": {"count": 0, "groups": 0},
+    },
+    "reports": {
+        "total": 95,
+        "items": [{"status": "undelivered", "error_code": "30003", "count": 60},
+                  {"status": "expired", "error_code": None, "count": 35}],
+        "other": {"count": 0, "groups": 0},
+    },
+}
+FAILURES_EXAMPLES = {"campaign": envelope_example(FAILURES_EXAMPLE)}
+
+LATENCY_EXAMPLE = {
+    "campaign_id": CID, "run_id": "run_789", "exact": True, "delivered": 1400,
+    "clock_skewed": 0, "min_ms": 412, "p50_ms": 3120, "p90_ms": 9870, "p99_ms": 61204,
+    "max_ms": 250331,
+    "histogram": [
+        {"from_ms": lo, "to_ms": hi, "count": n} for lo, hi, n in zip(
+            (0, 1000, 5000, 10000, 30000, 60000, 300000, 900000, 3600000, 21600000, 86400000,
+             259200000),
+            (1000, 5000, 10000, 30000, 60000, 300000, 900000, 3600000, 21600000, 86400000,
+             259200000, None),
+            (20, 900, 350, 100, 16, 14, 0, 0, 0, 0, 0, 0), strict=True)
+    ],
+}
+LATENCY_EXAMPLES = {"run": envelope_example(LATENCY_EXAMPLE)}

@@ -58,6 +58,12 @@ class CampaignStatus(_Model):
     failed: int | None = None
     skipped: int | None = None
     delivered: int | None = None
+    receipt_overdue: int | None = Field(
+        default=None,
+        description="Sent recipients still without a terminal delivery report, sent longer "
+        "than the receipt window (PROJECTOR_RECEIPT_WINDOW, 72 h) before the campaign's latest "
+        "event time. Part of the pending deliveries (sent - delivered - failed deliveries).",
+    )
     updated_at: datetime | None = None
 
 
@@ -73,6 +79,10 @@ class CampaignAnalytics(_Model):
     delivered_count: int
     failed_delivery_count: int
     pending_delivery_count: int
+    receipt_overdue_count: int = Field(
+        description="Of pending_delivery_count: sent longer than the receipt window "
+        "(PROJECTOR_RECEIPT_WINDOW, 72 h) before the campaign's latest event time."
+    )
     delivery_rate: float | None = Field(
         description="delivered / sent, 0.0-1.0; null when sent = 0."
     )
@@ -322,6 +332,10 @@ class CampaignStats(_Model):
     retry_breakdown: list[RetryBucket]
     in_flight: int = Field(description="Sent recipients without a terminal delivery report.")
     exhausted: int = Field(description="Recipients whose last allowed attempt failed.")
+    receipt_overdue: int = Field(
+        description="Of in_flight: sent longer than the receipt window (72 h) before the "
+        "campaign's latest event time."
+    )
     attempts: AttemptTotals
 
 
@@ -458,3 +472,98 @@ class CampaignMetrics(_Model):
     campaign_id: str
     run_id: str | None
     counts: PipelineCounts
+
+
+# -- delivery insight (api.routes.insight) ------------------------------------------------------
+
+
+class TimelineCounts(_Model):
+    sent: int = Field(description="Recipients whose winning submit is `sent`.")
+    failed: int = Field(description="Recipients whose winning submit is `failed`.")
+    skipped: int = Field(description="Recipients whose winning submit is `skipped`.")
+    delivered: int = Field(description="Sent recipients whose winning report is `delivered`.")
+    failed_delivery: int = Field(
+        description="Sent recipients whose winning report is terminal and not delivered."
+    )
+
+
+class TimelineBucket(_Model):
+    start: datetime = Field(description="Start of the bucket (UTC, aligned on its width).")
+    counts: TimelineCounts = Field(description="Winning events whose time falls in the bucket.")
+    cumulative: TimelineCounts = Field(description="Up to the end of the bucket.")
+
+
+class RunTimeline(_Model):
+    campaign_id: str
+    run_id: str
+    bucket: Literal["1m", "5m", "1h"]
+    bucket_seconds: int
+    totals: TimelineCounts = Field(description="Equal to the run's counters.")
+    buckets: list[TimelineBucket] = Field(
+        description="Buckets holding at least one event, in time order."
+    )
+
+
+class FailureOther(_Model):
+    count: int = Field(description="Recipients in the groups past the listed ones.")
+    groups: int = Field(description="How many groups were folded into `other`.")
+
+
+class SubmitFailure(_Model):
+    outcome: Literal["failed", "skipped"]
+    reason: str | None = Field(
+        description="Producer text: control characters as spaces, at most 200 characters. "
+        "Never trust it as HTML."
+    )
+    count: int
+
+
+class ReportFailure(_Model):
+    status: Literal["undelivered", "expired", "rejected", "failed"]
+    error_code: str | None = Field(
+        description="Producer text: control characters as spaces, at most 64 characters."
+    )
+    count: int
+
+
+class SubmitFailures(_Model):
+    total: int = Field(description="Recipients whose winning submit failed or was skipped.")
+    items: list[SubmitFailure]
+    other: FailureOther
+
+
+class ReportFailures(_Model):
+    total: int = Field(description="Sent recipients whose winning report is terminal, "
+                       "not delivered.")
+    items: list[ReportFailure]
+    other: FailureOther
+
+
+class CampaignFailures(_Model):
+    campaign_id: str
+    run_id: str | None = Field(description="The run asked for; null: every run.")
+    limit: int = Field(description="Groups listed per list before `other`.")
+    submits: SubmitFailures
+    reports: ReportFailures
+
+
+class LatencyBucket(_Model):
+    from_ms: int
+    to_ms: int | None = Field(description="Exclusive; null for the open-ended last bucket.")
+    count: int
+
+
+class RunLatency(_Model):
+    campaign_id: str
+    run_id: str
+    exact: bool = Field(description="Percentiles are exact (nearest rank), never estimated.")
+    delivered: int = Field(description="Delivered recipients measured.")
+    clock_skewed: int = Field(
+        description="Of those, reports stamped before their submit (counted as 0 ms)."
+    )
+    min_ms: int | None
+    p50_ms: int | None
+    p90_ms: int | None
+    p99_ms: int | None
+    max_ms: int | None
+    histogram: list[LatencyBucket]

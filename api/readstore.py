@@ -375,6 +375,54 @@ class ReadStore:
         return out
 
 
+    def receipt_overdue(self, campaign: CampaignKey, cutoff: datetime) -> dict[str, int]:
+        """Per run: sent recipients without a terminal report whose send is before ``cutoff``."""
+        return {str(r): int(n) for r, n in self._all(q.RECEIPT_OVERDUE, [*campaign, cutoff])}
+
+    # -- delivery insight ----------------------------------------------------------------
+    def timeline_minutes(self, run: RunKey) -> list[tuple[str, datetime, int]]:
+        """Recipients of a run per (kind, UTC minute of the winning event): kinds ``sent``,
+        ``failed``, ``skipped`` (winning submit) and ``delivered``, ``failed_delivery``
+        (winning terminal report); minutes as naive UTC datetimes."""
+        rows = self._all(q.TIMELINE_MINUTES, [*run, *run])
+        return [(str(k), m, int(n)) for k, m, n in rows]
+
+    def failure_groups(
+        self,
+        campaign: CampaignKey,
+        run_id: str | None,
+        *,
+        top: int,
+        reason_chars: int,
+        code_chars: int,
+    ) -> FailureGroups:
+        """Failed and skipped submits by (outcome, reason) and terminal non-delivered
+        reports by (status, error_code), each as its ``top`` largest groups and the rest."""
+        submits_sql, reports_sql = q.failure_queries(reason_chars, code_chars)
+        params = [*campaign, run_id, run_id, top]
+        return FailureGroups(
+            _ranked_groups(self._all(submits_sql, params)),
+            _ranked_groups(self._all(reports_sql, params)),
+        )
+
+    def latency(self, run: RunKey, edges_ms: tuple[int, ...]) -> LatencyAggregates:
+        """Delivered recipients' latency (ms, clamped at 0): count, clock-skewed count,
+        min, max, nearest-rank p50/p90/p99, and counts per histogram bucket."""
+        t = self._one(q.LATENCY_SUMMARY, list(run)) or (0, 0, None, None, None, None, None)
+        hist = {int(b): int(n) for b, n in self._all(q.latency_histogram(edges_ms), list(run))}
+        n, skewed, lo, hi, p50, p90, p99 = t
+        return LatencyAggregates(
+            count=int(n or 0),
+            skewed=int(skewed or 0),
+            min_ms=None if lo is None else int(lo),
+            max_ms=None if hi is None else int(hi),
+            p50_ms=None if p50 is None else int(p50),
+            p90_ms=None if p90 is None else int(p90),
+            p99_ms=None if p99 is None else int(p99),
+            histogram=[hist.get(i, 0) for i in range(len(edges_ms) + 1)],
+        )
+
+
 class StatsAggregates(NamedTuple):
     retrying: int
     exhausted: int
@@ -390,3 +438,34 @@ class RecipientAnchors(NamedTuple):
     total: int
     stride: int
     keys: list[tuple[int, str]]  # (batch_sequence or max BIGINT, recipient_id)
+
+
+# (a, b, recipients) per listed group, largest first; then (recipients, groups) of the rest.
+Groups = tuple[list[tuple[str, str | None, int]], tuple[int, int]]
+
+
+def _ranked_groups(rows: list[tuple[Any, ...]]) -> Groups:
+    listed: list[tuple[str, str | None, int]] = []
+    rest = (0, 0)
+    for pos, a, b, n, groups in rows:
+        if pos is None:
+            rest = (int(n or 0), int(groups or 0))
+        else:
+            listed.append((str(a), b, int(n)))
+    return listed, rest
+
+
+class FailureGroups(NamedTuple):
+    submits: Groups  # (outcome, reason)
+    reports: Groups  # (status, error_code)
+
+
+class LatencyAggregates(NamedTuple):
+    count: int
+    skewed: int
+    min_ms: int | None
+    max_ms: int | None
+    p50_ms: int | None
+    p90_ms: int | None
+    p99_ms: int | None
+    histogram: list[int]  # delivered recipients per bucket, the open-ended last included

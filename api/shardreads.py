@@ -22,7 +22,14 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from api.errors import PartitionUnavailable
-from api.readstore import Heads, ReadStore, RecipientAnchors, StatsAggregates
+from api.readstore import (
+    FailureGroups,
+    Heads,
+    LatencyAggregates,
+    ReadStore,
+    RecipientAnchors,
+    StatsAggregates,
+)
 from projector.fold.rows import (
     BatchRow,
     CampaignKey,
@@ -165,6 +172,28 @@ class ShardedReadStore(ReadStore):
         self, run: RunKey, *, status: str | None, chunk_rows: int = 2000
     ) -> Iterator[list[tuple[RecipientRow, int]]]:
         return self._for(run[1]).export_recipients(run, status=status, chunk_rows=chunk_rows)
+
+    def receipt_overdue(self, campaign: CampaignKey, cutoff: Any) -> dict[str, int]:
+        return self._for(campaign[1]).receipt_overdue(campaign, cutoff)
+
+    def timeline_minutes(self, run: RunKey) -> list[tuple[str, Any, int]]:
+        return self._for(run[1]).timeline_minutes(run)
+
+    def failure_groups(
+        self,
+        campaign: CampaignKey,
+        run_id: str | None,
+        *,
+        top: int,
+        reason_chars: int,
+        code_chars: int,
+    ) -> FailureGroups:
+        return self._for(campaign[1]).failure_groups(
+            campaign, run_id, top=top, reason_chars=reason_chars, code_chars=code_chars
+        )
+
+    def latency(self, run: RunKey, edges_ms: tuple[int, ...]) -> LatencyAggregates:
+        return self._for(run[1]).latency(run, edges_ms)
 
     # -- every shard: merged in the list's order ----------------------------------------
     def offsets(self) -> dict[TopicPartition, int]:

@@ -7,9 +7,11 @@ settings drive a laptop demo, CI and the compose deployment.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -115,6 +117,12 @@ class Settings(BaseSettings):
     # production, where it costs a query per flush (docs/reliability.md).
     check_invariants: bool = False
     log_level: str = "INFO"
+    # Receipts that never come: a sent recipient still without a terminal
+    # delivery report this long after its send counts as receipt_overdue. The
+    # clock is the campaign's own latest event time, not the wall clock, so
+    # answers stay a function of the events (docs/decisions/0036-receipt-window-
+    # on-event-time.md). `72h`, `90m`, `3d`, plain seconds, or ISO 8601 (PT72H).
+    receipt_window: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
     # API protection: requests/s and burst per key, and per client address for
     # requests without a valid key; 0 turns rate limiting off.
     rate_limit: float = Field(default=50.0, ge=0)
@@ -125,6 +133,18 @@ class Settings(BaseSettings):
     # The key `projector swap` sends to a running serve: it must hold the
     # `admin` scope there. A client's setting; the server reads its keys file.
     admin_key: SecretStr | None = None
+
+    @field_validator("receipt_window", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        """``72h``, ``90m``, ``3d``, ``30s`` or plain seconds; anything else as pydantic
+        reads a timedelta (ISO 8601: ``PT72H``)."""
+        if isinstance(value, str):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+            if m:
+                unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+                return timedelta(seconds=float(m.group(1)) * unit)
+        return value
 
     def advertised_url(self, port: int | None = None) -> str:
         """This node's base URL for the group: ``advertise``, else ``http://host:port``.

@@ -78,6 +78,7 @@ def serving(settings: Settings, store: Store | Shards, keys: KeyRing) -> Iterato
             if isinstance(store, Shards)
             else SwapController(projector, lambda new: replace_reader(app, reader_of(new))),
             limits=Limits.from_settings(settings),
+            receipt_window=settings.receipt_window,
             # Routing between nodes is for a group whose nodes say where they
             # are (--advertise); a single node answers from its own database.
             owners=projector.membership if settings.advertise else None,

@@ -74,12 +74,14 @@ def stats_payload(
     retry_breakdown: Mapping[int, int],
     batch_counts: Mapping[str, int],
     total_attempts: int,
+    receipt_overdue: int = 0,
 ) -> dict[str, Any]:
     """Breakdown over every run of a campaign.
 
     Counts that the fold maintains come from the run rows; ``retrying``,
     ``exhausted``, the retry breakdown, batch counts and attempts are SQL
-    aggregates passed in.
+    aggregates passed in; ``receipt_overdue`` too (``api.receipts``), a part of
+    ``in_flight``.
     """
     buckets = dict.fromkeys(RECIPIENT_BUCKETS, 0)
     total = 0
@@ -99,6 +101,7 @@ def stats_payload(
             {"attempt": a, "recipients": n} for a, n in sorted(retry_breakdown.items())
         ],
         "in_flight": buckets["sent"],
+        "receipt_overdue": receipt_overdue,
         "exhausted": exhausted,
         "attempts": {
             "total": total_attempts,

@@ -48,7 +48,12 @@ def latest_run(runs: Iterable[RunRow]) -> RunRow | None:
     return best
 
 
-def status_payload(campaign_id: str, run: RunRow | None) -> dict[str, Any]:
+def status_payload(
+    campaign_id: str, run: RunRow | None, receipt_overdue: int = 0
+) -> dict[str, Any]:
+    """``receipt_overdue``: the run's sent recipients whose receipt is overdue
+    (``api.receipts``); 0 unless the run rows say some may be.
+    """
     if run is None:
         return {"campaign_id": campaign_id, "status": "NO_RUN"}
     return {
@@ -62,13 +67,15 @@ def status_payload(campaign_id: str, run: RunRow | None) -> dict[str, Any]:
         "failed": run.failed,
         "skipped": run.skipped,
         "delivered": run.delivered,
+        "receipt_overdue": receipt_overdue,
         "updated_at": iso(run.updated_at),
     }
 
 
 def analytics_payload(
-    campaign_id: str, workspace_id: str | None, runs: list[RunRow]
+    campaign_id: str, workspace_id: str | None, runs: list[RunRow], receipt_overdue: int = 0
 ) -> dict[str, Any]:
+    """``receipt_overdue``: over every run, as in ``status_payload``."""
     latest = latest_run(runs)
     total = sum(r.total_recipients for r in runs)
     sent = sum(r.sent for r in runs)
@@ -93,6 +100,7 @@ def analytics_payload(
         "delivered_count": delivered,
         "failed_delivery_count": failed_delivery,
         "pending_delivery_count": sent - delivered - failed_delivery,
+        "receipt_overdue_count": receipt_overdue,
         "delivery_rate": rate(delivered, sent),
         "failure_rate": rate(failed, total),
         "first_sent_at": iso(min(firsts)) if firsts else None,

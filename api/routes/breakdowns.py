@@ -20,6 +20,7 @@ from api.deps import AnalyticsRead, CampaignsRead
 from api.keys import SCOPE_ANALYTICS
 from api.models import CampaignExecution, CampaignMetrics, CampaignStats, CampaignSummary, Envelope
 from api.payloads import breakdowns as views_extra
+from api.receipts import overdue_of
 
 router = APIRouter(tags=["breakdowns"])
 
@@ -37,7 +38,9 @@ def now_utc() -> datetime:
     "on a run that is not terminal; the buckets add up to `total`, so `failed` excludes "
     "`retrying`), listed batches per status, recipients by the attempt number of their winning "
     "submit, in-flight and exhausted recipients (failed on their last allowed attempt), and "
-    "submit attempts in total and per recipient (2 decimals, 0.0 when none). "
+    "submit attempts in total and per recipient (2 decimals, 0.0 when none), and "
+    "`receipt_overdue`: in-flight recipients sent longer than the receipt window "
+    "(`PROJECTOR_RECEIPT_WINDOW`, 72 h) before the campaign's latest event time. "
     "Scope: `analytics:read`.",
     response_model=Envelope[CampaignStats],
     responses=docs.responses(docs.STATS_EXAMPLES, scope=SCOPE_ANALYTICS),
@@ -48,14 +51,17 @@ def campaign_stats(read: AnalyticsRead) -> Response:
 
         def build() -> Payload:
             agg = reader.stats_aggregates(head.key)
+            runs = reader.runs_of(head.key)
+            overdue = overdue_of(reader, head.key, runs, read.reply.ctx.receipt_window)
             return views_extra.stats_payload(
                 head.campaign_id,
-                reader.runs_of(head.key),
+                runs,
                 retrying=agg.retrying,
                 exhausted=agg.exhausted,
                 retry_breakdown=agg.retry_breakdown,
                 batch_counts=agg.batch_counts,
                 total_attempts=agg.total_attempts,
+                receipt_overdue=sum(overdue.values()),
             )
 
         return read.reply.cached("stats", head, build)

@@ -40,20 +40,29 @@ from api.models import CampaignAnalytics, CampaignStatus, Envelope, RunDetail, R
 from api.payloads import campaign as views
 from api.payloads.breakdowns import mask_phone
 from api.readstore import CampaignHead
+from api.receipts import overdue_from_runs, overdue_of
 from projector.fold.rows import RunRow
 
 router = APIRouter(tags=["campaigns"])
 
-# (head, runs) -> payload: the runs are the campaign's at the head's position.
-PayloadBuilder = Callable[[CampaignHead, list[RunRow]], Payload]
+# (head, runs, receipt_overdue per run) -> payload: the runs are the campaign's at the
+# head's position, and the overdue counts of the same state (``api.receipts``).
+PayloadBuilder = Callable[[CampaignHead, list[RunRow], dict[str, int]], Payload]
 
 
-def _status_payload(head: CampaignHead, runs: list[RunRow]) -> Payload:
-    return views.status_payload(head.campaign_id, views.latest_run(runs))
+def _status_payload(head: CampaignHead, runs: list[RunRow], overdue: dict[str, int]) -> Payload:
+    run = views.latest_run(runs)
+    return views.status_payload(
+        head.campaign_id, run, overdue.get(run.run_id, 0) if run is not None else 0
+    )
 
 
-def _analytics_payload(head: CampaignHead, runs: list[RunRow]) -> Payload:
-    return views.analytics_payload(head.campaign_id, head.workspace_id, runs)
+def _analytics_payload(
+    head: CampaignHead, runs: list[RunRow], overdue: dict[str, int]
+) -> Payload:
+    return views.analytics_payload(
+        head.campaign_id, head.workspace_id, runs, sum(overdue.values())
+    )
 
 
 def _from_memory(
@@ -78,9 +87,17 @@ def _from_memory(
         return not_modified
     if runs is not None:
         polled = runs
-        payload = reply.ctx.cache.get_or_build(
-            (kind, *head.key), head.position, lambda: build(head, polled)
-        )
+        overdue = overdue_from_runs(polled, reply.ctx.receipt_window)
+        if overdue is None:
+            # Receipts may be overdue (rare: a campaign older than the receipt window
+            # with receipts pending): counting them reads DuckDB, in the thread pool,
+            # unless this position's payload was built already.
+            payload = reply.ctx.cache.peek((kind, *head.key), head.position)
+        else:
+            counted = overdue
+            payload = reply.ctx.cache.get_or_build(
+                (kind, *head.key), head.position, lambda: build(head, polled, counted)
+            )
     else:
         payload = reply.ctx.cache.peek((kind, *head.key), head.position)
     return None if payload is None else ok(payload, reply.request_id, headers=headers)
@@ -98,7 +115,13 @@ async def _polled(read: CampaignRead[NothingElse], kind: str, build: PayloadBuil
         # the position is built from that position's rows.
         with reader.consistent():
             head = head_of(reader.stored_heads(campaign_id), caller, campaign_id)
-            return read.reply.cached(kind, head, lambda: build(head, reader.runs_of(head.key)))
+
+            def built() -> Payload:
+                runs = reader.runs_of(head.key)
+                window = read.reply.ctx.receipt_window
+                return build(head, runs, overdue_of(reader, head.key, runs, window))
+
+            return read.reply.cached(kind, head, built)
 
     return await run_in_threadpool(from_db)
 

@@ -44,6 +44,7 @@ from api.deps import ApiContext, CampaignId, Context, head_of, require
 from api.errors import CampaignNotFound, Unauthorized
 from api.keys import SCOPE_CAMPAIGNS
 from api.payloads import campaign as views
+from api.receipts import overdue_of
 from projector.fold.rows import CampaignKey
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,11 @@ def read_status(ctx: ApiContext, campaign: CampaignKey) -> tuple[int, dict[str, 
     with reader.consistent():
         position = reader.position(campaign)
         runs = reader.runs_of(campaign)
-    return position, views.status_payload(campaign[1], views.latest_run(runs))
+        overdue = overdue_of(reader, campaign, runs, ctx.receipt_window)
+    run = views.latest_run(runs)
+    return position, views.status_payload(
+        campaign[1], run, overdue.get(run.run_id, 0) if run is not None else 0
+    )
 
 
 async def _read(ctx: ApiContext, campaign: CampaignKey) -> tuple[int, dict[str, Any]] | None:

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             status=lambda: snapshot,
             metrics=Metrics(),
             limits=Limits.from_settings(settings),
+            receipt_window=settings.receipt_window,
         )
         server = build_foreground_server(app, settings.host, settings.port)
         log.info(

@@ -8,7 +8,7 @@ computed another way.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 TERMINAL_DLR = {"delivered", "undelivered", "expired", "rejected", "failed"}
@@ -225,9 +225,26 @@ class Ref:
                                 for a, n in sorted(breakdown.items())],
             "in_flight": buckets["sent"],
             "exhausted": exhausted,
+            "receipt_overdue": self.receipt_overdue(cid),
             "attempts": {"total": attempts,
                          "average_per_recipient": round(attempts / total, 2) if total else 0.0},
         }
+
+    def receipt_overdue(self, cid: str, window: timedelta = timedelta(hours=72)) -> int:
+        """Sent recipients without a terminal report, sent more than ``window`` before the
+        campaign's latest event time of any of its runs (F8)."""
+        times = [ts(e["occurred_at"]) for e in self.events
+                 if "run_id" in e and self.run_campaign[e["run_id"]] == cid]
+        if not times:
+            return 0
+        cutoff = max(times) - window
+        n = 0
+        for rid in self.runs_of(cid):
+            for r in self.recipients(rid):
+                w = self.winning.get((rid, r))
+                if w is not None and self.f11(rid, r) == "sent" and ts(w["occurred_at"]) < cutoff:
+                    n += 1
+        return n
 
     def pipeline(self, rid: str | None) -> dict[str, int]:
         if rid is None:
