@@ -110,7 +110,10 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     """The one mapping of domain errors to HTTP: status and code come from the error class."""
     assert isinstance(exc, ApiError)
     if exc.status >= 500:
-        log.error("request %s failed: %s", _request_id(request), exc)
+        # A 503 with Retry-After is a state the client is told to wait out
+        # (a partition moving, restoring): worth a debug line, not an error.
+        level = logging.DEBUG if "Retry-After" in (exc.headers or {}) else logging.ERROR
+        log.log(level, "request %s failed: %s", _request_id(request), exc)
     return fail(exc.status, exc.code, exc.client_message, _request_id(request),
                 headers=exc.headers)
 

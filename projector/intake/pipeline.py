@@ -87,6 +87,9 @@ class Pipeline:
         # With a sharded store: is the partition's shard attached here? Records
         # of one that is not are left unread and unacked (projector.store.shards).
         self.holds: Callable[[int], bool] | None = None
+        # Partitions whose shard is being attached: their records wait for it
+        # (projector.intake.placement) instead of being left.
+        self.attaching: dict[int, asyncio.Future[None]] = {}
         self.applied: dict[TopicPartition, int] = {}
         # The last record applied per partition, checked against the log on
         # every poll and before every commit (projector.store.logmark): offsets
@@ -184,7 +187,10 @@ class Pipeline:
     ) -> None:
         tp = (topic, partition)
         if self.holds is not None and not self.holds(partition):
-            return  # its shard is not open here (yet): read again once it is
+            if (ready := self.attaching.get(partition)) is not None:
+                await ready
+            if not self.holds(partition):
+                return  # its shard is not open here: read again once it is
         if tp in self.awaiting_first:
             self.awaiting_first.discard(tp)
         if tp in self.inconsistent:

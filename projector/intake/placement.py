@@ -76,8 +76,23 @@ class Placement:
                     asyncio.to_thread(_close, p, store)
                 )
         self.waiting &= set(partitions)
-        for p in sorted(partitions - self.shards.attached):
-            await self._attach(p)
+        gained = sorted(partitions - self.shards.attached)
+        # Records of a gained partition wait for its shard (Pipeline.add)
+        # rather than being dropped: a dropped record moves faust's read
+        # offset past it, and the seek back that follows races aiokafka's
+        # fetcher (a KeyError in fetched_records killed the fetcher).
+        loop = asyncio.get_running_loop()
+        for p in gained:
+            self.pipeline.attaching.setdefault(p, loop.create_future())
+        try:
+            # Side by side: each shard is its own DuckDB, and an open costs
+            # ~70 ms or more (a WAL to replay), which faust's rebalance waits for.
+            await asyncio.gather(*(self._attach(p) for p in gained))
+        finally:
+            for p in gained:
+                ready = self.pipeline.attaching.pop(p, None)
+                if ready is not None and not ready.done():
+                    ready.set_result(None)
         self.membership.opening(self.waiting)
         if self.waiting and (self._retry is None or self._retry.done()):
             self._retry = asyncio.get_running_loop().create_task(self._keep_trying())
@@ -87,7 +102,7 @@ class Placement:
         if closing is not None:
             await closing  # regained while still closing: its file must be let go first
         try:
-            store = await self.in_writer(self.shards.attach, partition)
+            store = await asyncio.to_thread(self.shards.attach, partition)
             offsets = await self.in_writer(store.offsets)
             marks = await self.in_writer(store.marks)
         except ShardLocked as e:

@@ -129,19 +129,25 @@ class Shards:
     def attach(self, partition: int) -> Store:
         """Open partition's shard (created if new); ``ShardLocked`` if another process
         holds it. Attaching an attached shard returns it."""
-        with self._lock:
-            store = self._shards.get(partition)
-            if store is not None:
-                return store
-            path = shard_path(self.data_dir, partition)
-            try:
-                store = self._make(path).open()
-            except StoreLockedError as e:
-                raise ShardLocked(str(e)) from e
-            self._shards[partition] = store
-            self._stored[partition] = store.offsets()
-            log.info("shard %d attached (%s, %d flushes)", partition, path.name, store.seq)
+        store = self._shards.get(partition)
+        if store is not None:
             return store
+        # Opened outside the lock: several shards open side by side (an
+        # assignment gains many at once), and flushes of the others go on.
+        path = shard_path(self.data_dir, partition)
+        try:
+            store = self._make(path).open()
+        except StoreLockedError as e:
+            raise ShardLocked(str(e)) from e
+        stored = store.offsets()
+        with self._lock:
+            if partition in self._shards:  # attached meanwhile by another caller
+                store.close()
+                return self._shards[partition]
+            self._shards[partition] = store
+            self._stored[partition] = stored
+        log.info("shard %d attached (%s, %d flushes)", partition, path.name, store.seq)
+        return store
 
     def detach(self, partition: int) -> None:
         """Checkpoint and close partition's shard, letting go of its file."""

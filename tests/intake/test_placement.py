@@ -72,3 +72,28 @@ def test_records_go_to_the_shard_of_their_partition_and_move_with_it(tmp_path):
         moved.shards.close()
 
     asyncio.run(go())
+
+
+def test_a_record_of_a_partition_being_attached_waits_for_its_shard(tmp_path):
+    """Not dropped: a dropped record moves faust's read offset past it, and the seek
+    back that follows raced aiokafka's fetcher (KeyError in fetched_records)."""
+    values = [line.encode() for line in golden_lines()]
+
+    async def go() -> None:
+        shards, pipeline, placement = _node(tmp_path)
+        follow = asyncio.get_running_loop().create_task(placement.follow(frozenset({0, 1})))
+        await asyncio.sleep(0)  # follow() has marked partitions 0 and 1 as attaching
+        assert set(pipeline.attaching) == {0, 1}
+        await pipeline.add(RUNS, 1, 0, None, values[0])  # waits for shard 1, then is taken
+        assert shards.holds(1) and pipeline.expected_offset(RUNS, 1) == 1
+        await follow
+        assert pipeline.attaching == {}
+        await pipeline.flush()
+        assert shards.shard(1).offsets() == {(RUNS, 1): 1}
+        # A partition neither held nor being attached: left, as before.
+        await pipeline.add(RUNS, 2, 0, None, values[1])
+        assert pipeline.expected_offset(RUNS, 2) is None
+        await placement.stop()
+        shards.close()
+
+    asyncio.run(go())
