@@ -114,10 +114,11 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main([])
     assert e.value.code == 2
-    with pytest.raises(SystemExit) as e:
-        main(["verify"])  # --db is required
-    assert e.value.code == 2
-    assert "--db" in capsys.readouterr().err
+    # Two databases are required (files, or data directories of shards).
+    assert main(["verify"]) == 2
+    assert "--db A --db B" in capsys.readouterr().out
+    assert main(["replay"]) == 2  # --db FILE or --data-dir DIR
+    assert "--data-dir" in capsys.readouterr().err
 
 
 def test_an_invalid_setting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
