@@ -104,9 +104,7 @@ def node_partitions(
     if settled:
         lag = {p: n for p, n in lag.items() if int(p) in owned}
     # Records each still lacks of its last owner's offsets (-1: waiting for its shard's file).
-    remaining = getattr(owners, "remaining", {})
-    opening = getattr(owners, "opening_now", frozenset())
-    to_go = {str(p): -1 if p in opening else int(remaining.get(p, 0)) for p in restoring}
+    to_go = {str(p): n for p, n in sorted(getattr(owners, "restore_remaining", {}).items())}
     # Paused past the group's session: answering for nothing until reassigned.
     lease = getattr(owners, "lease_lost", None)
     return {

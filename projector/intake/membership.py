@@ -185,10 +185,16 @@ class Membership:
         self._publish()
 
     @property
-    def opening_now(self) -> frozenset[int]:
-        """Owned partitions waiting for their shard's file."""
+    def restore_remaining(self) -> dict[int, int]:
+        """Per restoring partition, the records it still lacks as of the last flush
+        (-1: waiting for its shard's file); what /readyz and the metric show."""
         with self._lock:
-            return self._opening
+            return self._to_go()
+
+    def _to_go(self) -> dict[int, int]:
+        out = {p: self._remaining.get(p, 0) for p in self._restoring}
+        out.update(dict.fromkeys(self._opening, -1))
+        return out
 
     @property
     def remaining(self) -> dict[int, int]:
@@ -397,14 +403,8 @@ class Membership:
             return
         with self._lock:
             settled, local = self._settled and self._lease_lost is None, self._local
-            restoring, remaining, opening = set(self._restoring), self._remaining, self._opening
+            to_go = self._to_go()
         self._metrics.cluster_settled.set(1 if settled else 0)
         for p in range(self._partitions):
             self._metrics.partition_owned.labels(str(p)).set(1 if p in local else 0)
-            if p in opening:
-                left = -1
-            elif p in restoring:
-                left = remaining.get(p, 0)
-            else:
-                left = 0
-            self._metrics.partition_restoring.labels(str(p)).set(left)
+            self._metrics.partition_restoring.labels(str(p)).set(to_go.get(p, 0))

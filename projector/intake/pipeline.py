@@ -309,14 +309,9 @@ class Pipeline:
             self.marks[tp] = mark
 
     def shard_detached(self, partition: int) -> None:
-        """Forget partition's position: its shard is closed here (another node's now)."""
-        for tp in [tp for tp in set(self.expected) | set(self.applied) if tp[1] == partition]:
-            self.applied.pop(tp, None)
-            self.marks.pop(tp, None)
-            self.confirmed.pop(tp, None)
-            self.resyncing.pop(tp, None)
-            self.expected[tp] = self.log_start.get(tp, 0)
-        self.status.update(offsets=dict(self.applied))
+        """Forget partition's position: its shard is closed here (another node's now).
+        As if an empty shard were attached: nothing applied, read from the log start."""
+        self.shard_attached(partition, {}, {})
 
     def confirm_soon(self, tps: Iterable[TopicPartition]) -> asyncio.Task[None]:
         """Read the marks of ``tps`` back now, in the background (after an assignment).

@@ -21,8 +21,7 @@ from typing import Any
 from projector.intake.membership import Membership
 from projector.intake.pipeline import Pipeline
 from projector.store.errors import StoreError
-from projector.store.shards import ShardLocked, Shards
-from projector.store.writer import Store
+from projector.store.shards import ShardLocked, Shards, close_shard
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class Placement:
             self.pipeline.shard_detached(p)
             if store is not None:
                 self._closing[p] = asyncio.get_running_loop().create_task(
-                    asyncio.to_thread(_close, p, store)
+                    asyncio.to_thread(close_shard, p, store)
                 )
         self.waiting &= set(partitions)
         gained = sorted(partitions - self.shards.attached)
@@ -139,11 +138,3 @@ class Placement:
             await task
         self._closing.clear()
 
-
-def _close(partition: int, store: Store) -> None:
-    try:
-        store.close()
-    except Exception:  # noqa: BLE001 - its rows are committed; the next open replays its WAL
-        log.exception("closing shard %d failed", partition)
-    else:
-        log.info("shard %d detached", partition)

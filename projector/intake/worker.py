@@ -507,7 +507,7 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
         for tp in assigned:
             expected = pipeline.expected_offset(tp.topic, tp.partition)
             if expected is not None and (
-                placement is None or tp.partition in placement.shards.attached
+                placement is None or placement.shards.holds(tp.partition)
             ):
                 await app.consumer.seek(tp, expected)
         # Their records wait for the marks read back anyway; reading them now

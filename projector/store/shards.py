@@ -33,8 +33,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from projector.fold.prior import Changes
 from projector.fold.rows import CampaignKey, RunRow
 from projector.settings import Settings
@@ -104,7 +102,7 @@ class Shards:
     def close(self) -> None:
         with self._lock:
             for p in sorted(self._shards):
-                self._detach_locked(p)
+                self.detach(p)
             if self._pool is not None:
                 self._pool.shutdown()
                 self._pool = None
@@ -151,8 +149,9 @@ class Shards:
 
     def detach(self, partition: int) -> None:
         """Checkpoint and close partition's shard, letting go of its file."""
-        with self._lock:
-            self._detach_locked(partition)
+        store = self.release(partition)
+        if store is not None:
+            close_shard(partition, store)
 
     def release(self, partition: int) -> Store | None:
         """Take partition's shard out of this node (no flush, read or ``holds`` sees it
@@ -161,13 +160,6 @@ class Shards:
         with self._lock:
             self._stored.pop(partition, None)
             return self._shards.pop(partition, None)
-
-    def _detach_locked(self, partition: int) -> None:
-        store = self._shards.pop(partition, None)
-        self._stored.pop(partition, None)
-        if store is not None:
-            store.close()
-            log.info("shard %d detached", partition)
 
     def partition_of(self, campaign_id: str) -> int:
         """The contract's partition of a campaign (murmur2 of its id, as producers key it)."""
@@ -195,10 +187,6 @@ class Shards:
             out.update(store.marks())
         return out
 
-    def checkpoint(self) -> None:
-        for store in list(self._shards.values()):
-            store.checkpoint()
-
     # -- the writer's memory, for the API ---------------------------------------------
     def heads(self, campaign_id: str) -> Mapping[str, int]:
         store = self._of(campaign_id)
@@ -211,10 +199,6 @@ class Shards:
     def polled(self, workspace_id: str, campaign_id: str) -> tuple[Mapping[str, int], list[RunRow]]:
         store = self._of(campaign_id)
         return (_NO_HEADS, []) if store is None else store.polled(workspace_id, campaign_id)
-
-    def cursors(self) -> dict[int, Callable[[], duckdb.DuckDBPyConnection]]:
-        """Per attached shard, a cursor factory for the API's threads."""
-        return {p: store.cursor for p, store in list(self._shards.items())}
 
     # -- the flush ----------------------------------------------------------------------
     def flush(
@@ -301,6 +285,20 @@ class Shards:
         if failed is not None:
             raise failed
         return results
+
+
+def close_shard(partition: int, store: Store) -> None:
+    """Checkpoint and close a released shard (``Shards.release``), letting go of its file.
+
+    A failure is logged, not raised: the shard's rows are committed, and the
+    next open replays its WAL.
+    """
+    try:
+        store.close()
+    except Exception:  # noqa: BLE001
+        log.exception("closing shard %d failed", partition)
+    else:
+        log.info("shard %d detached", partition)
 
 
 def merged(seq: int, results: Sequence[FlushResult]) -> FlushResult:
