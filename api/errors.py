@@ -73,6 +73,15 @@ class NotSwappable(ApiError):
     )
 
 
+class SwapNotReady(ApiError):
+    """The server's projector is still starting: a swap cannot run yet, and nothing
+    changed. ``projector swap`` waits and retries after ``Retry-After``."""
+
+    status, code = 503, "NOT_READY"
+    headers = {"Retry-After": "2"}
+    public_message = "The projector is still starting; retry in a few seconds."
+
+
 class PartitionUnavailable(ApiError):
     """No node can answer for a partition now: its ownership is moving (a rebalance
     or a restore is running), its owner is unreachable, or a forwarded request

@@ -13,10 +13,11 @@ from pydantic import BaseModel, Field
 from api import docs
 from api.deps import Caller, Context, RequestId
 from api.envelope import ok
-from api.errors import InsufficientScope, NotSwappable, SwapRefused
+from api.errors import InsufficientScope, NotSwappable, SwapNotReady, SwapRefused
 from api.keys import SCOPE_ADMIN
 from api.models import Envelope, ErrorEnvelope
 from projector.rebuild.errors import SwapError
+from projector.rebuild.errors import SwapNotReady as NotStarted
 
 router = APIRouter(tags=["admin"], prefix="/admin")
 
@@ -65,6 +66,11 @@ SWAP_RESPONSES: dict[int | str, dict] = {
         "/data/new.duckdb does not exist (give the path as the server sees it)",
     ),
     422: _error("Invalid body.", "VALIDATION_ERROR", "body.db: Field required"),
+    503: _error(
+        "The projector is still starting; nothing changed. Retry after `Retry-After`.",
+        "NOT_READY",
+        "The projector is still starting; retry in a few seconds.",
+    ),
     500: _error(
         "Server error.", "INTERNAL_ERROR", "Internal server error; safe to retry with backoff."
     ),
@@ -90,5 +96,7 @@ def swap(body: SwapRequest, caller: Caller, ctx: Context, request_id: RequestId)
         raise NotSwappable()
     try:
         return ok(ctx.admin.swap(body.db), request_id)
+    except NotStarted as e:
+        raise SwapNotReady() from e
     except SwapError as e:
         raise SwapRefused(str(e)) from e

@@ -19,3 +19,7 @@ class ArchiveError(ProjectorError):
 
 class SwapError(ProjectorError):
     """The swap was refused or failed; the old database keeps serving."""
+
+
+class SwapNotReady(SwapError):
+    """The server cannot swap yet (its projector is still starting); retry soon."""

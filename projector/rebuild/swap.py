@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from projector.errors import ProjectorError
-from projector.rebuild.errors import SwapError
+from projector.rebuild.errors import SwapError, SwapNotReady
 from projector.settings import Settings
 from projector.store.retired import retired_marker
 from projector.store.writer import Store, live_store
@@ -54,7 +54,7 @@ class SwapController:
         try:
             loop = self.projector.loop
             if loop is None:
-                raise SwapError("The projector is still starting; retry in a few seconds.")
+                raise SwapNotReady("The projector is still starting; retry in a few seconds.")
             future = asyncio.run_coroutine_threadsafe(self._swap(Path(db)), loop)
             return future.result(timeout=SWAP_TIMEOUT)
         finally:
@@ -183,34 +183,75 @@ def _offsets_json(offsets: dict[tuple[str, int], int]) -> dict[str, int]:
     return {f"{t}:{p}": o for (t, p), o in sorted(offsets.items())}
 
 
-def request_swap(url: str, db: Path | str, admin_key: str) -> dict[str, Any]:
+STARTING_WAIT = 120.0  # how long ``request_swap`` waits for a server still starting
+
+
+def request_swap(
+    url: str,
+    db: Path | str,
+    admin_key: str,
+    *,
+    wait: float = STARTING_WAIT,
+    on_wait: Callable[[str], None] | None = None,
+    client: httpx.Client | None = None,
+) -> dict[str, Any]:
     """Ask the ``projector serve`` at ``url`` to switch to ``db``; wait for the answer.
+
+    A server still starting answers 503 with ``Retry-After`` (nothing changed):
+    the request is sent again after that delay, for up to ``wait`` seconds.
 
     Args:
         url: the server's base URL.
         db: the rebuilt database, resolved to an absolute path here (the
             server opens it, so it must be the same file from both sides).
         admin_key: a key holding the ``admin`` scope on that server.
+        wait: seconds to keep retrying a server that is still starting.
+        on_wait: told the server's message each time the request waits.
+        client: the HTTP client to send with (a new one by default).
 
     Returns:
         The server's ``data``: ``db``, ``previous_db``, ``caught_up_events``,
         ``seconds``, ``cleared_inconsistent`` and the offsets.
 
     Raises:
-        SwapError: the server could not be reached, or refused or failed the swap.
+        SwapError: the server could not be reached, or refused or failed the
+            swap, or was still starting after ``wait`` seconds.
     """
+    http = client or httpx.Client(timeout=SWAP_TIMEOUT)
+    deadline = time.monotonic() + wait
     try:
-        r = httpx.post(
-            f"{url.rstrip('/')}/admin/swap",
-            json={"db": str(Path(db).resolve())},
-            headers={"X-API-Key": admin_key},
-            timeout=SWAP_TIMEOUT,
-        )
-    except httpx.HTTPError as e:
-        raise SwapError(f"cannot reach {url}: {e}") from e
-    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-    if r.status_code != 200:
-        errors = body.get("errors") or [{"code": str(r.status_code), "message": r.text[:200]}]
-        raise SwapError(f"refused ({r.status_code} {errors[0]['code']}): {errors[0]['message']}")
-    data: dict[str, Any] = body["data"]
-    return data
+        while True:
+            try:
+                r = http.post(
+                    f"{url.rstrip('/')}/admin/swap",
+                    json={"db": str(Path(db).resolve())},
+                    headers={"X-API-Key": admin_key},
+                )
+            except httpx.HTTPError as e:
+                raise SwapError(f"cannot reach {url}: {e}") from e
+            json_body = r.headers.get("content-type", "").startswith("application/json")
+            body = r.json() if json_body else {}
+            if r.status_code == 200:
+                data: dict[str, Any] = body["data"]
+                return data
+            errors = body.get("errors") or [{"code": str(r.status_code), "message": r.text[:200]}]
+            message = f"({r.status_code} {errors[0]['code']}): {errors[0]['message']}"
+            delay = _retry_after(r)
+            if delay is None or time.monotonic() + delay > deadline:
+                raise SwapError(f"refused {message}")
+            if on_wait is not None:
+                on_wait(message)
+            time.sleep(delay)  # the server's own Retry-After: it says when to ask again
+    finally:
+        if client is None:
+            http.close()
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    """Seconds to wait before asking again: only a 503 that names them."""
+    if r.status_code != 503:
+        return None
+    try:
+        return max(0.0, float(r.headers.get("Retry-After", "")))
+    except ValueError:
+        return None

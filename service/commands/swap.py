@@ -35,7 +35,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     try:
-        data = request_swap(args.url, args.db, key)
+        data = request_swap(
+            args.url, args.db, key, on_wait=lambda why: print(f"projector swap: waiting ({why})")
+        )
     except SwapError as e:
         print(f"projector swap: {e}")
         return 1
