@@ -28,13 +28,15 @@ class Served:
 
 @contextmanager
 def serve(bootstrap: str, topics: Topics, name: str, profile: bool = False,
-          clients: int = 1, shards: bool = False) -> Iterator[Served]:
-    """``shards``: a store per partition (``--data-dir``) instead of one file."""
+          clients: int = 1, shards: bool = False, db: Path | None = None,
+          **settings: object) -> Iterator[Served]:
+    """``shards``: a store per partition (``--data-dir``) instead of one file; ``db``: serve
+    this (prebuilt) file; ``settings``: more ``PROJECTOR_*`` settings, by field name."""
     work = common.workdir(name)
     client_keys = common.write_keys(work / "keys.json", clients)
     port = free_port()
-    store = {"data_dir": work / "shards"} if shards else {"db": work / "serve.duckdb"}
-    env = common.child_env(bootstrap, topics, **store,
+    store = {"data_dir": work / "shards"} if shards else {"db": db or work / "serve.duckdb"}
+    env = common.child_env(bootstrap, topics, **store, **settings,
                            api_keys=work / "keys.json", host="127.0.0.1", port=port)
     p = common.start_child(["-m", "service", "serve"], env=env, workdir=work, log_name="serve",
                            profile=work / "profile.txt" if profile else None)
