@@ -61,6 +61,21 @@ class Owners(Protocol):
         """Every partition's owner; None while any partition is unsettled."""
         ...
 
+    @property
+    def restoring(self) -> frozenset[int]:
+        """Partitions owned here that still catch up to their last owner (no owner yet)."""
+        ...
+
+    @property
+    def restore_remaining(self) -> dict[int, int]:
+        """Per restoring partition, the records it still lacks (-1: waiting for its file)."""
+        ...
+
+    def lease_lost(self) -> str | None:
+        """Why this node may not answer for its partitions now (paused past the group's
+        session); None if it may."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Local:
@@ -137,8 +152,9 @@ async def unavailable(
     """503 in the usual envelope, with ``Retry-After``: no owner can answer now."""
     metrics.http_unroutable.labels(reason).inc()
     err = PartitionUnavailable()
-    response = fail(err.status, err.code, err.client_message, request_id_of(scope),
-                    headers=err.headers)
+    response = fail(
+        err.status, err.code, err.client_message, request_id_of(scope), headers=err.headers
+    )
     await response(scope, receive, send)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
+from api.models import ExecutionState
 from api.payloads.campaign import api_status, iso, latest_run, recipient_summary, run_error
 from projector.fold.rows import BatchRow, CampaignRow, RecipientRow, RunRow
 
@@ -21,15 +22,7 @@ from projector.fold.rows import BatchRow, CampaignRow, RecipientRow, RunRow
 # which is taken out of ``failed`` so that the buckets add up to the total.
 RECIPIENT_BUCKETS = ("pending", "sent", "delivered", "failed", "skipped", "retrying")
 BATCH_STATUSES = ("pending", "running", "completed", "failed")
-EXECUTION_STATES = (
-    "not_scheduled",
-    "scheduled",
-    "pending_or_overdue",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-)
+EXECUTION_STATES: tuple[str, ...] = get_args(ExecutionState)
 RUN_HISTORY_MAX = 50
 
 

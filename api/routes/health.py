@@ -13,6 +13,7 @@ from api.docs import RID
 from api.envelope import fail, ok
 from api.errors import NOT_READY
 from api.models import ClusterView, Envelope, ErrorEnvelope, Health, Readiness
+from api.routing import Owners
 
 router = APIRouter(tags=["operations"])
 
@@ -86,13 +87,13 @@ def metrics(ctx: Context) -> Response:
 
 
 def node_partitions(
-    owners: Any, log_end: dict[tuple[str, int], int], offsets: dict[tuple[str, int], int]
+    owners: Owners, log_end: dict[tuple[str, int], int], offsets: dict[tuple[str, int], int]
 ) -> dict[str, Any]:
     """This node's share of the group, from the ``api.routing.Owners`` it was given."""
     url = owners.url
     settled = owners.owners() is not None
     # Restoring partitions are this node's but name no owner until caught up.
-    restoring = sorted(getattr(owners, "restoring", ()))
+    restoring = sorted(owners.restoring)
     owned = sorted(
         {p for p in range(owners.partitions) if owners.owner_of(p) == url} | set(restoring)
     )
@@ -104,13 +105,12 @@ def node_partitions(
     if settled:
         lag = {p: n for p, n in lag.items() if int(p) in owned}
     # Records each still lacks of its last owner's offsets (-1: waiting for its shard's file).
-    to_go = {str(p): n for p, n in sorted(getattr(owners, "restore_remaining", {}).items())}
+    to_go = {str(p): n for p, n in sorted(owners.restore_remaining.items())}
     # Paused past the group's session: answering for nothing until reassigned.
-    lease = getattr(owners, "lease_lost", None)
     return {
         "url": url, "settled": settled, "owned": owned, "restoring": restoring,
         "restore_remaining": to_go, "lag": lag,
-        "lease_lost": lease() if lease is not None else None,
+        "lease_lost": owners.lease_lost(),
     }  # fmt: skip
 
 

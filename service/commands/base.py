@@ -168,3 +168,37 @@ def open_live_store(settings: Settings, name: str) -> Store | Shards | None:
     except StoreError as e:
         print(f"projector {name}: {e}")
         return None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (e.g. ``--partitions``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def create_topics(
+    name: str, bootstrap: str, settings: Settings, partitions: int | None
+) -> int | None:
+    """Create the contract topics for ``projector NAME`` (idempotent): their partition
+    count (``partitions``, else the setting), or None after saying why not on stderr.
+
+    ``ensure_topics`` turns every broker failure into ``TopicsError``; anything
+    else is a bug and goes up with its traceback.
+    """
+    import sys
+
+    from projector.intake.errors import TopicsError
+    from projector.intake.topics import ensure_topics_sync
+
+    count = partitions or settings.partitions
+    try:
+        ensure_topics_sync(bootstrap, settings.topics.all, count)
+    except TopicsError as e:
+        print(f"projector {name}: could not create topics: {e}", file=sys.stderr)
+        return None
+    return count

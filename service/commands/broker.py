@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from service.commands.base import command, option
+from service.commands.base import command, create_topics, option, positive_int
 
 if TYPE_CHECKING:
     from projector.settings import Settings
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     "run the embedded Tansu broker in the foreground",
     option("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)"),
     option("--port", type=int, default=9092, help="listen port (default 9092; 0 = free port)"),
-    option("--partitions", type=int, help="also create the contract topics with N partitions"),
+    option(
+        "--partitions", type=positive_int, help="also create the contract topics with N partitions"
+    ),
     option("--no-topics", action="store_true", help="do not create the contract topics"),
 )
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,14 +48,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"projector broker: {e}", file=sys.stderr)
             return 1
         if not args.no_topics:
-            # Imported only here: topic creation needs aiokafka, the broker alone does not.
-            from projector.intake.topics import ensure_topics_sync
-
-            partitions = args.partitions or settings.partitions
-            try:
-                ensure_topics_sync(broker.bootstrap, settings.topics.all, partitions)
-            except Exception as e:
-                print(f"projector broker: could not create topics: {e}", file=sys.stderr)
+            partitions = create_topics("broker", broker.bootstrap, settings, args.partitions)
+            if partitions is None:
                 return 1
             topics_note = f"topics {', '.join(settings.topics.all)} ({partitions} partitions)"
         else:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
-from service.commands.base import BOOTSTRAP, command, option
+from service.commands.base import BOOTSTRAP, command, create_topics, option, positive_int
 
 if TYPE_CHECKING:
     from projector.settings import Settings
@@ -16,17 +15,11 @@ if TYPE_CHECKING:
     "topics",
     "create the contract topics (idempotent)",
     *BOOTSTRAP,
-    option("--partitions", type=int, help="partitions per topic (default 4)"),
+    option("--partitions", type=positive_int, help="partitions per topic (default 4)"),
 )
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from projector.intake.errors import TopicsError
-    from projector.intake.topics import ensure_topics_sync
-
-    partitions = args.partitions or settings.partitions
-    try:
-        ensure_topics_sync(settings.bootstrap, settings.topics.all, partitions)
-    except TopicsError as e:
-        print(f"projector topics: {e}", file=sys.stderr)
+    partitions = create_topics("topics", settings.bootstrap, settings, args.partitions)
+    if partitions is None:
         return 1
     print(
         f"topics ready on {settings.bootstrap}: {', '.join(settings.topics.all)} "

@@ -88,6 +88,13 @@ class StaticOwners:
             return None
         return {p: u for p, u in self.table.items() if u is not None}
 
+    # Nothing restores and no lease is lost in these tests.
+    restoring: frozenset[int] = frozenset()
+    restore_remaining: dict[int, int] = field(default_factory=dict)
+
+    def lease_lost(self) -> str | None:
+        return None
+
 
 class Node:
     """One API server in a thread."""

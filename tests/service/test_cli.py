@@ -119,6 +119,12 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--db A --db B" in capsys.readouterr().out
     assert main(["replay"]) == 2  # --db FILE or --data-dir DIR
     assert "--data-dir" in capsys.readouterr().err
+    # A partition count below 1 is a usage error, not a broker's refusal.
+    for name in ("topics", "broker"):
+        with pytest.raises(SystemExit) as e:
+            main([name, "--partitions", "0"])
+        assert e.value.code == 2
+        assert "--partitions: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_an_invalid_setting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
