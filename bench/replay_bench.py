@@ -12,7 +12,13 @@ events/s on this machine:
   with the typed ``fields`` struct);
 * replay_archive: ``replay --from-archive --no-kafka`` (read typed Parquet,
   set-based fold, write), and the same plus the primary keys that the first
-  writer to open the rebuilt file builds.
+  writer to open the rebuilt file builds;
+* shards (issue 29, ``--shard-workers 1 2``): ``replay --data-dir`` building a
+  shard per partition in N worker processes, from Kafka and from the
+  archive, N = each of ``--shard-workers`` in turn; every set of shards is
+  verified identical to the one-file Kafka rebuild. Targets: 2 workers from
+  Kafka at least 35% of raw consumption; from the archive at least 700,000
+  events/s or 1.6x the 1-worker rate.
 
 Results go to ``bench/results/replay.json``.
 """
@@ -91,8 +97,55 @@ async def _raw(bootstrap: str, topics: list[str]) -> tuple[float, int]:
         await stop_consumer(consumer)
 
 
+def _shards(
+    settings: Any, tmp: Path, n: int, archive_dir: Path, workers: list[int], raw: int
+) -> dict[str, Any]:
+    """Shard rebuilds (``replay --data-dir``) with each worker count, from Kafka and from the
+    archive, each verified identical to the one-file Kafka rebuild."""
+    from projector.rebuild.shards import rebuild_shards
+    from projector.store.verify import compare
+
+    out: dict[str, Any] = {}
+    for source in ("kafka", "archive"):
+        for w in workers:
+            data_dir = tmp / f"shards-{source}-{w}"
+            archive = (
+                {"from_archive": archive_dir, "use_kafka": False} if source == "archive" else {}
+            )
+            got = rebuild_shards(settings, data_dir, workers=w, progress=False, **archive)
+            assert got.events == n, got
+            rate = round(n / got.elapsed)
+            same = compare(tmp / "kafka.duckdb", data_dir).identical
+            out[f"{source}_{w}_workers"] = {
+                "events_per_s": rate, "seconds": round(got.elapsed, 2), "identical": same,
+                **({"vs_raw": round(rate / raw, 3)} if source == "kafka" else {}),
+            }  # fmt: skip
+            print(
+                f"shards from {source}, {w} worker(s): {got.elapsed:.1f}s ({rate:,} events/s"
+                f"{f', {rate / raw:.0%} of raw' if source == 'kafka' else ''}); "
+                f"identical to the one-file rebuild: {same}",
+                flush=True,
+            )
+    if 1 in workers and 2 in workers:
+        two = out["archive_2_workers"]["events_per_s"]
+        one = out["archive_1_workers"]["events_per_s"]
+        out["archive_2_vs_1"] = round(two / one, 2)
+        out["kafka_2_vs_1"] = round(
+            out["kafka_2_workers"]["events_per_s"] / out["kafka_1_workers"]["events_per_s"], 2
+        )
+        out["targets"] = {
+            "kafka_2_workers_at_least_35pct_of_raw": out["kafka_2_workers"]["vs_raw"] >= 0.35,
+            "archive_2_workers_700k_or_1_6x": two >= 700_000 or two >= 1.6 * one,
+        }
+    return out
+
+
 def run(
-    n_events: int, array_size: int, partitions: int, decode_workers: int | None = None
+    n_events: int,
+    array_size: int,
+    partitions: int,
+    decode_workers: int | None = None,
+    shard_workers: list[int] | None = None,
 ) -> dict[str, Any]:
     from bench import common
     from projector.rebuild.archive import archive
@@ -184,6 +237,11 @@ def run(
         result["archive_and_kafka_rebuilds_identical"] = compare(
             Path(tmp) / "kafka.duckdb", Path(tmp) / "archive.duckdb"
         ).identical
+        if shard_workers:
+            result["shards"] = _shards(
+                settings, Path(tmp), n, archive_dir, shard_workers,
+                result["raw_consume_events_per_s"],
+            )  # fmt: skip
     result["replay_kafka_vs_raw"] = round(
         result["replay_kafka_events_per_s"] / result["raw_consume_events_per_s"], 3
     )
@@ -211,12 +269,21 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="decoding processes for the Kafka replay (default: replay's own, one per CPU)",
     )
+    p.add_argument(
+        "--shard-workers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="worker counts for the shard rebuilds (replay --data-dir); none to skip",
+    )
     p.add_argument("--out", default=str(RESULTS), help=f"JSON results (default {RESULTS})")
     args = p.parse_args(argv)
     # The replay's own INFO lines time its phases (read and stage, fold).
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("projector.rebuild.replay").setLevel(logging.INFO)
-    result = run(args.events, args.array_size, args.partitions, args.decode_workers)
+    result = run(
+        args.events, args.array_size, args.partitions, args.decode_workers, args.shard_workers
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
