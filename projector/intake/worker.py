@@ -504,12 +504,19 @@ def create_app(settings: Settings, projector: Projector) -> faust.App:
             # Shards first: the seeks below go to the offsets they hold.
             await placement.follow(frozenset(p for _, p in tps))
         pipeline.assigned(tps)
+        stored = {}
         for tp in assigned:
             expected = pipeline.expected_offset(tp.topic, tp.partition)
             if expected is not None and (
                 placement is None or placement.shards.holds(tp.partition)
             ):
-                await app.consumer.seek(tp, expected)
+                stored[tp] = expected
+        if stored:
+            # On faust's consumer thread, as every seek of ours: faust's plain
+            # ``seek`` calls aiokafka's from this thread, which races the
+            # fetcher's own (a KeyError in fetched_records killed it when
+            # opening the shards let records arrive before these seeks).
+            await app.consumer.seek_wait(stored)
         # Their records wait for the marks read back anyway; reading them now
         # also flags a replaced log that has nothing new to deliver.
         pipeline.confirm_soon(tps)
