@@ -165,6 +165,10 @@ def main() -> int:
         "flushes": marks["flushes"],
         "startup_s": (marks["first"] or began) - began,
         "elapsed_s": (marks["caught_up"] - marks["first"]) if marks["caught_up"] else None,
+        # The window's ends on the system-wide monotonic clock: bench.catchup_scale
+        # adds the windows of nodes running side by side.
+        "first_monotonic": marks["first"],
+        "caught_up_monotonic": marks["caught_up"],
         "cpu_s": (marks["cpu1"] - marks["cpu0"]) if marks["cpu1"] else None,
         "first_flush_after_first_record_s": (marks["first_flush"] - marks["first"])
         if marks["first_flush"] and marks["first"] else None,
