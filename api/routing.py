@@ -19,7 +19,7 @@ docs/decisions/0031-routing-as-asgi-middleware.md.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
@@ -75,6 +75,30 @@ class Owners(Protocol):
         """Why this node may not answer for its partitions now (paused past the group's
         session); None if it may."""
         ...
+
+
+@dataclass
+class StaticOwners:
+    """``Owners`` from a fixed table: a placement set by hand, without a group (the
+    in-process cluster tests, ``bench.cluster_list``). ``table`` maps a partition
+    to its owner's URL, or to None while it has none; nothing restores here."""
+
+    url: str
+    partitions: int
+    table: dict[int, str | None] = field(default_factory=dict)
+    restoring: frozenset[int] = frozenset()
+    restore_remaining: dict[int, int] = field(default_factory=dict)
+
+    def owner_of(self, partition: int) -> str | None:
+        return self.table.get(partition)
+
+    def owners(self) -> dict[int, str] | None:
+        if len(self.table) < self.partitions or None in self.table.values():
+            return None
+        return {p: u for p, u in self.table.items() if u is not None}
+
+    def lease_lost(self) -> str | None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,20 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
-
-
-@dataclass
-class StaticOwners:
-    url: str
-    partitions: int
-    table: dict[int, str]
-
-    def owner_of(self, partition: int) -> str | None:
-        return self.table.get(partition)
-
-    def owners(self) -> dict[int, str] | None:
-        return dict(self.table)
 
 
 def main() -> None:
@@ -28,11 +14,12 @@ def main() -> None:
     from api.keys import KeyRing
     from api.limits import Limits
     from api.readstore import ReadStore
+    from api.routing import StaticOwners
     from api.server import build_foreground_server, read_only_status
     from projector.intake.metrics import Metrics
 
     db, port, me, owners_json, keys_json = sys.argv[1:6]
-    table = {int(p): u for p, u in json.loads(owners_json).items()}
+    table: dict[int, str | None] = {int(p): u for p, u in json.loads(owners_json).items()}
     owners = StaticOwners(me, len(table), table) if me != "-" else None
     reader = ReadStore.open_file(db)
     snapshot = read_only_status(reader)

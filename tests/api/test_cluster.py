@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from api.app import create_app
 from api.keys import KeyRing
 from api.readstore import ReadStore
 from api.routes.stream import StreamSettings
+from api.routing import StaticOwners
 from api.server import build_uvicorn_server, read_only_status
 from projector.intake.feed import ChangeFeed
 from projector.intake.metrics import Metrics
@@ -70,30 +71,6 @@ def more_campaigns() -> list[Any]:
 
 def events() -> list[Any]:
     return all_events() + more_campaigns()
-
-
-@dataclass
-class StaticOwners:
-    """The test's ownership table, one per node (so nodes can disagree)."""
-
-    url: str
-    partitions: int
-    table: dict[int, str | None] = field(default_factory=dict)
-
-    def owner_of(self, partition: int) -> str | None:
-        return self.table.get(partition)
-
-    def owners(self) -> dict[int, str] | None:
-        if len(self.table) < self.partitions or None in self.table.values():
-            return None
-        return {p: u for p, u in self.table.items() if u is not None}
-
-    # Nothing restores and no lease is lost in these tests.
-    restoring: frozenset[int] = frozenset()
-    restore_remaining: dict[int, int] = field(default_factory=dict)
-
-    def lease_lost(self) -> str | None:
-        return None
 
 
 class Node:

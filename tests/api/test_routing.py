@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from api.proxy import end_to_end
-from api.routing import LOCAL, Owners, Remote, Unavailable, campaign_in_path, route_of
+from api.routing import (
+    LOCAL,
+    Owners,
+    Remote,
+    StaticOwners,
+    Unavailable,
+    campaign_in_path,
+    route_of,
+)
 from schemas.partitioner import partition_of
 
 ME, OTHER = "http://10.0.0.5:8000", "http://10.0.0.6:8000"
 
 
-@dataclass
-class Table:
-    url: str = ME
-    partitions: int = 4
-    table: dict[int, str | None] = field(default_factory=dict)
-
-    def owner_of(self, partition: int) -> str | None:
-        return self.table.get(partition)
-
-    def owners(self) -> dict[int, str] | None:
-        return None
+def owners_at(
+    url: str = ME, partitions: int = 4, table: dict[int, str | None] | None = None
+) -> StaticOwners:
+    return StaticOwners(url, partitions, {} if table is None else table)
 
 
 def test_a_static_table_is_an_owners() -> None:
-    assert isinstance(Table(), Owners)
+    assert isinstance(owners_at(), Owners)
 
 
 @pytest.mark.parametrize(("path", "campaign"), [
@@ -47,12 +46,12 @@ def test_campaign_in_path(path: bytes, campaign: str | None) -> None:
 def test_route_of() -> None:
     p = partition_of("c1", 4)
     assert route_of(None, "c1", None) is LOCAL
-    assert route_of(Table(table={p: ME + "/"}), "c1", None) is LOCAL
-    assert route_of(Table(table={p: ME}), "c1", OTHER) is LOCAL  # forwarded to its owner
-    assert route_of(Table(table={p: OTHER}), "c1", None) == Remote(OTHER)
-    assert route_of(Table(table={p: OTHER}), "c1", OTHER) == Unavailable("hop")
-    assert route_of(Table(table={}), "c1", None) == Unavailable("unsettled")
-    assert route_of(Table(partitions=0), "c1", None) == Unavailable("unsettled")
+    assert route_of(owners_at(table={p: ME + "/"}), "c1", None) is LOCAL
+    assert route_of(owners_at(table={p: ME}), "c1", OTHER) is LOCAL  # forwarded to its owner
+    assert route_of(owners_at(table={p: OTHER}), "c1", None) == Remote(OTHER)
+    assert route_of(owners_at(table={p: OTHER}), "c1", OTHER) == Unavailable("hop")
+    assert route_of(owners_at(table={}), "c1", None) == Unavailable("unsettled")
+    assert route_of(owners_at(partitions=0), "c1", None) == Unavailable("unsettled")
 
 
 def test_hop_by_hop_headers_stay_on_their_hop() -> None:
