@@ -56,7 +56,7 @@ DEMO_DIR = Path("var/demo")
 DEMO_SEED = 1
 # The receipt window of the demo's serve: minutes, so that the simulator's
 # receipts that never come are counted overdue while one watches.
-DEMO_RECEIPT_WINDOW = "2m"
+DEMO_RECEIPT_WINDOW = "3m"
 ALL_SCOPES = ("campaigns:read", "analytics:read", "pii:read")
 # faust's group join on Tansu takes seconds (docs/benchmarks.md#method-notes) and a
 # cold first import longer: the margin is wide so a slow machine still starts.

@@ -469,7 +469,7 @@ class LiveClock:
         now_ms: the wall clock in epoch ms (tests pass their own).
     """
 
-    def __init__(self, max_idle_ms: int = 5_000, now_ms: Callable[[], int] = wall_ms) -> None:
+    def __init__(self, max_idle_ms: int = 2_000, now_ms: Callable[[], int] = wall_ms) -> None:
         self.max_idle_ms = max_idle_ms
         self.now_ms = now_ms
         self._shift: int | None = None  # wall ms - simulated ms
