@@ -19,6 +19,7 @@ const PAGE = 25; // recipients per page, read from /runs/{run_id}/recipients
 const CAMPAIGN_PAGE = 50;
 const REFRESH_MS = 1000; // analytics and run detail: at most once a second
 const INSIGHT_MS = 2000; // timeline, failures, latency, recipients: at most every 2 s
+const LATE_MS = 10000; // after the stream's end: the status re-read this often
 const CHART_HEIGHT = 240;
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
@@ -283,9 +284,26 @@ async function readEvents(body, handle) {
 }
 
 function finish() {
+  if (view.ended) return;
   view.ended = true;
   setLive("final", "done");
   refreshSoon(true);
+  followLate();
+}
+
+// The stream ends with the run's terminal payload, but delivery reports go on
+// coming after it: the status is re-read now and then, and a change redraws.
+async function followLate() {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, LATE_MS));
+    try {
+      const s = (await api("/v1/campaign/" + encodeURIComponent(view.id) + "/status")).data;
+      if (!view.status || s.updated_at !== view.status.updated_at
+          || s.delivered !== view.status.delivered) onStatus(s, view.position);
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) return;
+    }
+  }
 }
 
 // Analytics and run detail follow the stream: refreshed after each event, at

@@ -270,6 +270,9 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
         wait_for("the late delivery reports", lambda: httpx.get(
             status_url, headers={"X-API-Key": key}).json()["data"]["delivered"] == delivered, 60)
         final = httpx.get(status_url, headers={"X-API-Key": key}).json()["data"]
+        # The page still open after the stream's end re-reads the status now and then.
+        until("the open page to follow the late reports",
+              lambda: _number(page.inner_text("#n-delivered")) == delivered, 30)
         page.goto(f"{base}/ui/campaigns/{cid}")
         until("the final payload", lambda: page.inner_text("#c-live") == "final")
         until("a drawn timeline", lambda: _points(page) > 1)
