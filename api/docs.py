@@ -261,6 +261,7 @@ CAMPAIGN_ITEM_EXAMPLE = {
     "run_count": 3, "last_run_at": "2026-05-12T09:12:00.118Z",
     "latest_run": {"run_id": "run_789", "status": "completed",
                    "outcome": "completed_with_errors", "run_number": 3},
+    "delivery_rate": 0.9365,
 }
 CAMPAIGNS_EXAMPLES = {"page": paged_example([CAMPAIGN_ITEM_EXAMPLE], total=1)}
 

@@ -397,6 +397,11 @@ class CampaignListItem(_Model):
     run_count: int
     last_run_at: datetime | None = Field(description="When the latest started run started.")
     latest_run: RunRef | None
+    delivery_rate: float | None = Field(
+        default=None,
+        description="delivered / sent over every run, 0.0-1.0, as the analytics view's; "
+        "null when nothing was sent.",
+    )
 
 
 class RunHistoryItem(_Model):

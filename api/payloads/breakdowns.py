@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from api.models import ExecutionState
-from api.payloads.campaign import api_status, iso, latest_run, recipient_summary, run_error
+from api.payloads.campaign import (
+    api_status,
+    iso,
+    latest_run,
+    rate,
+    recipient_summary,
+    run_error,
+)
 from projector.fold.rows import BatchRow, CampaignRow, RecipientRow, RunRow
 
 # Per-status recipient buckets of the breakdowns: F11's statuses plus
@@ -229,6 +236,8 @@ def campaign_item(c: CampaignRow, runs: Sequence[RunRow]) -> dict[str, Any]:
         "run_count": len(runs),
         "last_run_at": iso(max(started)) if started else None,
         "latest_run": run_ref(latest_run(runs), numbers),
+        # The list page shows it per row: carried here rather than one analytics call a row.
+        "delivery_rate": rate(sum(r.delivered for r in runs), sum(r.sent for r in runs)),
     }
 
 

@@ -18,7 +18,15 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 router = APIRouter(tags=["ui"], include_in_schema=False)
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+# Only these files, by exact name: nothing else under static/ is reachable. uPlot
+# (MIT, v1.6.32, github.com/leeoniya/uPlot, its LICENSE beside it in vendor/) draws
+# the timeline chart; it sets styles through the CSSOM only, which the CSP allows.
+FILES = {
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    "vendor/uPlot.iife.min.js": "text/javascript",
+    "vendor/uPlot.min.css": "text/css",
+}
 HEADERS = {
     "Cache-Control": "no-cache",
     "Content-Security-Policy": (
@@ -49,7 +57,7 @@ def ui_campaign(campaign_id: str) -> Response:
     return _page()
 
 
-@router.get("/ui/static/{name}")
+@router.get("/ui/static/{name:path}")
 def ui_static(name: str) -> Response:
     media_type = FILES.get(name)
     if media_type is None:

@@ -1,19 +1,26 @@
-// Campaign dashboard: vanilla JS, no build step, no third-party code.
+// Campaign dashboard: vanilla JS, no build step. The one third-party script is
+// uPlot (MIT, v1.6.32, vendor/uPlot.iife.min.js, its LICENSE beside it), which
+// draws the timeline chart.
 //
 // /ui/                 campaign list (GET /v1/campaigns when the API has it)
-// /ui/campaigns/{id}   latest run, live from GET /v1/campaign/{id}/stream
+// /ui/campaigns/{id}   latest run, live from GET /v1/campaign/{id}/stream; its
+//                      timeline, failure reasons and latency from the insight
+//                      views, its recipients page by page from /recipients
 //
 // The API key is entered once and kept in sessionStorage. Every call sends it
 // as X-API-Key, the stream included: the stream is read with fetch() and a
 // ReadableStream (EventSource cannot send headers), so the key never appears
-// in a URL. All text is set with textContent: nothing from the API is parsed
-// as HTML.
+// in a URL. All text is set with textContent: nothing from the API (failure
+// reasons and error codes are producer text) is parsed as HTML.
 "use strict";
 
 const KEY_NAME = "campaign-analytics-api-key";
-const PAGE = 25; // recipients per page (the run detail holds at most 500)
+const PAGE = 25; // recipients per page, read from /runs/{run_id}/recipients
 const CAMPAIGN_PAGE = 50;
 const REFRESH_MS = 1000; // analytics and run detail: at most once a second
+const INSIGHT_MS = 2000; // timeline, failures, latency, recipients: at most every 2 s
+const LATE_MS = 10000; // after the stream's end: the status re-read this often
+const CHART_HEIGHT = 240;
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
 const $ = (id) => document.getElementById(id);
@@ -127,6 +134,7 @@ async function showList(offset) {
       cell(tr, c.run_count);
       cell(tr, c.latest_run ? c.latest_run.status : "NO_RUN");
       cell(tr, time(c.last_run_at));
+      cell(tr, pct(c.delivery_rate));
       tbody.appendChild(tr);
     }
     const meta = body.meta || { total: body.data.length, limit: CAMPAIGN_PAGE, offset: 0 };
@@ -153,13 +161,17 @@ const view = {
   id: null,
   status: null, // last status payload
   position: null, // its id (the campaign's position)
-  points: [], // {t, sent, delivered} for the chart
-  recipients: [],
-  page: 0,
+  timeline: null, // the last /timeline payload of the status's run
+  chart: null, // the uPlot instance, once there is something to draw
+  page: 0, // the recipients page asked for (kept while its request is in flight)
+  filter: "", // recipient_status filter, "" for all
+  recipientsSeq: 0, // only the newest recipients request is shown
   ended: false,
   refreshing: false,
   dirty: false,
   lastRefresh: 0,
+  insightAt: 0,
+  insightDue: false,
 };
 
 function showCampaign(id) {
@@ -191,11 +203,8 @@ function onStatus(payload, position) {
   setText("n-failed", num(s.failed));
   setText("n-skipped", num(s.skipped));
   setText("n-delivered", num(s.delivered));
-  if (s.campaign_run_id) {
-    view.points.push({ t: Date.now(), sent: s.sent || 0, delivered: s.delivered || 0 });
-    if (view.points.length > 2000) view.points.splice(0, view.points.length - 2000);
-    drawChart();
-  }
+  setText("n-overdue", num(s.receipt_overdue));
+  if (s.campaign_run_id) drawChart(); // the stream's payload extends the timeline
   refreshSoon();
 }
 
@@ -275,9 +284,26 @@ async function readEvents(body, handle) {
 }
 
 function finish() {
+  if (view.ended) return;
   view.ended = true;
   setLive("final", "done");
   refreshSoon(true);
+  followLate();
+}
+
+// The stream ends with the run's terminal payload, but delivery reports go on
+// coming after it: the status is re-read now and then, and a change redraws.
+async function followLate() {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, LATE_MS));
+    try {
+      const s = (await api("/v1/campaign/" + encodeURIComponent(view.id) + "/status")).data;
+      if (!view.status || s.updated_at !== view.status.updated_at
+          || s.delivered !== view.status.delivered) onStatus(s, view.position);
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) return;
+    }
+  }
 }
 
 // Analytics and run detail follow the stream: refreshed after each event, at
@@ -293,6 +319,7 @@ function refreshSoon(now) {
 async function refresh() {
   view.dirty = false;
   view.lastRefresh = Date.now();
+  const due = view.ended || view.lastRefresh - view.insightAt >= INSIGHT_MS;
   const id = encodeURIComponent(view.id);
   try {
     const a = await api("/v1/campaign/" + id + "/analytics");
@@ -312,9 +339,16 @@ async function refresh() {
     } catch (err) {
       if (err.status !== 404) say(explain(err));
     }
+    if (due) {
+      view.insightAt = Date.now();
+      await Promise.all([loadTimeline(run), loadFailures(run), loadLatency(run),
+                         loadRecipients(view.page)]);
+    }
   }
+  // A skipped insight read is made up for shortly, even when no event follows.
+  view.insightDue = Boolean(run) && !due;
   view.refreshing = false;
-  if (view.dirty) refreshSoon();
+  if (view.dirty || view.insightDue) refreshSoon();
 }
 
 function showRunDetail(d) {
@@ -332,20 +366,41 @@ function showRunDetail(d) {
     cell(tr, time(b.completed_at));
     tbody.appendChild(tr);
   }
-  view.recipients = d.recipients;
   const sum = d.recipient_summary;
-  setText("recipients-note", (d.recipients_truncated ? "first " + d.recipients.length + " of " : "")
-    + num(sum.total) + " · pending " + num(sum.pending) + " · sent " + num(sum.sent)
-    + " · delivered " + num(sum.delivered) + " · failed " + num(sum.failed));
-  showRecipients(view.page);
+  setText("recipients-note", num(sum.total) + " · pending " + num(sum.pending)
+    + " · sent " + num(sum.sent) + " · delivered " + num(sum.delivered)
+    + " · failed " + num(sum.failed));
 }
 
-function showRecipients(page) {
-  const pages = Math.max(1, Math.ceil(view.recipients.length / PAGE));
-  view.page = Math.min(Math.max(0, page), pages - 1);
+function runPath(run) {
+  return "/v1/campaign/" + encodeURIComponent(view.id) + "/runs/" + encodeURIComponent(run);
+}
+
+// The whole run, a page at a time, from the paged endpoint (the run detail
+// holds only its first 500 recipients).
+async function loadRecipients(page) {
+  const run = view.status && view.status.campaign_run_id;
+  if (!run) return;
+  view.page = Math.max(0, page);
+  const seq = ++view.recipientsSeq;
+  let q = "?limit=" + PAGE + "&offset=" + view.page * PAGE;
+  if (view.filter) q += "&status=" + encodeURIComponent(view.filter);
+  let body;
+  try {
+    body = await api(runPath(run) + "/recipients" + q);
+  } catch (err) {
+    if (seq === view.recipientsSeq && err.status !== 404) say(explain(err));
+    return;
+  }
+  if (seq !== view.recipientsSeq) return; // a newer page was asked for meanwhile
+  const pages = Math.max(1, Math.ceil(body.meta.total / PAGE));
+  if (view.page >= pages) { // the filter or the run shrank below this page
+    await loadRecipients(pages - 1);
+    return;
+  }
   const tbody = $("recipients").querySelector("tbody");
   tbody.replaceChildren();
-  for (const r of view.recipients.slice(view.page * PAGE, (view.page + 1) * PAGE)) {
+  for (const r of body.data) {
     const tr = document.createElement("tr");
     cell(tr, r.recipient_id, "mono");
     cell(tr, r.phone_number, "mono");
@@ -354,47 +409,166 @@ function showRecipients(page) {
     cell(tr, time(r.sent_at));
     tbody.appendChild(tr);
   }
-  pager($("recipients-pager"), view.page, pages, showRecipients);
+  pager($("recipients-pager"), view.page, pages, loadRecipients);
 }
 
-// -- chart: two polylines in an SVG, drawn by hand ------------------------------
+// -- delivery insight: failure reasons and latency -----------------------------
 
-const SVG = "http://www.w3.org/2000/svg";
+// Reads of analytics:read views; without that scope they show "n/a".
+async function insight(path, show, noteId) {
+  try {
+    show((await api(path)).data);
+  } catch (err) {
+    if (err.status === 403) setText(noteId, "n/a: " + explain(err));
+    else if (err.status !== 404) say(explain(err));
+  }
+}
 
-function svg(name, attrs, text) {
-  const el = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== undefined) el.textContent = text;
-  return el;
+function loadFailures(run) {
+  const path = "/v1/campaign/" + encodeURIComponent(view.id) + "/failures?run_id="
+    + encodeURIComponent(run);
+  return insight(path, showFailures, "failures-note");
+}
+
+function showFailures(f) {
+  const tbody = $("failures").querySelector("tbody");
+  tbody.replaceChildren();
+  const row = (why, detail, count) => {
+    const tr = document.createElement("tr");
+    cell(tr, why, "why");
+    cell(tr, detail); // producer text: textContent only (cell)
+    cell(tr, num(count));
+    tbody.appendChild(tr);
+  };
+  for (const g of f.submits.items) {
+    row(g.outcome === "skipped" ? "skipped" : "submit failed", g.reason || "(no reason)", g.count);
+  }
+  if (f.submits.other.count) {
+    row("submit", "other (" + num(f.submits.other.groups) + " reasons)", f.submits.other.count);
+  }
+  for (const g of f.reports.items) {
+    row(g.status, g.error_code ? "code " + g.error_code : "(no code)", g.count);
+  }
+  if (f.reports.other.count) {
+    row("report", "other (" + num(f.reports.other.groups) + " codes)", f.reports.other.count);
+  }
+  setText("failures-note", f.submits.total + f.reports.total === 0 ? "No failures."
+    : num(f.submits.total) + " failed or skipped submits · " + num(f.reports.total)
+      + " failed deliveries");
+}
+
+function duration(ms) {
+  if (ms === null || ms === undefined) return "–";
+  if (ms < 1000) return ms + " ms";
+  if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
+  if (ms < 3600000) return (ms / 60000).toFixed(1) + " min";
+  return (ms / 3600000).toFixed(1) + " h";
+}
+
+function loadLatency(run) {
+  return insight(runPath(run) + "/latency", showLatency, "latency-note");
+}
+
+function showLatency(l) {
+  setText("lat-p50", duration(l.p50_ms));
+  setText("lat-p90", duration(l.p90_ms));
+  setText("lat-p99", duration(l.p99_ms));
+  setText("lat-max", duration(l.max_ms));
+  setText("latency-note", "from send to delivery report, over " + num(l.delivered)
+    + " delivered" + (l.clock_skewed ? " (" + num(l.clock_skewed) + " reported before sent)" : ""));
+}
+
+// -- chart: the run's timeline, extended by the stream ------------------------
+
+// The run's timeline is read on load and again as events come (INSIGHT_MS), so
+// a page opened after the run ended draws it whole. In between, each stream
+// payload moves the line's end to its counters at its event time.
+async function loadTimeline(run) {
+  try {
+    const t = (await api(runPath(run) + "/timeline")).data;
+    view.timeline = t;
+    drawChart();
+  } catch (err) {
+    if (err.status === 403) setText("chart-note", "n/a: " + explain(err));
+    else if (err.status !== 404) say(explain(err));
+  }
+}
+
+// [x seconds, cumulative sent, cumulative delivered]: a zero at the first
+// bucket's start, then each bucket's cumulative counts at its end, the last one
+// at the run's latest event time (F8's updated_at) when that falls inside it.
+function chartData() {
+  const xs = [], sent = [], delivered = [];
+  const s = view.status;
+  const t = view.timeline;
+  if (!t || !s || t.run_id !== s.campaign_run_id || t.buckets.length === 0) return [xs, sent, delivered];
+  const now = s.updated_at ? Date.parse(s.updated_at) / 1000 : Infinity;
+  xs.push(Date.parse(t.buckets[0].start) / 1000);
+  sent.push(0);
+  delivered.push(0);
+  for (const b of t.buckets) {
+    const start = Date.parse(b.start) / 1000;
+    const end = start + t.bucket_seconds;
+    xs.push(now >= start && now < end ? now : end);
+    sent.push(b.cumulative.sent);
+    delivered.push(b.cumulative.delivered);
+  }
+  const last = xs.length - 1;
+  if (now !== Infinity && now >= xs[last]) { // the stream is as new as the timeline, or newer
+    if (now > xs[last]) {
+      xs.push(now);
+      sent.push(0);
+      delivered.push(0);
+    }
+    sent[xs.length - 1] = s.sent || 0;
+    delivered[xs.length - 1] = s.delivered || 0;
+  }
+  return [xs, sent, delivered];
 }
 
 function drawChart() {
-  const chart = $("chart");
-  const W = 720, H = 220, L = 56, R = 12, T = 12, B = 28;
-  const pts = view.points;
-  chart.replaceChildren();
-  if (pts.length === 0) return;
-  const t0 = pts[0].t;
-  const t1 = Math.max(pts[pts.length - 1].t, t0 + 1000);
-  const ymax = Math.max(1, ...pts.map((p) => p.sent), (view.status && view.status.recipient_count) || 0);
-  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
-  const y = (v) => H - B - (v / ymax) * (H - T - B);
-  for (const f of [0, 0.5, 1]) {
-    const v = Math.round(ymax * f);
-    chart.appendChild(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
-    chart.appendChild(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, fmt.format(v)));
+  const el = $("chart");
+  const data = chartData();
+  el.dataset.points = String(data[0].length);
+  const t = view.timeline;
+  if (t) setText("chart-note", "per " + t.bucket + " of event time, UTC");
+  if (data[0].length === 0) {
+    if (!view.chart && !el.querySelector(".empty")) {
+      const p = document.createElement("p");
+      p.className = "empty";
+      p.textContent = "Nothing sent yet.";
+      el.replaceChildren(p);
+    }
+    return;
   }
-  const secs = Math.round((t1 - t0) / 1000);
-  chart.appendChild(svg("text", { x: L, y: H - 8 }, "0 s"));
-  chart.appendChild(svg("text", { x: W - R, y: H - 8, "text-anchor": "end" }, secs + " s"));
-  for (const [key, cls] of [["sent", "sent"], ["delivered", "delivered"]]) {
-    // A step line: counters hold their value until the next event.
-    let d = "M" + x(pts[0].t).toFixed(1) + "," + y(pts[0][key]).toFixed(1);
-    for (const p of pts.slice(1)) d += "H" + x(p.t).toFixed(1) + "V" + y(p[key]).toFixed(1);
-    chart.appendChild(svg("path", { d, class: "line " + cls }));
+  if (typeof uPlot === "undefined") {
+    setText("chart-note", "(the chart library did not load)");
+    return;
   }
-  chart.appendChild(svg("text", { x: L + 8, y: T + 10, class: "legend sent" }, "● sent"));
-  chart.appendChild(svg("text", { x: L + 70, y: T + 10, class: "legend delivered" }, "● delivered"));
+  if (view.chart) {
+    view.chart.setData(data);
+    return;
+  }
+  el.replaceChildren();
+  const css = getComputedStyle(document.documentElement);
+  view.chart = new uPlot({
+    width: chartWidth(),
+    height: CHART_HEIGHT,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    scales: { x: { time: true } },
+    series: [
+      {},
+      { label: "sent", stroke: css.getPropertyValue("--accent").trim(), width: 2,
+        value: (u, v) => num(v) },
+      { label: "delivered", stroke: css.getPropertyValue("--deliv").trim(), width: 2,
+        value: (u, v) => num(v) },
+    ],
+    axes: [{}, { size: 60, values: (u, vals) => vals.map((v) => fmt.format(v)) }],
+  }, data, el);
+}
+
+function chartWidth() {
+  return Math.max(280, $("chart").clientWidth - 16);
 }
 
 // -- start ---------------------------------------------------------------------
@@ -417,6 +591,13 @@ function main() {
     e.preventDefault();
     const id = $("open-id").value.trim();
     if (id) location.href = "/ui/campaigns/" + encodeURIComponent(id);
+  });
+  $("recipients-filter").addEventListener("change", (e) => {
+    view.filter = e.target.value;
+    loadRecipients(0);
+  });
+  window.addEventListener("resize", () => {
+    if (view.chart) view.chart.setSize({ width: chartWidth(), height: CHART_HEIGHT });
   });
   const m = location.pathname.match(/^\/ui\/campaigns\/([^/]+)\/?$/);
   if (m) showCampaign(decodeURIComponent(m[1]));

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -114,13 +115,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def spawn_child(cmd: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+def spawn_child(
+    cmd: list[str], log: IO[bytes], env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in its own session, output to ``log``, dying with this process.
 
     Own session: a Ctrl-C in the terminal reaches only us, and we stop the
     child in order. PDEATHSIG (Linux) covers a parent that is SIGKILLed; it
     fires when the *thread* that forked exits, so it is used only from the
-    main thread (a worker thread may go away under a live child).
+    main thread (a worker thread may go away under a live child). ``env``: the
+    child's environment (None: this process's).
     """
     on_main = threading.current_thread() is threading.main_thread()
     return subprocess.Popen(  # noqa: S603 - fixed argv, no shell
@@ -129,6 +133,7 @@ def spawn_child(cmd: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=env,
         preexec_fn=_die_with_parent if on_main and sys.platform == "linux" else None,
     )
 

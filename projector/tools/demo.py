@@ -2,8 +2,12 @@
 
 Starts the embedded broker, creates the topics, writes a demo API keys file,
 runs ``projector serve`` as a child process over a fresh DuckDB file, waits
-until the API is ready and then plays the simulator at a visible pace with
-live timestamps. It prints the API docs URL, a ready-to-paste ``curl`` for a
+until the API is ready and then plays the simulator live: each event is sent
+when its simulated time comes (quiet stretches cut to a few seconds, the pace
+capped by ``--rate``) and stamped with the wall clock (``simulate.LiveClock``).
+Unless ``PROJECTOR_RECEIPT_WINDOW`` is set, the child's receipt window is
+``DEMO_RECEIPT_WINDOW``, so receipts that never come show as overdue within
+minutes rather than days. It prints the API docs URL, a ready-to-paste ``curl`` for a
 campaign that is about to run, and a one-line progress (events produced,
 events applied and lag, read from the child's ``/metrics``).
 
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import re
 import signal
 import subprocess
@@ -30,7 +35,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -43,13 +47,16 @@ from projector.tools.broker import (
     spawn_child,
 )
 from projector.tools.errors import DemoError
-from projector.tools.simulate import WORKSPACES, Pacer, generate
+from projector.tools.simulate import WORKSPACES, LiveClock, Pacer, generate_timed, released
 
 if TYPE_CHECKING:
     from projector.settings import Settings
 
 DEMO_DIR = Path("var/demo")
 DEMO_SEED = 1
+# The receipt window of the demo's serve: minutes, so that the simulator's
+# receipts that never come are counted overdue while one watches.
+DEMO_RECEIPT_WINDOW = "3m"
 ALL_SCOPES = ("campaigns:read", "analytics:read", "pii:read")
 # faust's group join on Tansu takes seconds (docs/benchmarks.md#method-notes) and a
 # cold first import longer: the margin is wide so a slow machine still starts.
@@ -125,13 +132,18 @@ class _Live:
     name: str
 
 
-def _peek_live(events: Iterator[dict[str, Any]]) -> tuple[_Live | None, Iterator[dict[str, Any]]]:
-    """The campaign of the first ``run.scheduled``, and the stream with nothing lost."""
-    head: list[dict[str, Any]] = []
+Timed = tuple[int, dict[str, Any]]
+
+
+def _peek_live(events: Iterator[Timed]) -> tuple[_Live | None, Iterator[Timed]]:
+    """The campaign of the first ``run.scheduled``, and the (ms, event) stream with
+    nothing lost."""
+    head: list[Timed] = []
     names: dict[str, str] = {}
     live = None
-    for event in events:
-        head.append(event)
+    for item in events:
+        head.append(item)
+        event = item[1]
         if event["type"] == "campaign.defined":
             names[event["campaign_id"]] = event["name"]
         elif event["type"] == "run.scheduled":
@@ -225,8 +237,10 @@ class Demo:
             "--port", str(self.port),
             "--api-keys", str(keys_file),
         ]  # fmt: skip
+        env = {**os.environ}
+        env.setdefault("PROJECTOR_RECEIPT_WINDOW", DEMO_RECEIPT_WINDOW)
         with open(self.serve_log, "wb") as log:
-            self.child = spawn_child(cmd, log)
+            self.child = spawn_child(cmd, log, env)
 
     async def _wait_ready(self) -> bool:
         """True once /readyz answers 200; False if asked to stop first."""
@@ -253,18 +267,19 @@ class Demo:
 
     # -- running -------------------------------------------------------------
 
-    async def _simulate(self, bootstrap: str, events: Iterator[dict[str, Any]]) -> None:
+    async def _simulate(self, bootstrap: str, events: Iterator[Timed]) -> None:
         from projector.tools.emit import EventEmitter
 
         rate = self.rate
         pacer = Pacer(rate) if rate > 0 else None
         size = max(1, min(1_000, int(rate / 50))) if pacer else 1_000
+        clock = LiveClock()
         async with EventEmitter(bootstrap, self.settings.topics) as em:
-            while chunk := list(itertools.islice(events, size)):
+            async for chunk in released(events, size, clock):
                 if pacer is not None:
                     await pacer.take(len(chunk))
-                # Generated events are valid by construction.
-                await em.emit_many(chunk, validate=False)
+                # Generated events are valid by construction; stamped as they go.
+                await em.emit_many([clock.stamp(ms, e) for ms, e in chunk], validate=False)
                 self.produced = em.events_sent
             await em.flush()
             self.produced = em.events_sent
@@ -367,12 +382,11 @@ class Demo:
             if not await self._wait_ready():
                 return 0
             live = None
-            events: Iterator[dict[str, Any]] = iter(())
+            events: Iterator[Timed] = iter(())
             if self.simulate:
-                stream = generate(
-                    self.campaigns, self.recipients, DEMO_SEED, start=datetime.now(UTC)
+                live, events = _peek_live(
+                    generate_timed(self.campaigns, self.recipients, DEMO_SEED)
                 )
-                live, events = _peek_live(stream)
             self._banner(bootstrap, keys, keys_file, live)
             self.started = time.monotonic()
             if self.simulate:

@@ -14,6 +14,12 @@ so the stream is identical however the per-campaign timelines are merged.
 
 ``generate`` is lazy: each campaign keeps only its own not-yet-due events
 (mostly DLRs still in flight) and the campaigns are merged by ``occurred_at``.
+
+Live mode (``projector demo``) plays that same stream on the wall clock:
+``LiveClock`` releases each event when its simulated time comes, cutting quiet
+stretches short, and stamps it with the wall clock as it is sent, so nothing
+a live demo shows lies in the future. Only the stamps depend on the clock;
+which events come, and in which order, is still the seed's.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from datetime import UTC, datetime
 from functools import lru_cache
 from random import Random
@@ -61,12 +74,40 @@ SNAPSHOT_RECIPIENTS_MAX = 1000
 SKIP_SHARE = 0.03
 FAIL_SHARE = 0.045
 RETRY_SUCCESS = 0.6
-NO_DLR_SHARE = 0.03
+# Why the engine skips a recipient, and why a provider refuses a submit
+# (reason, weight): the reason codes an SMS gateway reports.
+SKIP_REASONS = (("invalid_number", 4), ("opted_out", 3), ("blacklisted", 2), ("duplicate", 1))
+FAIL_REASONS = (
+    ("rate_limited", 4),
+    ("provider_error", 3),
+    ("timeout", 2),
+    ("insufficient_credit", 1),
+)
+# Receipts that never come: no report at all, or an early ``accepted`` that no
+# final report follows (the carrier lost it).
+NO_DLR_SHARE = 0.02
+STUCK_SHARE = 0.01
 EARLY_REPORT_SHARE = 0.35
-FINAL_STATUSES = ("delivered", "undelivered", "expired", "rejected")
-FINAL_WEIGHTS = (0.90, 0.05, 0.03, 0.02)
-BATCH_FAIL_SHARE = 0.03
+FINAL_STATUSES = ("delivered", "undelivered", "expired", "rejected", "failed")
+FINAL_WEIGHTS = (0.90, 0.04, 0.025, 0.02, 0.015)
 _FINAL_EDGES = tuple(itertools.accumulate(FINAL_WEIGHTS))
+# Carrier error codes of failed reports (code, weight), as SMPP receipts carry
+# them in ``err:``: GSM MAP errors, e.g. 001 unknown subscriber, 006 absent
+# subscriber for SM, 013 call barred, 027 absent subscriber, 031 busy for MT
+# SMS, 032 SM delivery failure, 034 system failure. Expired reports carry none.
+ERROR_CODES: dict[str, tuple[tuple[str, int], ...]] = {
+    "undelivered": (("027", 4), ("006", 2), ("032", 2), ("031", 1)),
+    "rejected": (("001", 3), ("013", 2)),
+    "failed": (("034", 3), ("032", 1)),
+}
+# Time from submit to the final report: mostly seconds, some minutes, rarely
+# hours (a lognormal mixture: median, sigma, share), capped at DELAY_MAX_MS.
+# Expired reports come when the validity period runs out.
+DELAYS = ((3_000, 0.8, 0.90), (90_000, 0.9, 0.09), (30 * 60_000, 0.8, 0.01))
+_DELAY_EDGES = tuple(itertools.accumulate(share for _m, _s, share in DELAYS))
+DELAY_MAX_MS = 12 * 3_600_000
+EXPIRY_MS = (10 * 60_000, 30 * 60_000)
+BATCH_FAIL_SHARE = 0.03
 RUN_CANCEL_SHARE = 0.07
 RUN_FAIL_SHARE = 0.05
 RENAME_SHARE = 0.3
@@ -290,7 +331,7 @@ class _Campaign:
         rng = self.rng
         common = {**batch, "recipient_id": recipient_id, "phone_number": phone}
         if rng.random() < SKIP_SHARE:
-            reason = rng.choice(("invalid_number", "opted_out", "duplicate"))
+            reason = _pick(rng, SKIP_REASONS)
             self._push(
                 t, "message.submitted", **common, outcome="skipped", attempt=1, reason=reason
             )
@@ -298,7 +339,7 @@ class _Campaign:
         attempt = 1
         failed = rng.random() < FAIL_SHARE
         while failed:
-            reason = rng.choice(("provider_error", "provider_error", "timeout", "throttled"))
+            reason = _pick(rng, FAIL_REASONS)
             self._push(
                 t, "message.submitted", **common, outcome="failed", attempt=attempt, reason=reason
             )
@@ -316,27 +357,39 @@ class _Campaign:
 
     def _reports(self, t: int, run_id: str, message_id: str) -> None:
         rng = self.rng
-        if rng.random() < NO_DLR_SHARE:
+        fate = rng.random()
+        if fate < NO_DLR_SHARE:
             return
+        stuck = fate < NO_DLR_SHARE + STUCK_SHARE
         early = t
-        if rng.random() < EARLY_REPORT_SHARE:
+        if stuck or rng.random() < EARLY_REPORT_SHARE:
             early = t + rng.randint(200, 3_000)
             status = "buffered" if rng.random() < 0.1 else "accepted"
             self._push(early, "message.dlr", run_id=run_id, message_id=message_id, status=status)
-        u = rng.random()
-        status = next(
-            (s for s, edge in zip(FINAL_STATUSES, _FINAL_EDGES, strict=True) if u < edge),
-            FINAL_STATUSES[-1],
-        )
+        if stuck:
+            return
+        status = _bucket(rng.random(), FINAL_STATUSES, _FINAL_EDGES)
         if status == "expired":
-            final = t + rng.randint(10 * 60_000, 30 * 60_000)
+            final = t + rng.randint(*EXPIRY_MS)
         else:
-            final = t + min(int(rng.lognormvariate(math.log(4_000), 1.2)), 20 * 60_000)
+            median, sigma, _share = _bucket(rng.random(), DELAYS, _DELAY_EDGES)
+            final = t + min(int(rng.lognormvariate(math.log(median), sigma)), DELAY_MAX_MS)
         final = max(final, early + rng.randint(50, 2_000))
         fields: dict[str, Any] = {"run_id": run_id, "message_id": message_id, "status": status}
-        if status in ("undelivered", "rejected"):
-            fields["error_code"] = rng.choice(("E17", "E21", "E34"))
+        if status in ERROR_CODES:
+            fields["error_code"] = _pick(rng, ERROR_CODES[status])
         self._push(final, "message.dlr", **fields)
+
+
+def _pick(rng: Random, weighted: tuple[tuple[str, int], ...]) -> str:
+    """One of the (value, weight) pairs' values, by weight."""
+    values = [v for v, _w in weighted]
+    return rng.choices(values, [w for _v, w in weighted])[0]
+
+
+def _bucket(u: float, values: tuple[Any, ...], edges: tuple[float, ...]) -> Any:
+    """The value whose cumulative share first exceeds ``u`` (the last one past them all)."""
+    return next((v for v, edge in zip(values, edges, strict=True) if u < edge), values[-1])
 
 
 def _run_error(rng: Random) -> dict[str, str]:
@@ -355,6 +408,8 @@ def generate(
 ) -> Iterator[dict[str, Any]]:
     """Yield a simulated event stream, ordered by ``occurred_at``.
 
+    ``generate_timed`` says the same, with each event's time in epoch ms.
+
     Args:
         campaigns: number of campaigns; each has 1-3 runs.
         recipients: recipients per run.
@@ -366,6 +421,14 @@ def generate(
         JSON-ready event dicts (timestamps as RFC 3339 strings). Events with
         the same ``occurred_at`` keep a fixed, seed-determined order.
     """
+    for _ms, event in generate_timed(campaigns, recipients, seed, start=start):
+        yield event
+
+
+def generate_timed(
+    campaigns: int, recipients: int, seed: int, *, start: datetime | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``generate``'s stream as (``occurred_at`` in epoch ms, event) pairs."""
     if campaigns < 0 or recipients < 0:
         raise ValueError("campaigns and recipients must be >= 0")
     master = Random(seed)
@@ -379,8 +442,86 @@ def generate(
         cseed = master.getrandbits(64)
         offset = master.randrange(0, 20 * 60_000)
         timelines.append(_Campaign(c, cseed, base_ms + offset, recipients).events())
-    for _ms, _c, _seq, event in heapq.merge(*timelines):
-        yield event
+    for ms, _c, _seq, event in heapq.merge(*timelines):
+        yield ms, event
+
+
+# -- live mode ----------------------------------------------------------------
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class LiveClock:
+    """Simulated time onto the wall clock, for a live stream.
+
+    An event is due at its simulated time shifted so that the first event is
+    due now; a quiet stretch of simulated time longer than ``max_idle_ms``
+    (the minutes between runs) is cut to ``max_idle_ms``, so a demo never
+    sits idle. ``stamp`` gives the event the wall clock's time at that moment
+    (never earlier than the previous stamp): when pacing holds events back
+    they are stamped late, never early, and no stamp is ever in the future.
+    Delays that span a cut stretch come out shorter than simulated.
+
+    Args:
+        max_idle_ms: the longest quiet stretch kept.
+        now_ms: the wall clock in epoch ms (tests pass their own).
+    """
+
+    def __init__(self, max_idle_ms: int = 2_000, now_ms: Callable[[], int] = wall_ms) -> None:
+        self.max_idle_ms = max_idle_ms
+        self.now_ms = now_ms
+        self._shift: int | None = None  # wall ms - simulated ms
+        self._last_sim = 0
+        self._last_stamp = 0
+
+    def due(self, sim_ms: int) -> int:
+        """The wall-clock ms at which an event of simulated time ``sim_ms`` is due;
+        asked in stream order (asking again for the same event changes nothing)."""
+        if self._shift is None:
+            self._shift = self.now_ms() - sim_ms
+        elif sim_ms - self._last_sim > self.max_idle_ms:
+            self._shift -= sim_ms - self._last_sim - self.max_idle_ms
+        self._last_sim = max(self._last_sim, sim_ms)
+        return sim_ms + self._shift
+
+    def stamp(self, sim_ms: int, event: dict[str, Any]) -> dict[str, Any]:
+        """A copy of ``event`` stamped with the wall clock now; a schedule it carries
+        (``scheduled_at``) keeps its distance from the event's own time."""
+        now = max(self.now_ms(), self._last_stamp)
+        self._last_stamp = now
+        out = {**event, "occurred_at": format_ms(now)}
+        if "frozen_at" in event:
+            out["frozen_at"] = out["occurred_at"]
+        if "scheduled_at" in event:
+            scheduled = datetime.fromisoformat(event["scheduled_at"])
+            ahead = int(scheduled.timestamp() * 1000) - sim_ms
+            out["scheduled_at"] = format_ms(now + ahead)
+        return out
+
+
+async def released(
+    timed: Iterable[tuple[int, dict[str, Any]]],
+    size: int,
+    clock: LiveClock,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncIterator[list[tuple[int, dict[str, Any]]]]:
+    """Chunks of at most ``size`` (simulated ms, event) pairs, each chunk yielded once
+    its events are due on ``clock``; stamp them with ``clock.stamp`` as they are sent."""
+    it = iter(timed)
+    head = next(it, None)
+    while head is not None:
+        wait = clock.due(head[0]) - clock.now_ms()
+        if wait > 0:
+            await sleep(wait / 1000)
+        now = clock.now_ms()
+        chunk = []
+        while head is not None and len(chunk) < size and clock.due(head[0]) <= now:
+            chunk.append(head)
+            head = next(it, None)
+        if chunk:
+            yield chunk
 
 
 # -- writing and producing ---------------------------------------------------

@@ -334,7 +334,14 @@ class Ref:
                 "run_id": latest, "status": self.status(latest),
                 "outcome": self.outcome(latest),
                 "run_number": self.run_numbers(cid)[latest]},
+            "delivery_rate": self.delivery_rate(runs),
         }
+
+    def delivery_rate(self, runs: list[str]) -> float | None:
+        """delivered / sent over the runs, 4 decimals; None when nothing was sent."""
+        counts = [self.counts(r) for r in runs]
+        sent = sum(c["sent"] for c in counts)
+        return None if sent == 0 else round(sum(c["delivered"] for c in counts) / sent, 4)
 
     def batches(self, cid: str) -> list[dict[str, Any]]:
         floor = datetime.min.replace(tzinfo=UTC)

@@ -315,6 +315,9 @@ def test_campaign_list_edges(xc, ref):
     assert items[FUTURE_CID]["latest_run"] == {"run_id": "run_next", "status": "scheduled",
                                                "outcome": "scheduled", "run_number": 2}
     assert items[NO_RUN_CID]["latest_run"] is None and items[NO_RUN_CID]["run_count"] == 0
+    assert items[NO_RUN_CID]["delivery_rate"] is None  # nothing sent
+    assert any(c["delivery_rate"] is not None and 0 < c["delivery_rate"] <= 1
+               for c in items.values())
     assert items[UNDEFINED_CID]["name"] is None
     assert BETA_CID not in items
     got, meta = page(call(xc, "/v1/campaigns", ALPHA_ALL, offset=10_000))

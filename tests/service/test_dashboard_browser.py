@@ -8,7 +8,11 @@ reason; the page routes are checked without a browser anyway.
 The test loads ``/ui/campaigns/{id}`` while the simulator's events flow
 through the broker into ``projector serve``, enters the key once, and sees
 the counters change without a reload (the page keeps a marker that a reload
-would wipe). It saves a screenshot of the final page in its temporary folder,
+would wipe). Then it opens the page again on the completed run, as a newcomer
+would after the fact: the timeline is drawn from ``/timeline`` (not from what
+the page saw of the stream), failure reasons and latency stand beside it, and
+the recipient table pages past recipient 500 and filters by status. It saves
+a screenshot of that page in its temporary folder,
 or where ``DASHBOARD_SCREENSHOT`` says: ``make screenshot`` uses that to
 refresh ``docs/dashboard.png`` on purpose (a test run never writes there).
 """
@@ -62,7 +66,19 @@ def test_pages_and_assets_are_served(client: TestClient) -> None:
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert "sessionStorage" in js.text and "X-API-Key" in js.text
     assert client.get("/ui/static/app.css").headers["content-type"].startswith("text/css")
-    for bad in ("/ui/static/index.html", "/ui/static/..%2Fapp.py", "/ui/static/nope.js"):
+    # The charting library ships as static files (no build step), from our own origin,
+    # which is all the CSP lets a page load.
+    page = client.get("/ui/").text
+    for asset, kind in (("vendor/uPlot.iife.min.js", "text/javascript"),
+                        ("vendor/uPlot.min.css", "text/css")):
+        assert f'"/ui/static/{asset}"' in page, asset
+        r = client.get("/ui/static/" + asset)
+        assert r.status_code == 200 and r.headers["content-type"].startswith(kind), asset
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert "uPlot" in client.get("/ui/static/vendor/uPlot.iife.min.js").text
+    for bad in ("/ui/static/index.html", "/ui/static/..%2Fapp.py", "/ui/static/nope.js",
+                "/ui/static/vendor/uPlot.LICENSE", "/ui/static/vendor/..%2Fapp.js",
+                "/ui/static/vendor/"):
         assert client.get(bad).status_code == 404, bad
 
 
@@ -82,16 +98,20 @@ def client() -> TestClient:
 # -- the browser ------------------------------------------------------------------
 
 
-def _one_run() -> tuple[str, str, list[dict[str, Any]]]:
-    """A campaign whose first run completes in two batches, cut at that run's end."""
+def _one_run() -> tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A campaign whose first run completes in two batches: the events up to that run's
+    end, and the run's delivery reports that come after it (the long tail)."""
     for seed in range(1, 60):
         events: list[dict[str, Any]] = []
-        for e in generate(1, RECIPIENTS, seed):
+        stream = generate(1, RECIPIENTS, seed)
+        for e in stream:
             events.append(e)
             if e["type"] in TERMINAL:
                 break
         if events[-1]["type"] == "run.completed":
-            return events[0]["campaign_id"], events[0]["workspace_id"], events
+            run_id = events[-1]["run_id"]
+            late = [e for e in stream if e["type"] == "message.dlr" and e["run_id"] == run_id]
+            return events[0]["campaign_id"], events[0]["workspace_id"], events, late
     raise AssertionError("no seed gives a completed run")
 
 
@@ -119,7 +139,29 @@ def _number(text: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-@pytest.mark.timeout(240)
+def _points(page: Any) -> int:
+    """How many points the chart holds (the page keeps the count on #chart)."""
+    return int(page.get_attribute("#chart", "data-points") or 0)
+
+
+def _reasons(events: list[dict[str, Any]]) -> set[str]:
+    return {e["reason"] for e in events
+            if e["type"] == "message.submitted" and e.get("reason")}
+
+
+def _page_past_500(page: Any, until: Callable[..., None], want: list[dict[str, Any]]) -> None:
+    """Next, page by page, to page 21 (recipients 501-525): the API's page at offset 500."""
+    until("the first page", lambda: page.inner_text("#recipients-pager span") == "page 1 of 60")
+    for n in range(2, 22):
+        page.click("#recipients-pager button[data-step='1']")
+        until(f"page {n}", lambda n=n: page.inner_text("#recipients-pager span")
+              == f"page {n} of 60")
+    until("recipients 501-525", lambda: page.locator(
+        "#recipients tbody tr td:first-child").all_inner_texts() == [r["recipient_id"]
+                                                                      for r in want])
+
+
+@pytest.mark.timeout(300)
 def test_dashboard_shows_a_live_run_in_headless_chromium(
     bootstrap: str, topics_factory: Callable[..., Topics], procs: Procs, tmp_path: Path
 ) -> None:
@@ -143,7 +185,7 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
         return wait_until(what, check, timeout, died)
 
     wait_for("/readyz 200", lambda: httpx.get(base + "/readyz").status_code == 200, 60)
-    cid, ws, events = _one_run()
+    cid, ws, events, late = _one_run()
     key = keys[ws]
     start, errors = threading.Event(), []
     emitter = threading.Thread(target=_emit, args=(bootstrap, topics, events, start, errors),
@@ -209,12 +251,51 @@ def test_dashboard_shows_a_live_run_in_headless_chromium(
         until("the run detail of the final payload", lambda: (
             "delivered " + page.inner_text("#n-delivered") + " ·") in page.inner_text(
             "#recipients-note"))
-        assert page.locator("#chart path.line.sent").count() == 1
+        until("the live chart", lambda: _points(page) > 1)
         first_page = page.inner_text("#recipients tbody")
         page.click("#recipients-pager button[data-step='1']")
+        until("page 2", lambda: page.inner_text("#recipients-pager span") == "page 2 of 60")
         assert page.inner_text("#recipients tbody") != first_page
-        assert page.inner_text("#recipients-pager span") == "page 2 of 20"
-        page.click("#recipients-pager button[data-step='-1']")
+
+        # The run's late delivery reports, then the completed run opened afresh:
+        # nothing seen live, all read on load.
+        emitter.join(30)
+        sent_late = threading.Event()
+        sent_late.set()
+        emitter = threading.Thread(target=_emit, args=(bootstrap, topics, late, sent_late,
+                                                       errors), daemon=True)
+        emitter.start()
+        delivered = sum(e["status"] == "delivered" for e in events + late
+                        if e["type"] == "message.dlr")
+        wait_for("the late delivery reports", lambda: httpx.get(
+            status_url, headers={"X-API-Key": key}).json()["data"]["delivered"] == delivered, 60)
+        final = httpx.get(status_url, headers={"X-API-Key": key}).json()["data"]
+        # The page still open after the stream's end re-reads the status now and then.
+        until("the open page to follow the late reports",
+              lambda: _number(page.inner_text("#n-delivered")) == delivered, 30)
+        page.goto(f"{base}/ui/campaigns/{cid}")
+        until("the final payload", lambda: page.inner_text("#c-live") == "final")
+        until("a drawn timeline", lambda: _points(page) > 1)
+        assert page.locator("#chart canvas").count() == 1  # uPlot's
+        assert page.inner_text("#chart-note").startswith(("per 1m", "per 5m", "per 1h"))
+        until("the latency", lambda: page.inner_text("#lat-p50") != "–")
+        assert page.inner_text("#lat-p99") != "–"
+        assert "delivered" in page.inner_text("#latency-note")
+        until("the failure reasons", lambda: page.locator("#failures tbody tr").count() > 0)
+        shown = page.inner_text("#failures tbody")
+        assert any(r in shown for r in _reasons(events)), (shown, _reasons(events))
+        _page_past_500(page, until, httpx.get(
+            f"{base}/v1/campaign/{cid}/runs/{final['campaign_run_id']}/recipients",
+            params={"limit": 25, "offset": 500}, headers={"X-API-Key": key}).json()["data"])
+        page.select_option("#recipients-filter", "delivered")
+        pages = -(-final["delivered"] // 25)
+        until("the delivered filter",
+              lambda: page.inner_text("#recipients-pager span") == f"page 1 of {pages}")
+        statuses = page.locator("#recipients tbody td.st").all_inner_texts()
+        assert statuses and set(statuses) == {"delivered"}, statuses
+        page.select_option("#recipients-filter", "")
+        until("all recipients again",
+              lambda: page.inner_text("#recipients-pager span") == "page 1 of 60")
 
         shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "dashboard.png")
         page.screenshot(path=str(shot), full_page=True)

@@ -3,7 +3,8 @@
 Runs ``python -m service demo`` from a temporary directory (its files land
 in ``var/demo/`` there), pastes the printed curl, polls until the payload
 changes, then sends SIGINT and checks the exit code and that the broker and
-the API ports are closed and the children are gone.
+the API ports are closed and the children are gone. The status it sees was
+stamped with the wall clock (live mode), so its ``updated_at`` is not ahead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -129,6 +131,9 @@ def test_demo_serves_a_changing_campaign_and_stops_cleanly_on_ctrl_c(tmp_path: P
                 )
                 time.sleep(0.2)
         assert data["status"] in {"scheduled", "running", "completed", "cancelled", "failed"}
+        # Live mode stamps events with the wall clock: "updated" is now, not in the future.
+        updated = datetime.fromisoformat(data["updated_at"]).timestamp()
+        assert time.time() - 30 < updated <= time.time() + 1, data["updated_at"]
 
         children = children_of(demo.pid)
         assert len(children) >= 2, children  # the broker and projector serve

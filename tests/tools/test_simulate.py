@@ -9,6 +9,7 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from projector.settings import Settings, Topics
-from projector.tools.simulate import generate
+from projector.tools.simulate import (
+    DELAY_MAX_MS,
+    ERROR_CODES,
+    FAIL_REASONS,
+    SKIP_REASONS,
+    LiveClock,
+    generate,
+    generate_timed,
+    released,
+)
 from schemas import EVENT_ADAPTER
 from service.commands.simulate import run as run_cli
 
@@ -133,16 +143,53 @@ def test_submits_and_reports_have_realistic_shares(stream: list[dict[str, Any]])
             dlrs[e["message_id"]].append(e)
     sent_ids = [s["message_id"] for s in submits if s["outcome"] == "sent"]
     assert set(dlrs) <= set(sent_ids)
+    # Receipts that never come: no report at all, or only an early one.
     no_report = sum(m not in dlrs for m in sent_ids) / len(sent_ids)
-    assert 0.015 < no_report < 0.045
+    assert 0.01 < no_report < 0.03
+    no_final = sum(
+        not any(r["status"] in TERMINAL_DLR for r in dlrs.get(m, ())) for m in sent_ids
+    ) / len(sent_ids)
+    assert 0.02 < no_final < 0.04
     finals = Counter(r["status"] for rs in dlrs.values() for r in rs if r["status"] in TERMINAL_DLR)
     assert 0.86 < finals["delivered"] / sum(finals.values()) < 0.94
-    assert finals["undelivered"] and finals["expired"] and finals["rejected"]
+    assert finals["undelivered"] and finals["expired"] and finals["rejected"] and finals["failed"]
     # An early non-terminal report, when there is one, comes before the final one.
     for reports in dlrs.values():
-        assert reports[-1]["status"] in TERMINAL_DLR
         assert all(r["status"] in {"accepted", "buffered"} for r in reports[:-1])
     assert any(len(r) == 2 for r in dlrs.values())
+
+
+def test_reasons_and_error_codes_are_a_gateways(stream: list[dict[str, Any]]) -> None:
+    submits = [e for e in stream if e["type"] == "message.submitted"]
+    reasons = {o: Counter(s["reason"] for s in submits if s["outcome"] == o)
+               for o in ("failed", "skipped")}
+    assert set(reasons["skipped"]) == {r for r, _w in SKIP_REASONS}
+    assert set(reasons["failed"]) == {r for r, _w in FAIL_REASONS}
+    assert reasons["skipped"].most_common(1)[0][0] == "invalid_number"
+    assert all("reason" not in s for s in submits if s["outcome"] == "sent")
+    codes: dict[str, Counter[str | None]] = defaultdict(Counter)
+    for e in stream:
+        if e["type"] == "message.dlr":
+            codes[e["status"]][e.get("error_code")] += 1
+    for status, known in ERROR_CODES.items():
+        assert set(codes[status]) == {c for c, _w in known}, status
+    assert set(codes["expired"]) == set(codes["delivered"]) == {None}
+    assert all(re.fullmatch(r"\d{3}", c) for k in ERROR_CODES for c in codes[k])
+
+
+def test_delivery_delays_have_a_long_tail(stream: list[dict[str, Any]]) -> None:
+    def ms(stamp: str) -> int:
+        return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+
+    sent_at = {e["message_id"]: ms(e["occurred_at"]) for e in stream
+               if e["type"] == "message.submitted" and e["outcome"] == "sent"}
+    delays = sorted(ms(e["occurred_at"]) - sent_at[e["message_id"]] for e in stream
+                    if e["type"] == "message.dlr" and e["status"] == "delivered")
+    n = len(delays)
+    assert delays[0] >= 0 and delays[-1] <= DELAY_MAX_MS
+    assert 1_000 < delays[n // 2] < 10_000  # most in seconds
+    assert 0.05 < sum(d >= 60_000 for d in delays) / n < 0.15  # some minutes
+    assert 0 < sum(d >= 3_600_000 for d in delays) / n < 0.01  # rarely hours
 
 
 def test_cancelled_runs_stop_submitting(stream: list[dict[str, Any]]) -> None:
@@ -233,3 +280,97 @@ def test_cli_produces_the_stream_paced(
     got = _read_back(bootstrap, topics, len(expected))
     key = lambda e: e["event_id"]  # noqa: E731
     assert sorted(got, key=key) == sorted(expected, key=key)
+
+
+# -- live mode ---------------------------------------------------------------------
+
+
+class FakeClock:
+    """A wall clock in ms that only moves when the stream sleeps (or a test says so)."""
+
+    def __init__(self, start: int) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> int:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += round(seconds * 1000)
+
+
+def _play(timed: list[tuple[int, dict[str, Any]]], clock: LiveClock, fake: FakeClock,
+          size: int = 10, lag_ms: int = 0) -> list[dict[str, Any]]:
+    """Stamp the chunks as a demo sends them, ``lag_ms`` of pacing after each chunk."""
+    async def go() -> list[dict[str, Any]]:
+        out = []
+        async for chunk in released(timed, size, clock, fake.sleep):
+            out += [clock.stamp(ms, e) for ms, e in chunk]
+            fake.now += lag_ms
+        return out
+
+    return asyncio.run(go())
+
+
+def test_live_mode_plays_the_same_events_stamped_on_the_wall_clock() -> None:
+    timed = list(generate_timed(2, 200, seed=3))
+    start = 1_900_000_000_000  # far from the simulated 2026-05-12
+    fake = FakeClock(start)
+    live = _play(timed, LiveClock(max_idle_ms=5_000, now_ms=fake), fake)
+    # The same events in the same order; only the stamps moved.
+    assert [e["event_id"] for e in live] == [e["event_id"] for _ms, e in timed]
+    assert all({k: v for k, v in a.items() if k not in ("occurred_at", "frozen_at",
+                                                         "scheduled_at")}
+               == {k: v for k, v in b.items() if k not in ("occurred_at", "frozen_at",
+                                                           "scheduled_at")}
+               for a, (_ms, b) in zip(live, timed, strict=True))
+    stamps = [e["occurred_at"] for e in live]
+    assert stamps == sorted(stamps)
+    assert stamps[0] == _fmt(start) and stamps[-1] == _fmt(fake.now)  # never ahead of the clock
+    # Simulated spacing is kept up to 5 s; longer quiet stretches are cut to 5 s.
+    sim = [ms for ms, _e in timed]
+    wall = [_ms(s) for s in stamps]
+    for (s0, s1), (w0, w1) in zip(itertools.pairwise(sim), itertools.pairwise(wall),
+                                  strict=True):
+        assert w1 - w0 == min(s1 - s0, 5_000)
+    assert max(fake.slept) <= 5.0
+    assert wall[-1] - wall[0] < sim[-1] - sim[0]
+    for e in live:
+        if e["type"] == "run.snapshot_frozen":
+            assert e["frozen_at"] == e["occurred_at"]
+        if e["type"] == "run.scheduled":
+            assert e["scheduled_at"] >= e["occurred_at"]
+    # Deterministic given the clock: the same seed and clock give the same live stream.
+    again = FakeClock(start)
+    assert _play(timed, LiveClock(max_idle_ms=5_000, now_ms=again), again) == live
+
+
+def test_live_mode_stamps_late_when_pacing_holds_events_back() -> None:
+    timed = list(generate_timed(1, 100, seed=2))
+    fake = FakeClock(1_900_000_000_000)
+    live = _play(timed, LiveClock(now_ms=fake), fake, size=5, lag_ms=200)
+    wall = [_ms(e["occurred_at"]) for e in live]
+    assert wall == sorted(wall) and wall[-1] <= fake.now
+    # Each stamp is the clock when its chunk was sent, never the earlier time it was due.
+    assert len(set(wall)) >= len(wall) // 5
+
+
+def test_live_stamps_are_near_the_real_wall_clock() -> None:
+    timed = list(itertools.islice(generate_timed(1, 50, seed=1), 40))
+    clock = LiveClock()
+    before = time.time()
+    stamped = [clock.stamp(ms, e) for ms, e in timed]
+    after = time.time()
+    for e in stamped:
+        t = datetime.fromisoformat(e["occurred_at"]).timestamp()
+        assert before - 0.001 <= t <= after + 0.001
+        EVENT_ADAPTER.validate_json(orjson.dumps(e))
+
+
+def _ms(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+
+
+def _fmt(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
