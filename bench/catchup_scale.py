@@ -81,11 +81,21 @@ def _finish(nodes: list[Any], timeout: float) -> list[dict[str, Any]]:
     return results
 
 
-def _variant(bootstrap: str, topic_sets: list[Any], work: Path, name: str, layout: str,
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _variant(broker: Any, topic_sets: list[Any], work: Path, name: str, layout: str,
              cores: list[int | None], timeout: float) -> dict[str, Any]:
+    bootstrap = broker.bootstrap
+    broker_cpu = _cpu_seconds(broker.pid)
     nodes = [_node(bootstrap, t, work, f"{name}-{i}", layout, c)
              for i, (t, c) in enumerate(zip(topic_sets, cores, strict=True))]
     got = _finish(nodes, timeout)
+    # The broker serves every fetch on the same two cores: what it took of them.
+    broker_cpu = _cpu_seconds(broker.pid) - broker_cpu
     events = sum(g["events"] for g in got)
     span = max(g["caught_up_monotonic"] for g in got) - min(g["first_monotonic"] for g in got)
     out = {
@@ -94,6 +104,8 @@ def _variant(bootstrap: str, topic_sets: list[Any], work: Path, name: str, layou
         "events": events,
         "window_s": round(span, 2),
         "events_per_s": round(events / span),
+        "nodes_cpu_s": round(sum(g["cpu_s"] or 0 for g in got), 2),
+        "broker_cpu_s": round(broker_cpu, 2),  # over the whole variant, start-up included
         "per_node": [{"events": g["events"], "elapsed_s": round(g["elapsed_s"], 2),
                       "events_per_s": round(g["events"] / g["elapsed_s"]),
                       "cpu_s": round(g["cpu_s"], 2) if g["cpu_s"] else None,
@@ -101,7 +113,8 @@ def _variant(bootstrap: str, topic_sets: list[Any], work: Path, name: str, layou
                      for g in got],
     }  # fmt: skip
     print(f"  {name}: {events:,} events in {span:.2f} s = {events / span:,.0f} events/s "
-          f"(per node: {', '.join(str(n['events_per_s']) for n in out['per_node'])})",
+          f"(per node: {', '.join(str(n['events_per_s']) for n in out['per_node'])}; "
+          f"CPU s: nodes {out['nodes_cpu_s']}, broker {out['broker_cpu_s']})",
           flush=True)  # fmt: skip
     return out
 
@@ -122,10 +135,10 @@ def run(n_events: int, layout: str) -> dict[str, Any]:
                 b.bootstrap, topics, stream, array_size=ARRAY_SIZE)
         del events, halves
         variants = {
-            "1_pinned": _variant(b.bootstrap, [whole], work, "one", layout, [0], timeout),
-            "2_pinned": _variant(b.bootstrap, [half_a, half_b], work, "two-pinned", layout,
+            "1_pinned": _variant(b, [whole], work, "one", layout, [0], timeout),
+            "2_pinned": _variant(b, [half_a, half_b], work, "two-pinned", layout,
                                  [0, 1], timeout),
-            "2_unpinned": _variant(b.bootstrap, [half_a, half_b], work, "two-free", layout,
+            "2_unpinned": _variant(b, [half_a, half_b], work, "two-free", layout,
                                    [None, None], timeout),
         }
     one = variants["1_pinned"]["events_per_s"]
