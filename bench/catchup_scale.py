@@ -177,12 +177,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work folders")
     args = ap.parse_args()
     common.header()
-    failed = True
-    try:
+    with common.tidied(keep=args.keep):
         run(args.events, args.layout)
-        failed = False
-    finally:
-        common.tidy(failed=failed, keep=args.keep)
     return 0
 
 

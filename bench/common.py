@@ -341,6 +341,17 @@ def workdir(name: str) -> Path:
     return path
 
 
+@contextmanager
+def tidied(*, keep: bool = False) -> Iterator[None]:
+    """Around a benchmark's run: ``tidy`` its work folders after, kept if it failed."""
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        tidy(failed=failed, keep=keep)
+
+
 def tidy(*, failed: bool = False, keep: bool = False) -> None:
     """Remove the work folders made since the last call, or say where they are.
 

@@ -218,13 +218,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work folders")
     args = ap.parse_args()
     common.header()
-    failed = True
-    try:
+    with common.tidied(keep=args.keep):
         for ingest in args.ingest:
             run(args.recipients, args.live, args.rate, args.idle, ingest)
-        failed = False
-    finally:
-        common.tidy(failed=failed, keep=args.keep)
     return 0
 
 

@@ -146,12 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycles", type=int, default=5, help="writer-alone cycles")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args(argv)
-    failed = True
-    try:
+    with common.tidied(keep=args.keep):
         run(args.intake_events, args.cycles)
-        failed = False
-    finally:
-        common.tidy(failed=failed, keep=args.keep)
     return 0
 
 
