@@ -94,6 +94,18 @@ class Reply:
         headers, not_modified = self.conditional(position, variant)
         return not_modified or ok(build(), self.request_id, headers=headers)
 
+    def remembered(self, key: tuple[Any, ...], position: int) -> Response | None:
+        """The answer (304 or 200) of a payload remembered under ``key`` at exactly
+        ``position``, or None when none is: it reads and builds nothing, so a route
+        calls it on the event loop before it goes to DuckDB in the thread pool. Under
+        ingestion each thread hop and each query waits for the GIL; a poll of an
+        unchanged campaign then needs neither (docs/decisions/0038)."""
+        payload = self.ctx.cache.peek(key, position)
+        if payload is None:
+            return None
+        headers, not_modified = self.conditional(position)
+        return not_modified or ok(payload, self.request_id, headers=headers)
+
     def cached(self, kind: str, head: CampaignHead, build: Callable[[], Payload]) -> Response:
         """``answer`` for payloads that depend on the campaign's rows alone: built once
         per campaign position (polls of an unchanged campaign cost no read)."""

@@ -125,7 +125,8 @@ def _phase(lat: dict[str, list[float]]) -> dict[str, Any]:
     return {name: common.summary_ms(values) for name, values in lat.items()}
 
 
-def run(recipients: int, live: int, rate: float, idle: float, ingest: str) -> dict[str, Any]:
+def run(recipients: int, live: int, rate: float, idle: float, ingest: str,
+        profile: bool = False) -> dict[str, Any]:
     """``ingest``: ``run`` (the run's own last events) or ``other`` (other campaigns)."""
     import httpx
 
@@ -156,7 +157,7 @@ def run(recipients: int, live: int, rate: float, idle: float, ingest: str) -> di
         topics = common.fresh_topics()
         common.create_topics(b.bootstrap, topics)
         with serve(b.bootstrap, topics, NAME, db=db, receipt_window=RECEIPT_WINDOW,
-                   rate_limit=0) as s, httpx.Client(base_url=s.url, timeout=30) as client:
+                   rate_limit=0, profile=profile) as s, httpx.Client(base_url=s.url, timeout=30) as client:
             key = s.keys[ws]
             common.wait_http(f"{s.url}/readyz", 120, s.proc)
             runtime.settle()  # the client's own collections are not the server's latency
@@ -216,11 +217,13 @@ def main() -> int:
                     help="what is ingested while reading: the run's own last events, or "
                          "other campaigns (the run finished)")
     ap.add_argument("--keep", action="store_true", help="keep the work folders")
+    ap.add_argument("--profile", action="store_true",
+                    help="py-spy the server (profile.txt in its kept work folder; implies --keep)")
     args = ap.parse_args()
     common.header()
-    with common.tidied(keep=args.keep):
+    with common.tidied(keep=args.keep or args.profile):
         for ingest in args.ingest:
-            run(args.recipients, args.live, args.rate, args.idle, ingest)
+            run(args.recipients, args.live, args.rate, args.idle, ingest, args.profile)
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api import docs
@@ -45,7 +46,14 @@ def now_utc() -> datetime:
     response_model=Envelope[CampaignStats],
     responses=docs.responses(docs.STATS_EXAMPLES, scope=SCOPE_ANALYTICS),
 )
-def campaign_stats(read: AnalyticsRead) -> Response:
+async def campaign_stats(read: AnalyticsRead) -> Response:
+    remembered = read.reply.remembered(("stats", *read.head.key), read.head.position)
+    if remembered is not None:
+        return remembered
+    return await run_in_threadpool(_stats_from_db, read)
+
+
+def _stats_from_db(read: AnalyticsRead) -> Response:
     reader, head = read.reader, read.head
     with reader.consistent():
 

@@ -419,6 +419,29 @@ def test_checks_in_order_and_conditional_gets(client: TestClient, path: str) -> 
     assert again.status_code == 304 and again.headers["ETag"] == r.headers["ETag"]
 
 
+@pytest.mark.parametrize("path", [*INSIGHT_PATHS, f"/v1/campaign/{BIG_CID}/stats"])
+def test_a_remembered_answer_reads_nothing(
+    client: TestClient, reader: ReadStore, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Once built at the campaign's position, an answer (200 or 304) is served from the
+    cache on the event loop: no read transaction, no query (docs/decisions/0038)."""
+    first = get(client, path)
+    assert first.status_code == 200
+
+    def no_read(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a remembered answer opened a read")
+
+    monkeypatch.setattr(reader, "consistent", no_read)
+    monkeypatch.setattr(reader, "_cursor", no_read)
+    again = get(client, path)
+    assert again.status_code == 200, again.text
+    assert again.json()["data"] == first.json()["data"]
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert get(client, path, **{"If-None-Match": first.headers["ETag"]}).status_code == 304
+    other = get(client, path, key=GAMMA_ALL)  # the checks still come first
+    assert (other.status_code, other.json()["data"]) == (403, None)
+
+
 @pytest.mark.parametrize("path", [
     f"/v1/campaign/{BIG_CID}/runs/nope/timeline",
     f"/v1/campaign/{BIG_CID}/runs/nope/latency",
