@@ -130,6 +130,17 @@ def run(duration: float = 30.0, profile: bool = False, partitions: int = common.
         "target": "p99 < 500 ms",
         "target_met": p99 < 500 and len(got["freshness"]) == sent,
         "settings": got["settings"],
+        # What the node cost: CPU seconds of the projector process from its first
+        # record to the last (warm-up included) over that wall time, and its peak RSS.
+        "projector": {
+            "events": got["events"],
+            "elapsed_s": got["elapsed_s"],
+            "cpu_s": got["cpu_s"],
+            "cores_busy": (got["cpu_s"] / got["elapsed_s"])
+            if got["cpu_s"] and got["elapsed_s"] else None,
+            "startup_s": got["startup_s"],
+            "max_rss_mb": got["max_rss_mb"],
+        },
         "profiled": profile,  # py-spy attached: slower, not comparable
         "workdir": str(work),
     }
