@@ -352,9 +352,9 @@ FAILURES_EXAMPLE = {
 FAILURES_EXAMPLES = {"campaign": envelope_example(FAILURES_EXAMPLE)}
 
 LATENCY_EXAMPLE = {
-    "campaign_id": CID, "run_id": "run_789", "exact": True, "delivered": 1400,
-    "clock_skewed": 0, "min_ms": 412, "p50_ms": 3120, "p90_ms": 9870, "p99_ms": 61204,
-    "max_ms": 250331,
+    "campaign_id": CID, "run_id": "run_789", "exact": False, "delivered": 1400,
+    "clock_skewed": 0, "min_ms": 412, "p50_ms": 3120, "p90_ms": 9870, "p99_ms": 61200,
+    "max_ms": 250300,
     "histogram": [
         {"from_ms": lo, "to_ms": hi, "count": n} for lo, hi, n in zip(
             (0, 1000, 5000, 10000, 30000, 60000, 300000, 900000, 3600000, 21600000, 86400000,

@@ -561,7 +561,11 @@ class LatencyBucket(_Model):
 class RunLatency(_Model):
     campaign_id: str
     run_id: str
-    exact: bool = Field(description="Percentiles are exact (nearest rank), never estimated.")
+    exact: bool = Field(
+        description="Every value is exact: true when no delivered recipient took 10 s or "
+        "more. Latencies of 10 s or more keep 4 significant digits (rounded down by less "
+        "than 0.1%); percentiles are by nearest rank over those values, never estimated."
+    )
     delivered: int = Field(description="Delivered recipients measured.")
     clock_skewed: int = Field(
         description="Of those, reports stamped before their submit (counted as 0 ms)."

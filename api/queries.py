@@ -36,7 +36,7 @@ OFFSETS = "SELECT topic, partition, next_offset FROM source_offsets"
 FLUSH_SEQ = "SELECT value FROM projector_meta WHERE key = 'flush_seq'"
 SCHEMA_VERSION = "SELECT value FROM projector_meta WHERE key = 'schema_version'"
 # Tables a database must hold to be served.
-REQUIRED_TABLES = ("campaigns", "runs", "batches", "recipients", "snapshots",
+REQUIRED_TABLES = ("campaigns", "runs", "batches", "recipients", "snapshots", "run_insight",
                    "campaign_positions", "source_offsets", "projector_meta")
 TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
 
@@ -215,95 +215,66 @@ RECEIPT_OVERDUE = (
 )
 
 # -- delivery insight: timeline, failure reasons, latency (api.routes.insight) ----------------
-# Computed on read from the winning states the fold keeps: a recipient's winning submit
-# (F4: outcome, submitted_at, reason) and its winning message's report (F5: status,
-# reported_at, error_code). Both are functions of the set of events (F1, F2), so are these.
+# Read from ``run_insight``: per run, how many recipients share each fact of their winning
+# submit (F4) and winning report (F5), kept by the fold (``projector.fold.insight``). Each
+# answer reads a run's few thousand counts at most, not its recipients. The counts are
+# functions of the set of events (F1, F2), so are these answers.
 
-_TERMINAL_DLR = "('delivered', 'undelivered', 'expired', 'rejected', 'failed')"
-_FAILED_DLR = "('undelivered', 'expired', 'rejected', 'failed')"
-_WINNING_REPORT = (
-    "FROM recipients rc JOIN messages m ON m.workspace_id = rc.workspace_id "
-    "AND m.campaign_id = rc.campaign_id AND m.run_id = rc.run_id AND m.message_id = rc.message_id"
-)
-# Minutes of event time, in UTC (a naive timestamp): the finest bucket; coarser ones are
-# rolled up from these in Python (1m, 5m and 1h buckets all align on whole minutes).
-_MINUTE = "date_trunc('minute', timezone('UTC', {ts}))"
-TIMELINE_MINUTES = (
-    f"SELECT rc.outcome AS kind, {_MINUTE.format(ts='rc.submitted_at')} AS minute, count(*) "
-    f"FROM recipients rc WHERE {_RUN_RC} AND rc.outcome IS NOT NULL GROUP BY ALL "
-    "UNION ALL "
-    "SELECT CASE WHEN m.status = 'delivered' THEN 'delivered' ELSE 'failed_delivery' END, "
-    f"{_MINUTE.format(ts='m.reported_at')}, count(*) {_WINNING_REPORT} "
-    f"WHERE {_RUN_RC} AND rc.outcome = 'sent' AND m.status IN {_TERMINAL_DLR} GROUP BY ALL"
-)
+_INSIGHT_RUN = f"FROM run_insight WHERE {_RUN}"
+# (kind, minutes since the epoch, recipients): the finest bucket; coarser ones are rolled
+# up from these in Python (1m, 5m and 1h buckets all align on whole minutes).
+TIMELINE_MINUTES = f"SELECT label, value, n {_INSIGHT_RUN} AND kind = 'timeline'"
 
-
-def _text(column: str, limit: int) -> str:
-    """Producer text as the API shows it: ASCII control characters as spaces, cut to
-    ``limit`` characters (code points), so that grouping happens on what is shown."""
-    return f"left(regexp_replace({column}, '[[:cntrl:]]', ' ', 'g'), {int(limit)})"
-
-
-# A campaign's recipients, or one run's (``?`` twice: run_id or NULL for every run).
+# A campaign's counts, or one run's (``?`` twice: run_id or NULL for every run).
 _CAMPAIGN_OR_RUN = (
-    "rc.workspace_id = ? AND rc.campaign_id = ? "
-    "AND (CAST(? AS VARCHAR) IS NULL OR rc.run_id = ?)"
+    f"FROM run_insight WHERE {_CAMPAIGN} AND (CAST(? AS VARCHAR) IS NULL OR run_id = ?)"
 )
 
 
-def _ranked(groups: str, order: str) -> str:
-    """The ``top`` largest groups, one row each (``pos`` 1..top), and the rest folded into
-    one row (``pos`` NULL) with their recipients summed and their groups counted.
-    Parameters after the groups' own: top."""
+def _ranked(kind: str) -> str:
+    """The ``top`` largest groups of ``kind`` (submit or report) by (label, text), one row
+    each (``pos`` 1..top), and the rest folded into one row (``pos`` NULL) with their
+    recipients summed and their groups counted. Ties: label, then text, null first.
+    Parameters: the campaign, the run twice, top."""
+    groups = (
+        "SELECT label AS a, CASE WHEN text_null THEN NULL ELSE text END AS b, sum(n) AS n "
+        f"{_CAMPAIGN_OR_RUN} AND kind = '{kind}' GROUP BY ALL"
+    )
     return (
-        f"WITH g AS ({groups}), r AS (SELECT *, row_number() OVER (ORDER BY {order}) AS rn "
-        "FROM g), t AS (SELECT CASE WHEN rn <= ? THEN rn END AS pos, * FROM r) "
+        f"WITH g AS ({groups}), r AS (SELECT *, row_number() OVER "
+        "(ORDER BY n DESC, a ASC, b ASC NULLS FIRST) AS rn FROM g), "
+        "t AS (SELECT CASE WHEN rn <= ? THEN rn END AS pos, * FROM r) "
         "SELECT pos, any_value(a), any_value(b), sum(n), count(*) FROM t "
         "GROUP BY pos ORDER BY pos NULLS LAST"
     )
 
 
-def failure_queries(reason_chars: int, code_chars: int) -> tuple[str, str]:
-    """(failed and skipped submits by outcome and reason, terminal non-delivered reports
-    by status and error code), counted on recipients' winning states."""
-    submits = _ranked(
-        f"SELECT rc.outcome AS a, {_text('rc.reason', reason_chars)} AS b, count(*) AS n "
-        f"FROM recipients rc WHERE {_CAMPAIGN_OR_RUN} AND rc.outcome IN ('failed', 'skipped') "
-        "GROUP BY ALL",
-        "n DESC, a ASC, b ASC NULLS FIRST",
-    )
-    reports = _ranked(
-        f"SELECT m.status AS a, {_text('m.error_code', code_chars)} AS b, count(*) AS n "
-        f"{_WINNING_REPORT} WHERE {_CAMPAIGN_OR_RUN} AND rc.outcome = 'sent' "
-        f"AND m.status IN {_FAILED_DLR} GROUP BY ALL",
-        "n DESC, a ASC, b ASC NULLS FIRST",
-    )
-    return submits, reports
+# Failed and skipped submits by (outcome, reason); terminal non-delivered reports by
+# (status, error code): texts as shown (control characters as spaces, cut), by the fold.
+FAILED_SUBMITS = _ranked("submit")
+FAILED_REPORTS = _ranked("report")
 
-
-# Delivered recipients of a run: winning report time minus sent_at, in microseconds.
-_LATENCY_US = (
-    "SELECT epoch_us(m.reported_at) - epoch_us(rc.submitted_at) AS us "
-    f"{_WINNING_REPORT} WHERE {_RUN_RC} AND rc.outcome = 'sent' AND m.status = 'delivered'"
-)
-# Clamped at 0 (a report stamped before its submit: the two come from different clocks),
-# in whole milliseconds. Percentiles by nearest rank: the value at rank ceil(p * n).
-_LATENCY_MS = f"SELECT greatest(us, 0) // 1000 AS ms, us < 0 AS skewed FROM ({_LATENCY_US})"
+# Delivered recipients' latency in milliseconds (clamped at 0, 4 significant digits) with
+# their count, and those whose report was stamped before their submit.
+_LATENCY = f"SELECT value AS ms, n {_INSIGHT_RUN} AND kind = 'latency'"
+# Percentiles by nearest rank: the value at rank ceil(p * n).
 LATENCY_SUMMARY = (
-    "SELECT count(*), count(*) FILTER (WHERE skewed), min(ms), max(ms), "
-    "min(ms) FILTER (WHERE rk >= ceil(0.50 * n)), "
-    "min(ms) FILTER (WHERE rk >= ceil(0.90 * n)), "
-    "min(ms) FILTER (WHERE rk >= ceil(0.99 * n)) FROM ("
-    "SELECT ms, skewed, row_number() OVER (ORDER BY ms) AS rk, count(*) OVER () AS n "
-    f"FROM ({_LATENCY_MS}))"
+    "SELECT any_value(total), "
+    f"(SELECT coalesce(sum(n), 0) {_INSIGHT_RUN} AND kind = 'skewed'), min(ms), max(ms), "
+    "min(ms) FILTER (WHERE cum >= ceil(0.50 * total)), "
+    "min(ms) FILTER (WHERE cum >= ceil(0.90 * total)), "
+    "min(ms) FILTER (WHERE cum >= ceil(0.99 * total)) FROM ("
+    "SELECT ms, sum(n) OVER (ORDER BY ms) AS cum, sum(n) OVER () AS total "
+    f"FROM ({_LATENCY}))"
 )
 
 
 def latency_histogram(edges_ms: tuple[int, ...]) -> str:
     """Delivered recipients per bucket: bucket i holds edges[i-1] <= ms < edges[i]
-    (edges[-1] = 0 below the first edge; the last bucket is open-ended)."""
+    (edges[-1] = 0 below the first edge; the last bucket is open-ended). Exact: every
+    edge keeps its value under the rounding to 4 significant digits."""
     cases = " ".join(f"WHEN ms < {int(e)} THEN {i}" for i, e in enumerate(edges_ms))
     return (
-        f"SELECT CASE {cases} ELSE {len(edges_ms)} END AS bucket, count(*) "
-        f"FROM ({_LATENCY_MS}) GROUP BY ALL ORDER BY bucket"
+        f"SELECT CASE {cases} ELSE {len(edges_ms)} END AS bucket, sum(n) "
+        f"FROM ({_LATENCY}) GROUP BY ALL ORDER BY bucket"
     )

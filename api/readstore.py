@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,6 +32,8 @@ from projector.fold.rows import (
 from projector.store.connection import connect, version_refusal
 from projector.store.errors import StoreError
 from projector.store.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SCHEMA_VERSION, SNAPSHOTS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 TopicPartition = tuple[str, int]
 # {workspace_id: position} of the campaigns that share one campaign id (F12: one per
@@ -383,32 +385,24 @@ class ReadStore:
     def timeline_minutes(self, run: RunKey) -> list[tuple[str, datetime, int]]:
         """Recipients of a run per (kind, UTC minute of the winning event): kinds ``sent``,
         ``failed``, ``skipped`` (winning submit) and ``delivered``, ``failed_delivery``
-        (winning terminal report); minutes as naive UTC datetimes."""
-        rows = self._all(q.TIMELINE_MINUTES, [*run, *run])
-        return [(str(k), m, int(n)) for k, m, n in rows]
+        (winning terminal report); minutes as UTC datetimes."""
+        rows = self._all(q.TIMELINE_MINUTES, list(run))
+        return [(str(k), _EPOCH + timedelta(minutes=m), int(n)) for k, m, n in rows]
 
-    def failure_groups(
-        self,
-        campaign: CampaignKey,
-        run_id: str | None,
-        *,
-        top: int,
-        reason_chars: int,
-        code_chars: int,
-    ) -> FailureGroups:
+    def failure_groups(self, campaign: CampaignKey, run_id: str | None, *, top: int
+                       ) -> FailureGroups:
         """Failed and skipped submits by (outcome, reason) and terminal non-delivered
         reports by (status, error_code), each as its ``top`` largest groups and the rest."""
-        submits_sql, reports_sql = q.failure_queries(reason_chars, code_chars)
         params = [*campaign, run_id, run_id, top]
         return FailureGroups(
-            _ranked_groups(self._all(submits_sql, params)),
-            _ranked_groups(self._all(reports_sql, params)),
+            _ranked_groups(self._all(q.FAILED_SUBMITS, params)),
+            _ranked_groups(self._all(q.FAILED_REPORTS, params)),
         )
 
     def latency(self, run: RunKey, edges_ms: tuple[int, ...]) -> LatencyAggregates:
-        """Delivered recipients' latency (ms, clamped at 0): count, clock-skewed count,
-        min, max, nearest-rank p50/p90/p99, and counts per histogram bucket."""
-        t = self._one(q.LATENCY_SUMMARY, list(run)) or (0, 0, None, None, None, None, None)
+        """Delivered recipients' latency (ms, clamped at 0, 4 significant digits): count,
+        clock-skewed count, min, max, nearest-rank p50/p90/p99, counts per histogram bucket."""
+        t = self._one(q.LATENCY_SUMMARY, [*run, *run]) or (0, 0, None, None, None, None, None)
         hist = {int(b): int(n) for b, n in self._all(q.latency_histogram(edges_ms), list(run))}
         n, skewed, lo, hi, p50, p90, p99 = t
         return LatencyAggregates(

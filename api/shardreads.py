@@ -180,17 +180,9 @@ class ShardedReadStore(ReadStore):
         return self._for(run[1]).timeline_minutes(run)
 
     def failure_groups(
-        self,
-        campaign: CampaignKey,
-        run_id: str | None,
-        *,
-        top: int,
-        reason_chars: int,
-        code_chars: int,
+        self, campaign: CampaignKey, run_id: str | None, *, top: int
     ) -> FailureGroups:
-        return self._for(campaign[1]).failure_groups(
-            campaign, run_id, top=top, reason_chars=reason_chars, code_chars=code_chars
-        )
+        return self._for(campaign[1]).failure_groups(campaign, run_id, top=top)
 
     def latency(self, run: RunKey, edges_ms: tuple[int, ...]) -> LatencyAggregates:
         return self._for(run[1]).latency(run, edges_ms)

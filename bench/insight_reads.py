@@ -8,9 +8,9 @@ rebuild ``projector replay`` uses, then the keys a writer builds); ``projector
 serve`` opens that file, and a child produces the last events (the run's last
 submits and most of its delivery reports) at ``--rate`` events/s while this
 process reads. So the run being read is the run changing: its counters,
-timeline, failures and latency move under the reads, and every answer is
-computed on the live projections (the insight views are computed on read,
-docs/decisions/0037-insight-reads-on-read.md).
+timeline, failures and latency move under the reads, and every answer
+after a flush is built again from the live projections (the counts the fold
+keeps per run, docs/decisions/0038-insight-kept-by-the-fold.md).
 
 The receipt window is set to 10 minutes (``PROJECTOR_RECEIPT_WINDOW``): the
 run's first sends are older than that on its own clock while receipts are

@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from api.payloads.campaign import iso
 from api.readstore import FailureGroups, Groups, LatencyAggregates
+from projector.fold.insight import ERROR_CODE_CHARS as ERROR_CODE_CHARS
+from projector.fold.insight import LATENCY_DIGITS
+from projector.fold.insight import REASON_CHARS as REASON_CHARS
 
 # -- timeline ----------------------------------------------------------------------------------
 
@@ -92,10 +95,9 @@ def timeline_payload(
 
 # Groups listed per list before the rest is folded into ``other``.
 FAILURES_TOP = 20
-# Producer text is cut to this many characters (code points), after ASCII control
-# characters became spaces; recipients whose texts agree after this are one group.
-REASON_CHARS = 200
-ERROR_CODE_CHARS = 64
+# Producer text is cut to REASON_CHARS / ERROR_CODE_CHARS characters (code points), after
+# ASCII control characters became spaces, as the fold keeps it (projector.fold.insight);
+# recipients whose texts agree after this are one group.
 
 
 def _failure_list(groups: Groups, first: str, second: str) -> dict[str, Any]:
@@ -129,13 +131,18 @@ LATENCY_EDGES_MS: tuple[int, ...] = tuple(
 )
 
 
+# Latencies below this many ms are kept exactly; from it on, to 4 significant digits.
+EXACT_BELOW_MS = 10**LATENCY_DIGITS
+
+
 def latency_payload(campaign_id: str, run_id: str, agg: LatencyAggregates) -> dict[str, Any]:
     lows = (0, *LATENCY_EDGES_MS)
     highs: tuple[int | None, ...] = (*LATENCY_EDGES_MS, None)
     return {
         "campaign_id": campaign_id,
         "run_id": run_id,
-        "exact": True,
+        # Values of 10 s or more keep 4 significant digits (projector.fold.insight).
+        "exact": agg.max_ms is None or agg.max_ms < EXACT_BELOW_MS,
         "delivered": agg.count,
         "clock_skewed": agg.skewed,
         "min_ms": agg.min_ms,

@@ -147,13 +147,7 @@ async def campaign_failures(read: FailuresRead) -> Response:
         lambda: views.failures_payload(
             read.head.campaign_id,
             run_id,
-            reader.failure_groups(
-                read.key,
-                run_id,
-                top=views.FAILURES_TOP,
-                reason_chars=views.REASON_CHARS,
-                code_chars=views.ERROR_CODE_CHARS,
-            ),
+            reader.failure_groups(read.key, run_id, top=views.FAILURES_TOP),
         ),
         run_id,
     )
@@ -176,12 +170,14 @@ LatencyRead = Annotated[
 
 @router.get(
     "/v1/campaign/{campaign_id}/runs/{run_id}/latency",
-    summary="Delivery latency of a run: exact percentiles and a fixed histogram",
+    summary="Delivery latency of a run: percentiles and a fixed histogram",
     description="For each delivered recipient: its winning report's time minus its `sent_at` "
     "(both the events' `occurred_at`), in whole milliseconds, clamped at 0 (`clock_skewed` "
-    "counts reports stamped before their submit). `p50_ms`, `p90_ms`, `p99_ms` are exact, by "
-    "nearest rank (the value at rank ceil(p x n)); null when nothing was delivered. The "
-    "histogram's buckets are fixed: [0, 1 s), [1 s, 5 s), [5 s, 10 s), [10 s, 30 s), "
+    "counts reports stamped before their submit); exact below 10 s, from 10 s on rounded "
+    "down to 4 significant digits (less than 0.1%; `exact` says whether any was). `p50_ms`, "
+    "`p90_ms`, `p99_ms` are by nearest rank (the value at rank ceil(p x n)) over those "
+    "values, never estimated; null when nothing was delivered. The "
+    "histogram's buckets are fixed (and exact): [0, 1 s), [1 s, 5 s), [5 s, 10 s), [10 s, 30 s), "
     "[30 s, 1 min), [1, 5 min), [5, 15 min), [15 min, 1 h), [1, 6 h), [6, 24 h), [24, 72 h), "
     "72 h and more. Scope: `analytics:read`.",
     response_model=Envelope[RunLatency],

@@ -18,6 +18,7 @@ from projector.fold.rows import (
     BatchRow,
     CampaignKey,
     CampaignRow,
+    InsightKey,
     MessageKey,
     MessageRow,
     RecipientKey,
@@ -102,6 +103,8 @@ class Changes:
     snapshots: dict[RunKey, SnapshotRow] = field(default_factory=dict)
     attempts: dict[AttemptKey, AttemptRow] = field(default_factory=dict)
     deleted_batches: set[BatchKey] = field(default_factory=set)
+    # How each run's insight counts change (``projector.fold.insight``), never 0.
+    insight: dict[InsightKey, int] = field(default_factory=dict)
     sent_range_dirty: set[RunKey] = field(default_factory=set)
     touched_campaigns: set[CampaignKey] = field(default_factory=set)
     events: int = 0

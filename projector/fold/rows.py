@@ -28,6 +28,8 @@ EventKey = tuple[datetime, str]
 # a run with the run's key. Keys are flat tuples in table-key column order.
 CampaignKey = tuple[str, str]  # (workspace_id, campaign_id)
 RunKey = tuple[str, str, str]  # (workspace_id, campaign_id, run_id)
+# (workspace_id, campaign_id, run_id, kind, label, text, text_null, value)
+InsightKey = tuple[str, str, str, str, str, str, bool, int]
 BatchKey = tuple[str, str, str, str]  # RunKey + (batch_id,)
 RecipientKey = tuple[str, str, str, str]  # RunKey + (recipient_id,)
 MessageKey = tuple[str, str, str, str]  # RunKey + (message_id,)
@@ -183,8 +185,12 @@ class RecipientRow:
     submit_batch_id: str | None = None
     submit_phone: str | None = None
     reason: str | None = None
-    # delivery status of the winning message, copied from its message row (F5)
+    # the winning report of the winning message, copied from its message row (F5):
+    # the recipient's delivery insight (``projector.fold.insight``) is then a function
+    # of this row alone
     delivery_status: str | None = None
+    delivery_reported_at: datetime | None = None
+    delivery_error_code: str | None = None
 
     @property
     def key(self) -> RecipientKey:
@@ -220,6 +226,23 @@ class RecipientRow:
     @property
     def display_phone(self) -> str | None:
         return self.phone_number if self.phone_number is not None else self.submit_phone
+
+
+@dataclass(slots=True)
+class InsightRow:
+    """How many recipients of a run share one insight fact (``projector.fold.insight``):
+    a submit or delivery in a minute, a failure reason, a latency. Maintained by the
+    fold like the run's counters, by difference; a count of 0 is no row."""
+
+    workspace_id: str
+    campaign_id: str
+    run_id: str
+    kind: str  # timeline | submit | report | latency | skewed
+    label: str  # timeline: the recipient state; submit: the outcome; report: the status
+    text: str  # submit: the reason as shown; report: the error code as shown
+    text_null: bool  # no reason or error code (not the same as an empty one)
+    value: int  # timeline: minutes since the epoch; latency: milliseconds, rounded
+    n: int
 
 
 @dataclass(slots=True)

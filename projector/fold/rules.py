@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from projector.fold.insight import insight_delta
 from projector.fold.prior import Changes, Prior
 from projector.fold.rows import (
     DLR_TERMINAL,
@@ -403,7 +404,7 @@ class _Fold:
             if r.message_id is not None:
                 self.holders((ws, cid, rid, r.message_id)).add(key)
         msg = self.message((ws, cid, rid, r.message_id)) if r.message_id is not None else None
-        r.delivery_status = msg.status if msg is not None else None
+        _copy_report(r, msg)
         self.recount(run, before, r)
 
     def on_dlr(self, ev: Any) -> None:
@@ -429,12 +430,21 @@ class _Fold:
             held = self.recipient_peek(rkey)
             if held is None or held.message_id != ev.message_id:
                 continue
-            if held.delivery_status == msg.status:
+            if (held.delivery_status, held.delivery_reported_at, held.delivery_error_code) == (
+                msg.status, msg.reported_at, msg.error_code
+            ):
                 continue
             before = _Before.of(held)
             r = self.recipient_mut(run, rkey[3])
-            r.delivery_status = msg.status
+            _copy_report(r, msg)
             self.recount(run, before, r)
+
+
+def _copy_report(r: RecipientRow, msg: MessageRow | None) -> None:
+    """The winning report of the recipient's winning message, into its row (F5)."""
+    r.delivery_status = msg.status if msg is not None else None
+    r.delivery_reported_at = msg.reported_at if msg is not None else None
+    r.delivery_error_code = msg.error_code if msg is not None else None
 
 
 _HANDLERS = {
@@ -470,6 +480,7 @@ def fold(prior: Prior, events: Iterable[Any]) -> Changes:
             out.deleted_batches.add(key)
     _drop_unchanged(out.batches, prior.batch)
     _drop_unchanged(out.recipients, prior.recipient)
+    out.insight = insight_delta(prior, out.recipients)
     return out
 
 

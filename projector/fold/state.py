@@ -16,6 +16,8 @@ from projector.fold.prior import Changes, DictPrior
 from projector.fold.rows import (
     BatchRow,
     CampaignKey,
+    InsightKey,
+    InsightRow,
     MessageKey,
     RecipientKey,
     RecipientRow,
@@ -32,6 +34,7 @@ class State(DictPrior):
         super().__init__()
         self.by_message: dict[MessageKey, set[RecipientKey]] = defaultdict(set)
         self._by_run: dict[RunKey, set[RecipientKey]] = defaultdict(set)
+        self.insight: dict[InsightKey, InsightRow] = {}
 
     # -- writing -------------------------------------------------------------
     def apply(self, events: Iterable[Any]) -> Changes:
@@ -57,6 +60,13 @@ class State(DictPrior):
         self.messages.update(changes.messages)
         self.snapshots.update(changes.snapshots)
         self.attempts.update(changes.attempts)
+        for fact, delta in changes.insight.items():
+            held = self.insight.get(fact)
+            n = (held.n if held is not None else 0) + delta
+            if n:
+                self.insight[fact] = InsightRow(*fact, n=n)
+            else:
+                self.insight.pop(fact, None)
         for run_key in changes.sent_range_dirty:
             run = self.runs[run_key]
             sent = [

@@ -33,6 +33,7 @@ from collections.abc import Callable
 import duckdb
 
 from projector.fold.rows import DLR_TERMINAL
+from projector.store import insight
 from projector.store.tables import INDEXES, PROJECTIONS, VIEWS_DDL
 
 # Every field any rule reads, typed: ``json_transform(event, EVENT_STRUCT)``.
@@ -202,9 +203,12 @@ WITH w AS {_first("sf_sub", f"{RUN}, recipient_id", "attempt DESC, ev_at DESC, e
 SELECT {RUN}, recipient_id, m.phone_number, m.batch_sequence,
        m.batch_id AS created_batch_id, w.attempt, w.ev_at AS submitted_at,
        w.event_id AS submit_event_id, w.outcome, w.message_id, w.batch_id AS submit_batch_id,
-       w.phone_number AS submit_phone, w.reason, msg.status AS delivery_status
+       w.phone_number AS submit_phone, w.reason, msg.status AS delivery_status,
+       msg.reported_at AS delivery_reported_at, msg.error_code AS delivery_error_code
 FROM sf_members m FULL JOIN w USING ({RUN}, recipient_id)
 LEFT JOIN messages msg USING ({RUN}, message_id)""",
+    # The runs' delivery insight: every recipient's facts, counted once.
+    f"INSERT INTO run_insight BY NAME {insight.counted('recipients')}",
     # F6: created latest, started and terminal earliest; counts by winning submits.
     f"""INSERT INTO batches BY NAME
 WITH cr AS ({_latest("type = 'batch.created'", f"{RUN}, batch_id")}),

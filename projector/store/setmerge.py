@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import duckdb
 
 from projector.fold.rows import CampaignKey, RunKey
+from projector.store import insight
 from projector.store.setfold import (
     _MEMBERS,
     _TERMINAL_DLR,
@@ -75,6 +76,11 @@ def _pick(win: str, pairs: tuple[tuple[str, str, str], ...]) -> str:
 
 
 _READ_TEMP = ("sm_msg_new",)
+# The stored rows of the recipients whose insight facts a merge recounts.
+_INSIGHT_OF = (
+    f"(SELECT r.* FROM recipients r SEMI JOIN sm_ins_keys k "
+    f"ON {_on('r', 'k', f'{RUN}, recipient_id')})"
+)
 
 _MERGE = (
     # Attempts: within one attempt the later, then larger id (F4).
@@ -159,17 +165,36 @@ FROM j""",
     # (store.upsert.write_changes): run detail's top 500 then prunes row
     # groups by zone maps. On two threads INSERT OR REPLACE does not keep the
     # order; DELETE and a plain INSERT do.
+    #
+    # The recipients this merge may change (rewritten, or holding a message
+    # with a new winning report) and their insight facts before it: the
+    # runs' insight counts change by their facts after minus these.
+    f"""CREATE OR REPLACE TEMP TABLE sm_ins_keys AS
+SELECT {RUN}, recipient_id FROM sm_rec
+UNION SELECT {_on_list("r", RUN)}, r.recipient_id FROM recipients r
+JOIN sm_msg_won m ON {_on("r", "m", f"{RUN}, message_id")}""",
+    f"""CREATE OR REPLACE TEMP TABLE sm_ins_old AS {insight.counted(_INSIGHT_OF, sign=-1)}""",
     f"""DELETE FROM recipients
 WHERE ({RUN}, recipient_id) IN (SELECT {RUN}, recipient_id FROM sm_rec)""",
     f"""INSERT INTO recipients BY NAME
-SELECT r.* EXCLUDE (o_submit_batch_id), msg.status AS delivery_status
+SELECT r.* EXCLUDE (o_submit_batch_id), msg.status AS delivery_status,
+       msg.reported_at AS delivery_reported_at, msg.error_code AS delivery_error_code
 FROM sm_rec r LEFT JOIN messages msg ON {_on("msg", "r", f"{RUN}, message_id")}
 ORDER BY {_on_list("r", RUN)}, r.batch_sequence ASC NULLS LAST, r.recipient_id""",
     # Recipients whose message has a new winning report (F12: of the run
     # the report names, which is among these events' runs).
-    f"""UPDATE recipients SET delivery_status = m.status FROM sm_msg_won m
+    f"""UPDATE recipients SET delivery_status = m.status, delivery_reported_at = m.reported_at,
+  delivery_error_code = m.error_code
+FROM sm_msg_won m
 WHERE {_on("recipients", "m", f"{RUN}, message_id")}
-  AND recipients.delivery_status IS DISTINCT FROM m.status""",
+  AND (recipients.delivery_status IS DISTINCT FROM m.status
+       OR recipients.delivery_reported_at IS DISTINCT FROM m.reported_at
+       OR recipients.delivery_error_code IS DISTINCT FROM m.error_code)""",
+    f"""CREATE OR REPLACE TEMP TABLE sm_ins_delta AS
+SELECT {insight.KEY}, sum(n) AS n FROM (
+  SELECT * FROM sm_ins_old UNION ALL {insight.counted(_INSIGHT_OF)}
+) GROUP BY ALL HAVING sum(n) <> 0""",
+    *insight.merge_delta("sm_ins_delta"),
     # Batches: the stored row against these events' winners (F6); counts
     # recounted for every batch a winning submit entered or left.
     f"""CREATE OR REPLACE TEMP TABLE sm_bkeys AS
@@ -383,6 +408,7 @@ LEFT JOIN d USING ({CAMPAIGN})""",
 _TEMP = (
     "sf_e", "sf_runs", "sf_sub", "sf_named", "sf_members", "sf_campaigns", "sm_msg_new",
     "sm_msg_won", "sm_rec", "sm_bkeys", "sm_batches", "sm_runs", "sm_campaigns",
+    "sm_ins_keys", "sm_ins_old", "sm_ins_delta",
 )  # fmt: skip
 
 

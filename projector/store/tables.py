@@ -19,6 +19,7 @@ from projector.fold.rows import (
     AttemptRow,
     BatchRow,
     CampaignRow,
+    InsightRow,
     MessageRow,
     RecipientRow,
     RunRow,
@@ -31,7 +32,9 @@ from projector.fold.rows import (
 # (docs/operations.md, "Upgrading the projection layout").
 #   1: ids keyed globally (run_id, message_id).
 #   2: ids scoped by workspace, campaign and run (contract F12).
-SCHEMA_VERSION = 2
+#   3: recipients carry their winning report's time and error code; runs' delivery
+#      insight is kept by the fold (``run_insight``).
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,10 @@ RECIPIENTS = Table("recipients", RecipientRow, (*RUN_KEY, "recipient_id"))
 MESSAGES = Table("messages", MessageRow, (*RUN_KEY, "message_id"))
 SNAPSHOTS = Table("snapshots", SnapshotRow, RUN_KEY)
 ATTEMPTS = Table("attempts", AttemptRow, (*RUN_KEY, "recipient_id", "attempt"))
-PROJECTIONS = (CAMPAIGNS, RUNS, BATCHES, RECIPIENTS, MESSAGES, SNAPSHOTS, ATTEMPTS)
+INSIGHT = Table(
+    "run_insight", InsightRow, (*RUN_KEY, "kind", "label", "text", "text_null", "value")
+)
+PROJECTIONS = (CAMPAIGNS, RUNS, BATCHES, RECIPIENTS, MESSAGES, SNAPSHOTS, ATTEMPTS, INSIGHT)
 
 # Secondary indexes (name -> DDL), built like the primary keys: by the writer
 # that opens a database lacking them. A delivery report whose recipient is not

@@ -12,12 +12,14 @@ from typing import Any
 import duckdb
 
 from projector.fold.prior import Changes
-from projector.fold.rows import CampaignKey, RecipientRow
+from projector.fold.rows import CampaignKey, InsightRow, RecipientRow
+from projector.store.insight import merge_delta
 from projector.store.keyed import key_table, select_keys, steps
 from projector.store.tables import (
     ATTEMPTS,
     BATCHES,
     CAMPAIGNS,
+    INSIGHT,
     MESSAGES,
     RECIPIENTS,
     RUN_KEY,
@@ -69,6 +71,11 @@ def write_changes(
         )
     if changes.sent_range_dirty:
         _recompute_sent_range(con, changes)
+    if changes.insight:
+        delta = INSIGHT.to_arrow(  # noqa: F841 (read by DuckDB)
+            [InsightRow(*fact, n=n) for fact, n in sorted(changes.insight.items())]
+        )
+        con.execute(";\n".join(merge_delta("delta")))  # one call: one GIL round trip (0026)
     return changed
 
 

@@ -61,6 +61,12 @@ def shown(text: str | None, chars: int) -> str | None:
     return None if text is None else CONTROL.sub(" ", text)[:chars]
 
 
+def rounded(ms: int) -> int:
+    """Documented: latencies keep 4 significant digits, rounded down (exact below 10 s)."""
+    digits = len(str(ms))
+    return ms if digits <= 4 else ms // 10 ** (digits - 4) * 10 ** (digits - 4)
+
+
 def iso(t: datetime) -> str:
     t = t.astimezone(UTC)
     return f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond // 1000:03d}Z"
@@ -165,7 +171,7 @@ class Insight:
                 continue
             us = (rep.occurred_at - s.occurred_at) // timedelta(microseconds=1)
             skewed += us < 0
-            ms.append(max(us, 0) // 1000)
+            ms.append(rounded(max(us, 0) // 1000))
         ms.sort()
 
         def rank(p: Fraction) -> int | None:  # nearest rank: the value at rank ceil(p * n)
@@ -174,7 +180,8 @@ class Insight:
         lows, highs = [0, *EDGES_MS], [*EDGES_MS, None]
         hist = [sum(1 for v in ms if lo <= v and (hi is None or v < hi))
                 for lo, hi in zip(lows, highs, strict=True)]  # fmt: skip
-        return {"campaign_id": cid, "run_id": run_id, "exact": True, "delivered": len(ms),
+        return {"campaign_id": cid, "run_id": run_id, "exact": all(v < 10_000 for v in ms),
+                "delivered": len(ms),
                 "clock_skewed": skewed, "min_ms": ms[0] if ms else None,
                 "p50_ms": rank(Fraction(1, 2)), "p90_ms": rank(Fraction(9, 10)),
                 "p99_ms": rank(Fraction(99, 100)), "max_ms": ms[-1] if ms else None,
@@ -378,6 +385,26 @@ def test_latency_percentiles_are_exact_nearest_rank(edge: Any) -> None:
     assert counts[0] == 1 and counts[1000] == 3 and counts[5000] == 5
     assert counts[10000] == 20 and counts[30000] == 30 and counts[60000] == 41
     assert sum(counts.values()) == 100
+
+
+@pytest.mark.parametrize(("seconds", "exact", "values"), [
+    ((0.5, 9.999), True, (500, 9999)),
+    ((9.999, 12.3456789, 3723.4567), False, (9999, 12340, 3723000)),
+])  # fmt: skip
+def test_latency_keeps_four_significant_digits_from_10_s(
+    edge: Any, seconds: tuple[float, ...], exact: bool, values: tuple[int, ...]
+) -> None:
+    ev = EventFactory()
+    t0 = datetime(2026, 5, 12, 8, 0, tzinfo=UTC)
+    events = _submits(ev, len(seconds), at=lambda i: t0)
+    for i, s in enumerate(seconds):
+        events.append(ev(MessageDlr, campaign_id=CID, run_id=RUN, message_id=f"m{i:04d}",
+                         status="delivered", occurred_at=t0 + timedelta(seconds=s)))
+    data = edge(events)(f"/v1/campaign/{CID}/runs/{RUN}/latency")
+    assert data["exact"] is exact
+    assert (data["min_ms"], data["p50_ms"], data["max_ms"]) == (
+        values[0], values[(len(values) - 1) // 2], values[-1])  # fmt: skip
+    assert all(v <= s * 1000 < v * 1.001 + 1 for v, s in zip(values, seconds, strict=True))
 
 
 @pytest.mark.parametrize(("minutes", "bucket"), [(0, "1m"), (179, "1m"), (180, "5m"),

@@ -6,9 +6,12 @@ rows, so a missed delta cannot hide behind a consistent wrong answer.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from projector.fold.insight import contributions
 from projector.fold.rows import DLR_TERMINAL
 from projector.fold.state import State
 from tests.fixtures.projections import dump, fold_in_batches
@@ -30,9 +33,11 @@ def recount(state: State) -> None:
         assert run.failed_delivery == sum(
             r.delivery_status in DLR_TERMINAL and r.delivery_status != "delivered" for r in sent
         )
-        for r in sent:
+        for r in sent:  # the winning report's state is copied into the row (F5)
             msg = state.messages.get((*run.key, r.message_id))
-            assert r.delivery_status == (msg.status if msg else None)
+            assert (r.delivery_status, r.delivery_reported_at, r.delivery_error_code) == (
+                (msg.status, msg.reported_at, msg.error_code) if msg else (None, None, None)
+            )
         assert run.first_sent_at == min((r.sent_at for r in sent), default=None)
         assert run.last_sent_at == max((r.sent_at for r in sent), default=None)
         for r in rs:  # the winning submit is the highest attempt on record (F4)
@@ -46,6 +51,9 @@ def recount(state: State) -> None:
             assert b.failed_count == sum(
                 r.submit_batch_id == b.batch_id and r.outcome == "failed" for r in rs
             )
+    # The insight counts kept by difference equal a count over every recipient's facts.
+    counted = Counter(fact for r in state.recipients.values() for fact in contributions(r))
+    assert {fact: row.n for fact, row in state.insight.items()} == dict(counted)
 
 
 @FAST
