@@ -56,7 +56,9 @@ SEED = 3  # one campaign, one run
 TARGET_MS = 100.0
 RECEIPT_WINDOW = "10m"
 OTHER = {"campaigns": 12, "recipients": 3000, "seed": 11}  # (e)'s mix: --ingest other
-# What a dashboard of the run asks, and the views that carry receipt_overdue.
+# What a dashboard of the run asks (the issue's target applies to these five), and the
+# views that carry receipt_overdue (measured beside them, no target here).
+TARGETED = ("timeline", "timeline 1m", "failures (run)", "failures (campaign)", "latency")
 ENDPOINTS = {
     "timeline": "/v1/campaign/{cid}/runs/{rid}/timeline",
     "timeline 1m": "/v1/campaign/{cid}/runs/{rid}/timeline?bucket=1m",
@@ -157,7 +159,8 @@ def run(recipients: int, live: int, rate: float, idle: float, ingest: str,
         topics = common.fresh_topics()
         common.create_topics(b.bootstrap, topics)
         with serve(b.bootstrap, topics, NAME, db=db, receipt_window=RECEIPT_WINDOW,
-                   rate_limit=0, profile=profile) as s, httpx.Client(base_url=s.url, timeout=30) as client:
+                   rate_limit=0, profile=profile) as s, \
+                httpx.Client(base_url=s.url, timeout=30) as client:
             key = s.keys[ws]
             common.wait_http(f"{s.url}/readyz", 120, s.proc)
             runtime.settle()  # the client's own collections are not the server's latency
@@ -195,14 +198,16 @@ def run(recipients: int, live: int, rate: float, idle: float, ingest: str,
         "ingesting": _phase(busy),
         "target": f"p99 < {TARGET_MS:.0f} ms per endpoint while ingesting",
     }
-    worst = max(v.get("p99_ms", float("inf")) for v in figures["ingesting"].values())
+    worst = max(figures["ingesting"][n].get("p99_ms", float("inf")) for n in TARGETED)
+    figures["target"] += f" ({', '.join(TARGETED)})"
     figures["target_met"] = worst < TARGET_MS
     for name, summary in figures["ingesting"].items():
         idle_p99 = figures["idle"][name].get("p99_ms", float("nan"))
+        targeted = name in TARGETED
         common.row(NAME, f"{ingest}: {name}: p50/p99 (idle p99)",
                    f"{summary['p50_ms']:,.1f} / {summary['p99_ms']:,.1f} ms "
-                   f"({idle_p99:,.1f})", f"p99 < {TARGET_MS:.0f} ms",
-                   summary["p99_ms"] < TARGET_MS)
+                   f"({idle_p99:,.1f})", f"p99 < {TARGET_MS:.0f} ms" if targeted else "",
+                   summary["p99_ms"] < TARGET_MS if targeted else None)
     common.save_result(NAME, figures)
     return figures
 
