@@ -93,15 +93,23 @@ _BATCH_STATUS = (
 )
 _RUN_OF_RC = "JOIN runs r USING (workspace_id, campaign_id, run_id)"
 
+# Retrying and exhausted recipients, the retry breakdown and the attempt rows, from the
+# counts the fold keeps per run (``run_insight``: recipients by winning submit outcome and
+# attempt; attempt rows), not a scan of the campaign's recipients and attempts.
+_INSIGHT_CAMPAIGN = f"FROM run_insight WHERE {_CAMPAIGN}"
 STATS_RECIPIENTS = (
-    f"SELECT count(*) FILTER (WHERE {_RETRYING}), count(*) FILTER (WHERE {_EXHAUSTED}) "
-    f"FROM recipients rc {_RUN_OF_RC} WHERE rc.workspace_id = ? AND rc.campaign_id = ?"
+    "SELECT coalesce(sum(i.n) FILTER (WHERE r.terminal_status IS NULL "
+    "AND i.value < coalesce(r.max_attempts, 1)), 0), "
+    "coalesce(sum(i.n) FILTER (WHERE i.value >= coalesce(r.max_attempts, 1)), 0) "
+    "FROM run_insight i JOIN runs r USING (workspace_id, campaign_id, run_id) "
+    "WHERE i.workspace_id = ? AND i.campaign_id = ? AND i.kind = 'attempt' "
+    "AND i.label = 'failed'"
 )
 STATS_RETRY_BREAKDOWN = (
-    f"SELECT attempt, count(*) FROM recipients WHERE {_CAMPAIGN} AND attempt IS NOT NULL "
-    "GROUP BY attempt ORDER BY attempt"
+    f"SELECT value, sum(n) {_INSIGHT_CAMPAIGN} AND kind = 'attempt' "
+    "GROUP BY value ORDER BY value"
 )
-STATS_ATTEMPTS = f"SELECT count(*) FROM attempts WHERE {_CAMPAIGN}"
+STATS_ATTEMPTS = f"SELECT coalesce(sum(n), 0) {_INSIGHT_CAMPAIGN} AND kind = 'attempts'"
 STATS_BATCHES = (
     f"SELECT {_BATCH_STATUS} AS status, count(*) FROM batches b "
     "WHERE b.workspace_id = ? AND b.campaign_id = ? AND b.seen GROUP BY ALL"

@@ -4,7 +4,8 @@ A recipient's winning submit (F4) and its winning message's report (F5, copied
 into its row) place it in the run's timeline (its submit's minute, and its
 terminal report's), among the failure reasons (a failed or skipped submit's
 reason, a failed report's status and error code) and in the latency
-distribution (a delivered recipient's report time minus its sent time). The
+distribution (a delivered recipient's report time minus its sent time), and,
+for the stats view, among the recipients by outcome and attempt. The
 run's insight rows (``InsightRow``) count recipients per such fact; the fold
 keeps them by difference, as it keeps the run's counters: a recipient that
 changed takes its old contributions out and puts its new ones in. The set-based
@@ -16,13 +17,21 @@ Everything here is a function of one recipient row: no clock, no order (F1, F2).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from projector.fold.prior import Prior
-from projector.fold.rows import DLR_TERMINAL, InsightKey, RecipientKey, RecipientRow
+from projector.fold.rows import (
+    DLR_TERMINAL,
+    AttemptKey,
+    InsightKey,
+    RecipientKey,
+    RecipientRow,
+)
 
 TIMELINE, SUBMIT, REPORT, LATENCY, SKEWED = "timeline", "submit", "report", "latency", "skewed"
+# The stats view's: recipients by winning submit outcome and attempt, and attempt rows.
+ATTEMPT, ATTEMPTS = "attempt", "attempts"
 # Producer text is kept as the API shows it: ASCII control characters become
 # spaces, then it is cut to this many characters (code points). Recipients whose
 # texts agree after that are one group.
@@ -63,6 +72,8 @@ def contributions(r: RecipientRow) -> Iterator[InsightKey]:
         return
     ws, cid, rid = r.workspace_id, r.campaign_id, r.run_id
     yield (ws, cid, rid, TIMELINE, outcome, "", False, minute_of(r.submitted_at))
+    if r.attempt is not None:
+        yield (ws, cid, rid, ATTEMPT, outcome, "", False, r.attempt)
     if outcome != "sent":
         reason = shown(r.reason, REASON_CHARS)
         yield (ws, cid, rid, SUBMIT, outcome, reason or "", reason is None, 0)
@@ -84,10 +95,17 @@ def contributions(r: RecipientRow) -> Iterator[InsightKey]:
 
 
 def insight_delta(
-    prior: Prior, changed: Mapping[RecipientKey, RecipientRow]
+    prior: Prior,
+    changed: Mapping[RecipientKey, RecipientRow],
+    attempts: Iterable[AttemptKey] = (),
 ) -> dict[InsightKey, int]:
-    """The change of every insight count when ``changed`` replace their prior rows."""
+    """The change of every insight count when ``changed`` replace their prior rows and
+    the ``attempts`` rows are written (those new to ``prior`` count once per run)."""
     delta: dict[InsightKey, int] = {}
+    for key in attempts:
+        if prior.attempt(key) is None:
+            fact = (key[0], key[1], key[2], ATTEMPTS, "", "", False, 0)
+            delta[fact] = delta.get(fact, 0) + 1
     for key, row in changed.items():
         before = prior.recipient(key)
         if before is not None:

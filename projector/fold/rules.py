@@ -480,7 +480,7 @@ def fold(prior: Prior, events: Iterable[Any]) -> Changes:
             out.deleted_batches.add(key)
     _drop_unchanged(out.batches, prior.batch)
     _drop_unchanged(out.recipients, prior.recipient)
-    out.insight = insight_delta(prior, out.recipients)
+    out.insight = insight_delta(prior, out.recipients, out.attempts)
     return out
 
 

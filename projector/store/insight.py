@@ -10,6 +10,8 @@ many recipients count in it, never 0: the property tests hold them equal.
 from __future__ import annotations
 
 from projector.fold.insight import (
+    ATTEMPT,
+    ATTEMPTS,
     ERROR_CODE_CHARS,
     LATENCY,
     LATENCY_DIGITS,
@@ -63,6 +65,8 @@ def contributions(rc: str) -> str:
 SELECT {_RUN}, '{TIMELINE}' AS kind, outcome AS label, '' AS text, false AS text_null,
        {_minute("submitted_at")} AS value {submitted}
 UNION ALL
+SELECT {_RUN}, '{ATTEMPT}', outcome, '', false, attempt {submitted} AND attempt IS NOT NULL
+UNION ALL
 SELECT {_RUN}, '{SUBMIT}', outcome, coalesce({reason}, ''), reason IS NULL, 0
 {submitted} AND outcome <> 'sent'
 UNION ALL
@@ -83,6 +87,15 @@ SELECT {_RUN}, '{SKEWED}', '', '', false, 0
 def counted(rc: str, sign: int = 1) -> str:
     """The facts of ``rc`` counted per key (times ``sign``): rows of ``run_insight``."""
     return f"SELECT {KEY}, {int(sign)} * count(*) AS n FROM ({contributions(rc)}) GROUP BY ALL"
+
+
+def attempt_rows(attempts: str) -> str:
+    """The ``attempts`` fact of each run: how many rows of the relation ``attempts``
+    (key columns of the attempts table, each key once) it has."""
+    return (
+        f"SELECT {_RUN}, '{ATTEMPTS}' AS kind, '' AS label, '' AS text, false AS text_null, "
+        f"0 AS value, count(*) AS n FROM {attempts} GROUP BY ALL"
+    )
 
 
 def merge_delta(delta: str) -> tuple[str, str]:

@@ -207,8 +207,9 @@ SELECT {RUN}, recipient_id, m.phone_number, m.batch_sequence,
        msg.reported_at AS delivery_reported_at, msg.error_code AS delivery_error_code
 FROM sf_members m FULL JOIN w USING ({RUN}, recipient_id)
 LEFT JOIN messages msg USING ({RUN}, message_id)""",
-    # The runs' delivery insight: every recipient's facts, counted once.
-    f"INSERT INTO run_insight BY NAME {insight.counted('recipients')}",
+    # The runs' insight: every recipient's facts, counted once, and the attempt rows.
+    f"INSERT INTO run_insight BY NAME {insight.counted('recipients')} "
+    f"UNION ALL {insight.attempt_rows('attempts')}",
     # F6: created latest, started and terminal earliest; counts by winning submits.
     f"""INSERT INTO batches BY NAME
 WITH cr AS ({_latest("type = 'batch.created'", f"{RUN}, batch_id")}),

@@ -83,6 +83,11 @@ _INSIGHT_OF = (
 )
 
 _MERGE = (
+    # Attempt rows these events add to each run (the runs' insight counts them).
+    f"""CREATE OR REPLACE TEMP TABLE sm_att_new AS {insight.attempt_rows(
+        f"(SELECT DISTINCT {_on_list('n', f'{RUN}, recipient_id, attempt')} FROM sf_sub n "
+        f"ANTI JOIN attempts o ON {_on('o', 'n', f'{RUN}, recipient_id, attempt')})"
+    )}""",
     # Attempts: within one attempt the later, then larger id (F4).
     f"""INSERT OR REPLACE INTO attempts BY NAME
 SELECT n.workspace_id, n.campaign_id, n.run_id, n.recipient_id, n.attempt,
@@ -193,6 +198,7 @@ WHERE {_on("recipients", "m", f"{RUN}, message_id")}
     f"""CREATE OR REPLACE TEMP TABLE sm_ins_delta AS
 SELECT {insight.KEY}, sum(n) AS n FROM (
   SELECT * FROM sm_ins_old UNION ALL {insight.counted(_INSIGHT_OF)}
+  UNION ALL SELECT * FROM sm_att_new
 ) GROUP BY ALL HAVING sum(n) <> 0""",
     *insight.merge_delta("sm_ins_delta"),
     # Batches: the stored row against these events' winners (F6); counts
@@ -408,7 +414,7 @@ LEFT JOIN d USING ({CAMPAIGN})""",
 _TEMP = (
     "sf_e", "sf_runs", "sf_sub", "sf_named", "sf_members", "sf_campaigns", "sm_msg_new",
     "sm_msg_won", "sm_rec", "sm_bkeys", "sm_batches", "sm_runs", "sm_campaigns",
-    "sm_ins_keys", "sm_ins_old", "sm_ins_delta",
+    "sm_ins_keys", "sm_ins_old", "sm_ins_delta", "sm_att_new",
 )  # fmt: skip
 
 

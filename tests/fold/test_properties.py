@@ -53,6 +53,7 @@ def recount(state: State) -> None:
             )
     # The insight counts kept by difference equal a count over every recipient's facts.
     counted = Counter(fact for r in state.recipients.values() for fact in contributions(r))
+    counted.update((*key[:3], "attempts", "", "", False, 0) for key in state.attempts)
     assert {fact: row.n for fact, row in state.insight.items()} == dict(counted)
 
 
