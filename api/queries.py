@@ -84,7 +84,6 @@ _RETRYING = (
     "(rc.outcome = 'failed' AND r.terminal_status IS NULL "
     "AND rc.attempt < coalesce(r.max_attempts, 1))"
 )
-_EXHAUSTED = "(rc.outcome = 'failed' AND rc.attempt >= coalesce(r.max_attempts, 1))"
 # The breakdown buckets: F11 with ``retrying`` taken out of ``failed``.
 _BUCKET = f"CASE WHEN {_RETRYING} THEN 'retrying' ELSE {_F11_STATUS} END"
 _BATCH_STATUS = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +20,7 @@ import duckdb
 
 from api import queries as q
 from api.errors import ReadStoreError
+from projector.fold.insight import minute_start
 from projector.fold.rows import (
     BatchRow,
     CampaignKey,
@@ -32,8 +33,6 @@ from projector.fold.rows import (
 from projector.store.connection import connect, version_refusal
 from projector.store.errors import StoreError
 from projector.store.tables import BATCHES, CAMPAIGNS, RECIPIENTS, RUNS, SCHEMA_VERSION, SNAPSHOTS
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 TopicPartition = tuple[str, int]
 # {workspace_id: position} of the campaigns that share one campaign id (F12: one per
@@ -387,7 +386,7 @@ class ReadStore:
         ``failed``, ``skipped`` (winning submit) and ``delivered``, ``failed_delivery``
         (winning terminal report); minutes as UTC datetimes."""
         rows = self._all(q.TIMELINE_MINUTES, list(run))
-        return [(str(k), _EPOCH + timedelta(minutes=m), int(n)) for k, m, n in rows]
+        return [(str(k), minute_start(m), int(n)) for k, m, n in rows]
 
     def failure_groups(self, campaign: CampaignKey, run_id: str | None, *, top: int
                        ) -> FailureGroups:

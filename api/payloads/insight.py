@@ -35,10 +35,6 @@ TIMELINE_KINDS = ("sent", "failed", "skipped", "delivered", "failed_delivery")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _utc(minute: datetime) -> datetime:
-    return minute.replace(tzinfo=UTC) if minute.tzinfo is None else minute.astimezone(UTC)
-
-
 def default_bucket(minutes: list[datetime]) -> str:
     """The bucket for a run whose events fall in these minutes."""
     if not minutes:
@@ -67,11 +63,10 @@ def timeline_payload(
     left out (the cumulative counts carry over them), so the answer's size
     is bounded by the run's events, not by its span.
     """
-    times = [_utc(m) for _, m, _ in minutes]
-    chosen = bucket or default_bucket(times)
+    chosen = bucket or default_bucket([at for _, at, _ in minutes])
     width = BUCKETS[chosen]
     per: dict[datetime, dict[str, int]] = {}
-    for (kind, _, n), at in zip(minutes, times, strict=True):
+    for kind, at, n in minutes:
         counts = per.setdefault(bucket_start(at, width), dict.fromkeys(TIMELINE_KINDS, 0))
         counts[kind] += n
     running = dict.fromkeys(TIMELINE_KINDS, 0)

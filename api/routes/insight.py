@@ -2,7 +2,7 @@
 
 Same checks as the other campaign views (``api.deps``: scope, existence,
 workspace, then the run: 404), same envelope, freshness headers and ETag.
-Computed on read from the recipients' and messages' winning rows in one read
+Read from the counts the fold keeps per run (``run_insight``) in one read
 transaction, and remembered per campaign position and question, like stats:
 the answers are functions of the campaign's rows alone (no clock). A remembered
 answer is served on the event loop, with no query and no thread hop.

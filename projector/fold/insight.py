@@ -59,6 +59,11 @@ def minute_of(at: datetime) -> int:
     return (at - _EPOCH) // _MINUTE
 
 
+def minute_start(minute: int) -> datetime:
+    """The UTC start of the minute ``minute_of`` numbers."""
+    return _EPOCH + minute * _MINUTE
+
+
 def latency_value(ms: int) -> int:
     """``ms`` (>= 0) rounded down to ``LATENCY_DIGITS`` significant digits."""
     width = 10 ** max(len(str(ms)) - LATENCY_DIGITS, 0)
